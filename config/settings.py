@@ -1,0 +1,160 @@
+"""Django settings for Shipshape. Every value that differs between machines comes from the environment."""
+
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import ImproperlyConfiguredEnv, env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("SHIPSHAPE_DEBUG", default=False)
+# Development and tests may run without a secret; production must set one.
+_DEV_SECRET = "insecure-development-key-never-used-in-production"  # noqa: S105
+SECRET_KEY = env_str(
+    "SHIPSHAPE_SECRET_KEY", _DEV_SECRET if env_bool("SHIPSHAPE_DEV", default=False) else None
+)
+if SECRET_KEY == _DEV_SECRET and not env_bool("SHIPSHAPE_DEV", default=False):
+    raise ImproperlyConfiguredEnv("SHIPSHAPE_SECRET_KEY must be set outside development (SHIPSHAPE_DEV=1).")
+
+ALLOWED_HOSTS = env_list("SHIPSHAPE_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("SHIPSHAPE_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "courses",
+    "labs",
+]
+
+MIDDLEWARE = [
+    "config.observability.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "config" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+
+DATA_DIR = Path(env_str("SHIPSHAPE_DATA_DIR", str(BASE_DIR / "var")))
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'shipshape.sqlite3'}"),
+        conn_max_age=env_int("SHIPSHAPE_DB_CONN_MAX_AGE", 60, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while a worker writes results.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "catalog"
+LOGOUT_REDIRECT_URL = "catalog"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SHIPSHAPE_SECURE_COOKIES", default=False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# Redis and Celery
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Longer than the longest grading a lab may declare, so Redis never redelivers a run still going.
+GRADING_MAX_WALL_SECONDS = env_int("SHIPSHAPE_GRADING_MAX_WALL_SECONDS", 900, minimum=10)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": GRADING_MAX_WALL_SECONDS * 2 + 60}
+CELERY_TASK_ALWAYS_EAGER = env_bool("SHIPSHAPE_CELERY_EAGER", default=False)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-revisions": {"task": "labs.tasks.revisions_sweep", "schedule": 30.0},
+    "reap-orphan-containers": {"task": "labs.tasks.containers_reap", "schedule": 60.0},
+}
+
+# Sandboxes
+SUBMISSIONS_ROOT = Path(env_str("SHIPSHAPE_SUBMISSIONS_ROOT", str(DATA_DIR / "submissions")))
+RUNNER_IMAGE = env_str("SHIPSHAPE_RUNNER_IMAGE", "shipshape-runner:latest")
+DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
+SANDBOX_HOST_ROOT = Path(env_str("SHIPSHAPE_SANDBOX_HOST_ROOT", str(DATA_DIR / "sandboxes")))
+
+# Courses
+COURSE_CONTENT_DIR = BASE_DIR / "courses" / "content"
+
+LOG_LEVEL = env_str("SHIPSHAPE_LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "config.observability.JsonFormatter"}},
+    "filters": {"request_id": {"()": "config.observability.RequestIdFilter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request_id"],
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "django.request": {"level": "ERROR"},
+    },
+}

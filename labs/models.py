@@ -1,0 +1,139 @@
+from django.conf import settings
+from django.db import models
+
+from courses.models import Course, Unit
+
+
+class Lab(models.Model):
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="labs")
+    unit = models.ForeignKey(Unit, on_delete=models.CASCADE, related_name="labs")
+    slug = models.SlugField(max_length=100)
+    title = models.CharField(max_length=200)
+    source_path = models.CharField(
+        max_length=500, help_text="The lab's folder, relative to the course directory."
+    )
+    instructions_html = models.TextField(blank=True)
+    toc = models.JSONField(default=list, blank=True)
+    spec = models.JSONField(help_text="lab.yaml after validation and defaults.")
+    content_hash = models.CharField(max_length=64)
+    grader_digest = models.CharField(max_length=64, help_text="sha256 of the stored grader bundle.")
+    starter_digest = models.CharField(max_length=64, blank=True)
+    max_revisions = models.PositiveIntegerField(null=True, blank=True)
+    cooldown_seconds = models.PositiveIntegerField(default=0)
+    due_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["unit__position", "slug"]
+        constraints = [models.UniqueConstraint(fields=["course", "slug"], name="lab_unique_slug_per_course")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Revision(models.Model):
+    """One submission of a learner's work on a lab. Immutable once stored, apart from its grading state."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        GRADED = "graded"
+        FAILED = "failed"  # the submission's fault: timeout, out of memory, crash
+        ERROR = "error"  # ours: retried automatically, never charged to the learner
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="revisions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    tree_sha256 = models.CharField(
+        max_length=64, help_text="sha256 over the sorted (path, file sha256) list."
+    )
+    files = models.JSONField(default=list, help_text="[{path, size, sha256}]")
+    total_bytes = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True, help_text="When the sweeper may requeue it.")
+    score = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    max_score = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    scores_by_category = models.JSONField(default=dict, blank=True)
+    failure_reason = models.CharField(
+        max_length=40, blank=True, help_text="timeout, oom, crash, output_limit"
+    )
+    failure_message = models.TextField(blank=True)
+    error_count = models.PositiveIntegerField(default=0)
+    is_late = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["lab", "user", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["lab", "user", "number"], name="revision_unique_number"),
+        ]
+        indexes = [models.Index(fields=["state", "deadline_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.lab.slug} r{self.number} by {self.user}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in {self.State.GRADED, self.State.FAILED}
+
+
+class GradingRun(models.Model):
+    """One attempt at grading a revision; a revision retried after our error has several."""
+
+    revision = models.ForeignKey(Revision, on_delete=models.CASCADE, related_name="runs")
+    attempt = models.PositiveIntegerField()
+    worker = models.CharField(max_length=200, blank=True)
+    image_digest = models.CharField(max_length=100, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    sandbox_ready_at = models.DateTimeField(null=True, blank=True)
+    checks_finished_at = models.DateTimeField(null=True, blank=True)
+    results_stored_at = models.DateTimeField(null=True, blank=True)
+    phase = models.CharField(max_length=40, default="queued")
+    outcome = models.CharField(max_length=10, blank=True)
+    error_detail = models.TextField(blank=True, help_text="Staff only.")
+    log = models.TextField(blank=True, help_text="Size-capped, cleaned output.")
+    resources = models.JSONField(
+        default=dict, blank=True, help_text="wall_seconds, peak_memory_bytes, limits"
+    )
+
+    class Meta:
+        ordering = ["revision", "attempt"]
+        constraints = [models.UniqueConstraint(fields=["revision", "attempt"], name="run_unique_attempt")]
+
+
+class CheckResult(models.Model):
+    class Status(models.TextChoices):
+        PASS = "pass"
+        FAIL = "fail"
+        ERROR = "error"
+        SKIPPED = "skipped"
+
+    run = models.ForeignKey(GradingRun, on_delete=models.CASCADE, related_name="check_results")
+    position = models.PositiveIntegerField()
+    check_id = models.CharField(max_length=100)
+    kind = models.CharField(max_length=60)
+    category = models.CharField(max_length=40)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    points = models.DecimalField(max_digits=8, decimal_places=2)
+    max_points = models.DecimalField(max_digits=8, decimal_places=2)
+    message = models.TextField()
+    hint = models.TextField(blank=True)
+    hint_url = models.CharField(max_length=500, blank=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    hidden_until_due = models.BooleanField(default=False)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "check_id"], name="result_unique_check_per_run")
+        ]
+
+
+class ApiToken(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    key_sha256 = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8, help_text="Shown to the user to tell tokens apart.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
