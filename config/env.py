@@ -17,9 +17,7 @@ class ImproperlyConfiguredEnv(Exception):
 def env_str(name: str, default: str | None = None) -> str:
     value = os.environ.get(name, default)
     if value is None:
-        raise ImproperlyConfiguredEnv(
-            f"{name} is not set. Set it in the environment (see README, Configuration)."
-        )
+        raise ImproperlyConfiguredEnv(f"{name} is not set. Set it in the environment (see README, Configuration).")
     return value
 
 

@@ -35,7 +35,7 @@ def _probe(check: Callable[[], None]) -> dict:
     started = time.perf_counter()
     try:
         check()
-    except Exception as exc:  # noqa: BLE001 - any failure means "down"; the reason is reported
+    except Exception as exc:  # any failure means "down"; the reason is reported
         status, error = "down", f"{type(exc).__name__}: {exc}"
     else:
         status, error = "up", None

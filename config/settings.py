@@ -10,10 +10,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("SHIPSHAPE_DEBUG", default=False)
 # Development and tests may run without a secret; production must set one.
-_DEV_SECRET = "insecure-development-key-never-used-in-production"  # noqa: S105
-SECRET_KEY = env_str(
-    "SHIPSHAPE_SECRET_KEY", _DEV_SECRET if env_bool("SHIPSHAPE_DEV", default=False) else None
-)
+_DEV_SECRET = "insecure-development-key-never-used-in-production"
+SECRET_KEY = env_str("SHIPSHAPE_SECRET_KEY", _DEV_SECRET if env_bool("SHIPSHAPE_DEV", default=False) else None)
 if SECRET_KEY == _DEV_SECRET and not env_bool("SHIPSHAPE_DEV", default=False):
     raise ImproperlyConfiguredEnv("SHIPSHAPE_SECRET_KEY must be set outside development (SHIPSHAPE_DEV=1).")
 

@@ -6,9 +6,7 @@ class Course(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     title = models.CharField(max_length=200)
     summary = models.TextField(blank=True)
-    unit_label = models.CharField(
-        max_length=40, default="Unit", help_text='What a unit is called: "Week", "Module".'
-    )
+    unit_label = models.CharField(max_length=40, default="Unit", help_text='What a unit is called: "Week", "Module".')
     content_version = models.CharField(max_length=80, blank=True, help_text="Git commit or content hash.")
     imported_at = models.DateTimeField(null=True, blank=True)
 
@@ -104,15 +102,11 @@ class Enrollment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["user", "course"], name="enrollment_unique_user_course")
-        ]
+        constraints = [models.UniqueConstraint(fields=["user", "course"], name="enrollment_unique_user_course")]
 
 
 class LessonProgress(models.Model):
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lesson_progress"
-    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lesson_progress")
     lesson = models.ForeignKey(Lesson, on_delete=models.CASCADE, related_name="progress")
     completed_at = models.DateTimeField(auto_now_add=True)
 

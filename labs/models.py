@@ -9,9 +9,7 @@ class Lab(models.Model):
     unit = models.ForeignKey(Unit, on_delete=models.CASCADE, related_name="labs")
     slug = models.SlugField(max_length=100)
     title = models.CharField(max_length=200)
-    source_path = models.CharField(
-        max_length=500, help_text="The lab's folder, relative to the course directory."
-    )
+    source_path = models.CharField(max_length=500, help_text="The lab's folder, relative to the course directory.")
     instructions_html = models.TextField(blank=True)
     toc = models.JSONField(default=list, blank=True)
     spec = models.JSONField(help_text="lab.yaml after validation and defaults.")
@@ -44,9 +42,7 @@ class Revision(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="revisions")
     number = models.PositiveIntegerField()
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
-    tree_sha256 = models.CharField(
-        max_length=64, help_text="sha256 over the sorted (path, file sha256) list."
-    )
+    tree_sha256 = models.CharField(max_length=64, help_text="sha256 over the sorted (path, file sha256) list.")
     files = models.JSONField(default=list, help_text="[{path, size, sha256}]")
     total_bytes = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -55,9 +51,7 @@ class Revision(models.Model):
     score = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
     max_score = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
     scores_by_category = models.JSONField(default=dict, blank=True)
-    failure_reason = models.CharField(
-        max_length=40, blank=True, help_text="timeout, oom, crash, output_limit"
-    )
+    failure_reason = models.CharField(max_length=40, blank=True, help_text="timeout, oom, crash, output_limit")
     failure_message = models.TextField(blank=True)
     error_count = models.PositiveIntegerField(default=0)
     is_late = models.BooleanField(default=False)
@@ -93,9 +87,7 @@ class GradingRun(models.Model):
     outcome = models.CharField(max_length=10, blank=True)
     error_detail = models.TextField(blank=True, help_text="Staff only.")
     log = models.TextField(blank=True, help_text="Size-capped, cleaned output.")
-    resources = models.JSONField(
-        default=dict, blank=True, help_text="wall_seconds, peak_memory_bytes, limits"
-    )
+    resources = models.JSONField(default=dict, blank=True, help_text="wall_seconds, peak_memory_bytes, limits")
 
     class Meta:
         ordering = ["revision", "attempt"]
@@ -126,9 +118,7 @@ class CheckResult(models.Model):
 
     class Meta:
         ordering = ["run", "position"]
-        constraints = [
-            models.UniqueConstraint(fields=["run", "check_id"], name="result_unique_check_per_run")
-        ]
+        constraints = [models.UniqueConstraint(fields=["run", "check_id"], name="result_unique_check_per_run")]
 
 
 class ApiToken(models.Model):
