@@ -1,0 +1,1 @@
+"""Business logic that writes (HackSoft style). One module per area; import from the module."""
