@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Builds the sandbox runner image shipshape-runner:latest without any Docker registry:
+# a debootstrapped Debian bookworm base, a venv at /opt/venv installed offline from a pinned wheelhouse,
+# imported with `docker import`. Cached twice: the base rootfs and the wheelhouse live under
+# $SHIPSHAPE_CACHE_DIR, and an image whose inputs are unchanged is not rebuilt at all.
+#
+# Usage: platform/runner-image/build.sh        (as root, with a running Docker engine)
+# Env:   SHIPSHAPE_CACHE_DIR   cache for the base rootfs and wheelhouse (default /var/cache/shipshape)
+#        SHIPSHAPE_RUNNER_IMAGE_REPO  image repository name (default shipshape-runner)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE_DIR="${SHIPSHAPE_CACHE_DIR:-/var/cache/shipshape}"
+REPO="${SHIPSHAPE_RUNNER_IMAGE_REPO:-shipshape-runner}"
+SUITE=bookworm
+INCLUDE=python3,python3-venv,tini,ca-certificates
+REQUIREMENTS="$HERE/requirements.txt"
+# Image paths the trusted programs and the grading run mount over; they must exist in a read-only root.
+MOUNT_POINTS=(/work /submission /grader /results /opt/shipshape)
+
+log() { printf 'runner-image: %s\n' "$*" >&2; }
+die() {
+  printf 'runner-image: error: %s\n' "$*" >&2
+  exit 1
+}
+
+sha256_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# Everything the image is made from; change any of these and the tag changes.
+INPUTS_HASH="$(sha256_of "$HERE/build.sh" "$REQUIREMENTS")"
+TAG="$REPO:$INPUTS_HASH"
+
+command -v docker >/dev/null || die "docker is not installed. Run ./bin/test or ./bin/run, which install it."
+docker info >/dev/null 2>&1 || die "no Docker engine answers. Run ./bin/test or ./bin/run, which start one."
+
+image_id() { docker image inspect --format '{{.Id}}' "$1" 2>/dev/null; }
+
+if image="$(image_id "$TAG")"; then
+  docker tag "$TAG" "$REPO:latest"
+  echo "runner image up to date: $TAG"
+  echo "$image"
+  exit 0
+fi
+
+[ "$(id -u)" -eq 0 ] || die "building the runner image needs root (debootstrap and chroot). Run as root."
+for tool in debootstrap chroot python3 tar; do
+  command -v "$tool" >/dev/null || die "$tool is missing. On Debian: apt-get install debootstrap."
+done
+
+mkdir -p "$CACHE_DIR"
+# One build at a time per cache: parallel test runs would otherwise race on the same files.
+exec 9>"$CACHE_DIR/build.lock"
+flock 9
+if image="$(image_id "$TAG")"; then
+  docker tag "$TAG" "$REPO:latest"
+  echo "runner image up to date: $TAG (built by a concurrent run)"
+  echo "$image"
+  exit 0
+fi
+
+# The Debian mirror this machine already uses; never a hard-coded host.
+apt_mirror() {
+  local file uri
+  for file in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$file" ] || continue
+    # deb822: take the URIs of the first stanza that lists the plain suite (not -security/-updates).
+    uri="$(awk -v suite="$SUITE" '
+      BEGIN { RS=""; FS="\n" }
+      {
+        uris=""; ok=0; deb=0
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^URIs:/) { sub(/^URIs:[ \t]*/, "", $i); split($i, u, /[ \t]+/); uris=u[1] }
+          if ($i ~ /^Types:.*(^|[ \t])deb([ \t]|$)/) deb=1
+          if ($i ~ /^Suites:/) { n = split($i, s, /[ \t]+/); for (j = 2; j <= n; j++) if (s[j] == suite) ok=1 }
+        }
+        if (ok && deb && uris != "") { print uris; exit }
+      }' "$file")"
+    if [ -n "$uri" ]; then
+      echo "$uri"
+      return 0
+    fi
+  done
+  for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$file" ] || continue
+    uri="$(awk -v suite="$SUITE" '$1 == "deb" {
+        i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+        if ($(i + 1) == suite) { print $i; exit }
+      }' "$file")"
+    if [ -n "$uri" ]; then
+      echo "$uri"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# 1. Wheelhouse: exactly the pinned wheels, downloaded once per requirements file.
+WHEELHOUSE="$CACHE_DIR/wheelhouse/$(sha256_of "$REQUIREMENTS")"
+if [ ! -f "$WHEELHOUSE/.complete" ]; then
+  log "downloading wheels into $WHEELHOUSE"
+  rm -rf "$WHEELHOUSE.partial"
+  mkdir -p "$WHEELHOUSE.partial"
+  # --no-deps: the file pins the whole closure; `pip check` in the image proves nothing is missing.
+  if ! python3 -m pip download --only-binary=:all: --no-deps --python-version 3.11 \
+    -d "$WHEELHOUSE.partial" -r "$REQUIREMENTS" >"$WHEELHOUSE.log" 2>&1; then
+    grep -v '^WARNING: Location' "$WHEELHOUSE.log" | tail -20 >&2
+    die "downloading the wheelhouse failed (full log: $WHEELHOUSE.log). Check pip's index configuration."
+  fi
+  touch "$WHEELHOUSE.partial/.complete"
+  rm -rf "$WHEELHOUSE"
+  mv "$WHEELHOUSE.partial" "$WHEELHOUSE"
+fi
+
+# 2. Base: a minimal bookworm with Python and tini, kept as a tarball.
+BASE_TAR="$CACHE_DIR/base/$SUITE-minbase-$(echo "$INCLUDE" | sha256sum | cut -c1-12).tar"
+if [ ! -f "$BASE_TAR" ]; then
+  mirror="$(apt_mirror)" || die "no Debian $SUITE mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list."
+  log "debootstrapping $SUITE (minbase + $INCLUDE) from the host's configured mirror"
+  mkdir -p "$CACHE_DIR/base"
+  base_dir="$(mktemp -d "$CACHE_DIR/base/rootfs.XXXXXX")"
+  if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$base_dir" "$mirror" >"$base_dir.log" 2>&1; then
+    tail -20 "$base_dir.log" >&2
+    rm -rf "$base_dir"
+    die "debootstrap failed (full log: $base_dir.log)."
+  fi
+  tar --numeric-owner -C "$base_dir" -cf "$BASE_TAR.partial" .
+  mv "$BASE_TAR.partial" "$BASE_TAR"
+  rm -rf "$base_dir" "$base_dir.log"
+fi
+
+# 3. Image rootfs: a fresh copy of the base, then the venv, users and mount points.
+WORK="$(mktemp -d "$CACHE_DIR/build.XXXXXX")"
+ROOTFS="$WORK/rootfs"
+cleanup() {
+  # Unmount before removing anything, so rm can never reach the host's /proc.
+  if mountpoint -q "$ROOTFS/proc" 2>/dev/null; then umount "$ROOTFS/proc" || umount -l "$ROOTFS/proc"; fi
+  if ! mountpoint -q "$ROOTFS/proc" 2>/dev/null; then rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+mkdir -p "$ROOTFS"
+tar --numeric-owner -C "$ROOTFS" -xpf "$BASE_TAR"
+
+mkdir -p "$ROOTFS/opt/wheelhouse"
+cp "$WHEELHOUSE"/*.whl "$ROOTFS/opt/wheelhouse/"
+cp "$REQUIREMENTS" "$ROOTFS/opt/wheelhouse/requirements.txt"
+
+in_root() {
+  # A clean environment: the host's pip settings (index, find-links, certs) must not leak into the image.
+  chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 "$@"
+}
+
+mount -t proc proc "$ROOTFS/proc"
+log "installing the wheelhouse into /opt/venv"
+in_root python3 -m venv /opt/venv
+in_root /opt/venv/bin/pip install --quiet --no-index --find-links /opt/wheelhouse -r /opt/wheelhouse/requirements.txt
+in_root /opt/venv/bin/pip check
+in_root groupadd --gid 1000 learner
+in_root useradd --uid 1000 --gid 1000 --no-create-home --home-dir /work --shell /usr/sbin/nologin learner
+in_root groupadd --gid 1001 grader
+in_root useradd --uid 1001 --gid 1001 --no-create-home --home-dir /results --shell /usr/sbin/nologin grader
+umount "$ROOTFS/proc"
+
+for dir in "${MOUNT_POINTS[@]}"; do
+  mkdir -p "$ROOTFS$dir"
+  chmod 0755 "$ROOTFS$dir"
+done
+chown 1000:1000 "$ROOTFS/work"
+chown 1001:1001 "$ROOTFS/results"
+
+# Caches and host-specific files have no place in an image.
+rm -rf "$ROOTFS"/var/cache/apt/* "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/root/.cache \
+  "$ROOTFS"/var/cache/debconf/*-old "$ROOTFS"/var/log/* "$ROOTFS"/usr/share/doc/* \
+  "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* "$ROOTFS"/tmp/* "$ROOTFS"/var/tmp/*
+: >"$ROOTFS/etc/resolv.conf"
+: >"$ROOTFS/etc/hostname"
+rm -f "$ROOTFS"/etc/apt/sources.list "$ROOTFS"/etc/apt/sources.list.d/*
+
+log "importing $TAG"
+tar --numeric-owner -C "$ROOTFS" -c . | docker import \
+  --change 'USER 1000:1000' \
+  --change 'WORKDIR /work' \
+  --change 'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  --change 'ENV LANG=C.UTF-8' \
+  --change 'ENTRYPOINT ["/usr/bin/tini","--"]' \
+  --change "LABEL org.shipshape.inputs=$INPUTS_HASH" \
+  - "$TAG" >/dev/null
+docker tag "$TAG" "$REPO:latest"
+
+echo "runner image built: $TAG"
+image_id "$TAG"
