@@ -1,0 +1,65 @@
+"""The last step of rendering: nh3 with an explicit allowlist of exactly what the renderer emits."""
+
+import nh3
+
+from courses.markdown.highlight import TOKEN_CLASSES
+
+_TAGS = {
+    "a", "aside", "blockquote", "br", "code", "dd", "details", "div", "dl", "dt", "em", "figcaption", "figure",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "img", "input", "label", "li", "ol", "p", "pre", "s", "section",
+    "span", "strong", "summary", "sup", "table", "tbody", "td", "th", "thead", "tr", "ul",
+}  # fmt: skip
+
+_ATTRIBUTES = {
+    "*": {"id", "role", "aria-label", "aria-live"},
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title"},
+    "input": {"checked", "disabled"},  # type: only "checkbox", see tag_attribute_values
+    "details": {"open"},
+    "ol": {"start"},
+    "div": {"data-quiz-key"},
+    "section": {"data-quiz-key"},
+    "span": {"data-opened"},
+}
+
+_CLASSES = {
+    "a": {"header-anchor", "footnote-backref"},
+    "aside": {"callout", "callout-tip", "callout-note", "callout-warning", "callout-failure-modes"},
+    "details": {"quiz-reveal"},
+    "div": {
+        "block-error", "code-block", "code-label", "compare", "graded-quiz-slot", "math", "math-display",
+        "quiz-answer", "quiz-explanation", "quiz-header", "stages-diagram",
+    },
+    "figcaption": {"compare-label"},
+    "figure": {"compare-side", "compare-left", "compare-right"},
+    "hr": {"footnotes-sep"},
+    "input": {"task-list-item-checkbox"},
+    "li": {"footnote-item", "quiz-choice", "quiz-question", "quiz-single", "quiz-multiple", "stage", "task-list-item", "enabled"},
+    "ol": {"footnotes-list", "quiz-choices", "quiz-questions", "stages"},
+    "p": {
+        "block-error-title", "callout-title", "compare-title", "quiz-correct", "quiz-kind", "quiz-progress",
+        "quiz-prompt", "quiz-title", "stages-title",
+    },
+    "pre": {"highlight"},
+    "section": {"footnotes", "quiz"},
+    "span": {"math", "math-inline", "math-display", "stage-name", "stage-caption", *TOKEN_CLASSES},
+    "sup": {"footnote-ref"},
+    "td": {"align-left", "align-center", "align-right"},
+    "th": {"align-left", "align-center", "align-right"},
+    "ul": {"contains-task-list"},
+}  # fmt: skip
+
+
+def sanitize(html: str) -> str:
+    """Keep only allowlisted tags, attributes, classes and http(s)/mailto/relative URLs; add rel to links."""
+    return nh3.clean(
+        html,
+        tags=_TAGS,
+        clean_content_tags={"script", "style"},
+        attributes=_ATTRIBUTES,
+        allowed_classes=_CLASSES,
+        tag_attribute_values={"input": {"type": {"checkbox"}}},
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )
