@@ -37,7 +37,8 @@ def code_html(code: str, language: str) -> str:
     body = highlight(code, lexer, _FORMATTER) if lexer is not None else escape(code, quote=False)
     if body.endswith("\n"):
         body = body[:-1]
-    return f'<pre class="highlight"><code>{body}</code></pre>'
+    # tabindex: a horizontally scrolling block must be reachable by keyboard.
+    return f'<pre class="highlight" tabindex="0"><code>{body}</code></pre>'
 
 
 def code_block_html(code: str, language: str, *, label: str | None = None) -> str:

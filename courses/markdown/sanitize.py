@@ -58,7 +58,7 @@ def sanitize(html: str) -> str:
         clean_content_tags={"script", "style"},
         attributes=_ATTRIBUTES,
         allowed_classes=_CLASSES,
-        tag_attribute_values={"input": {"type": {"checkbox"}}},
+        tag_attribute_values={"input": {"type": {"checkbox"}}, "pre": {"tabindex": {"0"}}},
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer",
         strip_comments=True,
