@@ -1,0 +1,76 @@
+"""Rows for lab tests, created directly (no importer), with a lab.yaml-shaped spec dict."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from django.contrib.auth import get_user_model
+
+from courses.models import Course, Enrollment, Unit
+from labs.models import Lab
+
+_seq = itertools.count(1)
+
+DEFAULT_SPEC: dict[str, Any] = {
+    "title": "The quote service",
+    "files": {
+        "required": ["service.py"],
+        "allowed": ["*.py", "requirements.lock", "*.md"],
+        "max_file_bytes": 64 * 1024,
+        "max_total_bytes": 256 * 1024,
+        "max_files": 10,
+    },
+    "run": {"command": ["python", "service.py"]},
+    "limits": {"cpus": 1.0, "memory_mb": 256, "wall_seconds": 60, "pids": 128, "output_bytes": 1048576},
+    "checks": [
+        {
+            "id": "has-service",
+            "kind": "files.required",
+            "category": "correctness",
+            "points": 5,
+            "visibility": "visible",
+            "args": {},
+        },
+        {
+            "id": "secret-tests",
+            "kind": "tests.pytest",
+            "category": "correctness",
+            "points": 10,
+            "visibility": "hidden",
+            "args": {},
+        },
+    ],
+    "policy": {"cooldown_seconds": 0, "late": "accept"},
+}
+
+
+def make_user(username: str | None = None, **extra: Any):
+    username = username or f"user{next(_seq)}"
+    return get_user_model().objects.create_user(username=username, password="pw-for-tests-only", **extra)
+
+
+def make_course(slug: str | None = None) -> Course:
+    slug = slug or f"course-{next(_seq)}"
+    return Course.objects.create(slug=slug, title=f"Course {slug}")
+
+
+def make_lab(*, course: Course | None = None, slug: str | None = None, spec: dict | None = None, **fields: Any) -> Lab:
+    course = course or make_course()
+    unit = course.units.first() or Unit.objects.create(course=course, slug="week-01", title="Week one", position=1)
+    slug = slug or f"lab-{next(_seq)}"
+    return Lab.objects.create(
+        course=course,
+        unit=unit,
+        slug=slug,
+        title=fields.pop("title", f"Lab {slug}"),
+        source_path=f"week-01/{slug}",
+        spec=spec if spec is not None else DEFAULT_SPEC,
+        content_hash="0" * 64,
+        grader_digest="1" * 64,
+        **fields,
+    )
+
+
+def enroll(user, course: Course, role: str = Enrollment.Role.LEARNER) -> Enrollment:
+    return Enrollment.objects.create(user=user, course=course, role=role)
