@@ -1,16 +1,52 @@
 """Check framework. A check is a class registered by kind; it turns what a sandbox observed into an outcome.
 
-STUB written by the lead so the course loader and check authors share one interface; the grading-engine
-owner fleshes it out (GradingContext, evidence bounds) without changing these names.
+Writing a kind (stable API; the generic kinds in generic.py are examples):
+
+    from labs.checks.base import Check, CheckOutcome, GradingContext, register
+
+    @register
+    class MyCheck(Check):
+        kind = "area.name"                      # what lab.yaml's `kind:` says
+        default_category = "correctness"        # used when lab.yaml gives no category
+
+        @classmethod
+        def validate_args(cls, args) -> list[str]:
+            return [] if "x" in args else ["args.x is required: the ... to check"]
+
+        def run(self, ctx: GradingContext) -> CheckOutcome:
+            r = ctx.sandbox.exec(["python", "-c", "..."], user="learner", timeout_s=ctx.timeout_s(10))
+            if r.timed_out:
+                return CheckOutcome("fail", f"... did not finish within {r.duration_s:.0f} s", hint="...")
+            return self.passed("observed ..., as expected")
+
+Rules the orchestrator enforces or relies on:
+- `run` returns a CheckOutcome with status pass | fail | error | skipped. A check that cannot decide returns
+  `error` with the reason (never `pass`). `points` is clamped to 0..self.points; `passed()` gives full points.
+- An exception escaping `run` becomes status `error` with a generic message (details logged for staff); the
+  other checks still run. Raise labs.sandbox.SandboxUnavailable (a PlatformError) only when the platform
+  itself is broken: that aborts the whole run, which is retried and never charged to the learner.
+- Submission code runs only as user "learner"; anything it prints is data. A verdict may rely on exit codes
+  and docker's observations, on trusted programs in platform/sandbox run as user "grader", or (pytest) on
+  nonce-framed lines. Pass output through `ctx.evidence_text` before storing it.
+- `ctx.fresh_sandbox()` gives a second container (same limits, same submission) for checks that need a
+  clean one or a peer joined to the first one's network namespace (`network_mode=f"container:{id}"`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from labs.sandbox import Sandbox, SandboxLimits
 
 CATEGORIES = ("reproducibility", "resilience", "observability", "correctness")
 STATUSES = ("pass", "fail", "error", "skipped")
+EVIDENCE_TEXT_LIMIT = 4000  # characters per evidence field the page shows
 
 
 @dataclass
@@ -20,6 +56,69 @@ class CheckOutcome:
     points: float = 0.0
     hint: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+
+
+@dataclass
+class GradingContext:
+    """Everything a check may use while a revision is graded."""
+
+    sandbox: Sandbox
+    submission_dir: Path  # host path, read-only content-addressed tree
+    grader_dir: Path  # host path of the lab's grader bundle
+    spec: dict[str, Any]  # lab.yaml after validation
+    limits: SandboxLimits
+    course_slug: str = ""
+    revision_id: int | None = None
+    run_id: int | None = None
+    deadline: float = field(default=0.0)  # time.monotonic() when the run's wall budget ends
+
+    def remaining_s(self) -> float:
+        return max(0.0, self.deadline - time.monotonic()) if self.deadline else float(self.limits.wall_seconds)
+
+    def timeout_s(self, wanted: float) -> float:
+        """A command timeout no longer than what is left of the run's wall budget."""
+        return max(0.1, min(float(wanted), self.remaining_s()))
+
+    @contextlib.contextmanager
+    def fresh_sandbox(self, *, network_mode: str = "none", copy_submission: bool = True) -> Iterator[Sandbox]:
+        """A second sandbox with the same limits and mounts; always removed when the block ends."""
+        from labs.sandbox import Sandbox
+
+        box = Sandbox(
+            limits=self.limits,
+            submission_dir=self.submission_dir,
+            grader_dir=self.grader_dir,
+            revision_id=self.revision_id,
+            run_id=self.run_id,
+            network_mode=network_mode,
+            copy_submission=copy_submission,
+        )
+        with box:
+            yield box
+        # Limits a learner hit in the second sandbox count for the run too.
+        self.sandbox.limit_events.extend(box.limit_events)
+
+    def lesson_url(self, ref: str) -> str:
+        """URL of a `lesson:` reference `unit-slug/lesson-slug#anchor` (empty when there is no course)."""
+        if not ref or not self.course_slug:
+            return ""
+        path, _, anchor = ref.partition("#")
+        unit, _, lesson = path.strip("/").partition("/")
+        if not unit or not lesson:
+            return ""
+        url = f"/courses/{self.course_slug}/{unit}/{lesson}/"
+        return f"{url}#{anchor}" if anchor else url
+
+    @staticmethod
+    def evidence_text(data: bytes | str, limit: int = EVIDENCE_TEXT_LIMIT) -> str:
+        """Untrusted output made safe to store and show: cleaned and capped (see labs.sandbox.clean_output)."""
+        from labs.sandbox import clean_output
+
+        return clean_output(data, limit=limit)
 
 
 class Check:
@@ -36,8 +135,18 @@ class Check:
         """Problems with this kind's arguments, each a sentence saying what is wrong and how to fix it."""
         return []
 
-    def run(self, ctx: Any) -> CheckOutcome:
+    def run(self, ctx: GradingContext) -> CheckOutcome:
         raise NotImplementedError
+
+    # Helpers so kinds read the same way.
+    def passed(self, message: str, **evidence: Any) -> CheckOutcome:
+        return CheckOutcome("pass", message, points=self.points, evidence=evidence)
+
+    def failed(self, message: str, *, hint: str = "", points: float = 0.0, **evidence: Any) -> CheckOutcome:
+        return CheckOutcome("fail", message, points=points, hint=hint, evidence=evidence)
+
+    def undecided(self, message: str, **evidence: Any) -> CheckOutcome:
+        return CheckOutcome("error", message, evidence=evidence)
 
 
 CHECK_KINDS: dict[str, type[Check]] = {}
@@ -59,6 +168,12 @@ def validate_check_spec(kind: str, args: dict[str, Any]) -> list[str]:
     if not isinstance(args, dict):
         return ["args must be a mapping of argument names to values"]
     return CHECK_KINDS[kind].validate_args(args)
+
+
+def check_class(kind: str) -> type[Check]:
+    """The registered class for a kind (KeyError when unknown)."""
+    _load_builtin_kinds()
+    return CHECK_KINDS[kind]
 
 
 def _load_builtin_kinds() -> None:

@@ -1,0 +1,51 @@
+"""Docker sandboxes for grading: one locked-down container per grading run.
+
+API (stable; check kinds build on it):
+
+    from labs.sandbox import Sandbox, SandboxLimits, ExecResult, SandboxUnavailable, clean_output
+
+    with Sandbox(limits=SandboxLimits.from_spec(spec["limits"]), submission_dir=..., grader_dir=...,
+                 revision_id=..., run_id=...) as sb:
+        r: ExecResult = sb.exec(["python", "greet.py"], user="learner", timeout_s=10)
+        r.exit_code, r.stdout, r.stderr, r.timed_out, r.oom_killed, r.output_truncated, r.duration_s
+        sb.exec(["cat", "/grader/expected.txt"], user="grader", timeout_s=5)   # trusted reads
+        sb.limit_events      # [LimitEvent(reason="timeout"|"oom", message)] hit by learner commands
+        sb.resources()       # {"wall_seconds", "peak_memory_bytes", "limits"}
+        sb.image_id, sb.container_id
+
+Container (see environment.py): the runner image, `network_mode="none"` (or "container:<id>" to join
+another sandbox's namespace), read-only root, tmpfs /work (learner-owned scratch, size and inode caps), /tmp
+(small, noexec), /results (grader-only, 0700), the submission read-only at /submission (copied into /work at
+start), a per-run copy of the grader bundle at /grader readable only by uid 1001, platform/sandbox read-only
+at /opt/shipshape, user 1000, cap_drop ALL, no-new-privileges, pids/memory(=swap)/CPU limits, ulimits
+nofile/fsize/core=0, tini as PID 1, capped json-file logs, labels shipshape.managed=1 / .revision / .run,
+and an explicit minimal environment (the worker's never reaches it).
+
+Users: "learner" (1000) runs submission code; "grader" (1001) runs trusted programs from /opt/shipshape,
+which the submission cannot modify; results come only from the host's own observations (exit codes, docker
+state) and from trusted programs' output.
+
+Guarantees: every exec has a timeout enforced twice (the wrapper /opt/shipshape/run_limited.py kills the
+command's session; the host kills the whole container HOST_GRACE_S later if the wrapper does not end) and an
+output cap per stream enforced twice; after a learner command every learner process is killed (no
+daemonised leftovers); `__exit__` always kills and removes the container, also on exceptions, and the
+reaper (labs.services.grading.containers_reap) removes containers a dead worker left. Docker or image
+problems raise SandboxUnavailable (a PlatformError: ours, retried). Output is bytes: show it only through
+clean_output() (UTF-8 with replacement, no NUL, no terminal escapes, capped).
+"""
+
+from labs.sandbox.environment import ExecResult, LimitEvent, Sandbox, docker_client
+from labs.sandbox.errors import PlatformError, SandboxUnavailable
+from labs.sandbox.limits import SandboxLimits
+from labs.sandbox.output import clean_output
+
+__all__ = [
+    "ExecResult",
+    "LimitEvent",
+    "PlatformError",
+    "Sandbox",
+    "SandboxLimits",
+    "SandboxUnavailable",
+    "clean_output",
+    "docker_client",
+]

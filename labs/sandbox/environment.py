@@ -1,0 +1,427 @@
+"""One locked-down Docker container per grading run; commands are `docker exec`-ed into it.
+
+The container's own process is a sleep as long as the run's wall budget (plus a margin), so a container
+whose worker died stops by itself; `__exit__` always kills and removes it, and the reaper removes any left
+behind. Commands run through /opt/shipshape/run_limited.py (timeout, output cap, leftover processes) and
+the host keeps its own deadline and cap too, because the wrapper runs as the same user as the code it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import struct
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from django.conf import settings
+
+from labs.sandbox.errors import SandboxUnavailable
+from labs.sandbox.limits import SandboxLimits
+
+logger = logging.getLogger(__name__)
+
+USERS = {"learner": "1000:1000", "grader": "1001:1001"}
+GRADER_UID = 1001
+WRAPPER = "/opt/shipshape/run_limited.py"
+TIMEOUT_EXIT = 124  # run_limited's exit code for "ran out of time"
+HOST_GRACE_S = 3.0  # how long past a command's timeout the host waits for the wrapper before killing all
+LIFETIME_MARGIN_S = 30
+MANAGED_LABEL = "shipshape.managed"
+PLATFORM_SANDBOX_DIR = Path(__file__).resolve().parents[2] / "platform" / "sandbox"
+BASE_ENV = {
+    "PATH": "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+    "HOME": "/work",
+    "TMPDIR": "/tmp",
+}
+_DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
+
+
+@dataclass
+class ExecResult:
+    exit_code: int | None  # None when the host had to kill the container
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+    duration_s: float
+    output_truncated: bool
+    oom_killed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and not self.oom_killed
+
+
+@dataclass
+class LimitEvent:
+    """A limit a submission's command hit; the orchestrator turns these into a 'failed' verdict."""
+
+    reason: str  # timeout | oom
+    message: str
+
+
+@dataclass
+class _Frames:
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    truncated: bool = False
+
+
+def docker_client() -> docker.DockerClient:
+    """A client for settings.DOCKER_HOST; SandboxUnavailable when no engine answers."""
+    try:
+        client = docker.DockerClient(base_url=settings.DOCKER_HOST, timeout=60)
+        client.ping()
+    except _DOCKER_ERRORS as exc:
+        raise SandboxUnavailable(
+            f"Docker engine at {settings.DOCKER_HOST} is not reachable ({exc}). Start the engine or fix DOCKER_HOST."
+        ) from exc
+    return client
+
+
+class Sandbox:
+    """Context manager for one sandbox container. See labs.sandbox for the API and guarantees."""
+
+    def __init__(
+        self,
+        *,
+        limits: SandboxLimits,
+        submission_dir: Path | None = None,
+        grader_dir: Path | None = None,
+        revision_id: int | None = None,
+        run_id: int | None = None,
+        image: str | None = None,
+        network_mode: str = "none",
+        copy_submission: bool = True,
+    ) -> None:
+        if network_mode != "none" and not network_mode.startswith("container:"):
+            raise ValueError("sandboxes get no network: network_mode must be 'none' or 'container:<id>'")
+        self.limits = limits
+        self.submission_dir = Path(submission_dir) if submission_dir else None
+        self.grader_dir = Path(grader_dir) if grader_dir else None
+        self.revision_id = revision_id
+        self.run_id = run_id
+        self.image = image or settings.RUNNER_IMAGE
+        self.network_mode = network_mode
+        self.copy_submission = copy_submission
+        self.container = None
+        self.container_id = ""
+        self.image_id = ""
+        self.dead = False  # set when the host had to kill the container
+        self.limit_events: list[LimitEvent] = []
+        self.peak_memory_bytes: int | None = None
+        self.final_state: dict[str, Any] = {}
+        self._client: docker.DockerClient | None = None
+        self._staging: Path | None = None
+        self._started = 0.0
+        self._lifetime_s = limits.wall_seconds + LIFETIME_MARGIN_S
+        self._oom_kills_seen = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Sandbox:
+        try:
+            self._start()
+        except BaseException:
+            self._cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._cleanup()
+
+    def _start(self) -> None:
+        self._client = docker_client()
+        try:
+            image = self._client.images.get(self.image)
+        except docker.errors.ImageNotFound as exc:
+            raise SandboxUnavailable(
+                f"runner image {self.image!r} is missing. Build it with platform/runner-image/build.sh."
+            ) from exc
+        except _DOCKER_ERRORS as exc:
+            raise SandboxUnavailable(f"cannot inspect runner image {self.image!r}: {exc}") from exc
+        self.image_id = image.id
+        volumes = {str(PLATFORM_SANDBOX_DIR): {"bind": "/opt/shipshape", "mode": "ro"}}
+        if self.submission_dir:
+            volumes[str(self.submission_dir)] = {"bind": "/submission", "mode": "ro"}
+        if self.grader_dir:
+            volumes[str(self._stage_grader(self.grader_dir))] = {"bind": "/grader", "mode": "ro"}
+        lim = self.limits
+        memory = f"{lim.memory_mb}m"
+        try:
+            self.container = self._client.containers.create(
+                self.image,
+                command=["sleep", str(self._lifetime_s)],
+                detach=True,
+                # PID 1's child runs as grader so a learner's kill(-1) (run_limited --kill-leftovers) spares it.
+                user=USERS["grader"],
+                working_dir="/work",
+                environment=dict(BASE_ENV),
+                network_mode=self.network_mode,
+                read_only=True,
+                tmpfs={
+                    "/work": f"rw,exec,nosuid,nodev,size={lim.scratch_mb}m,nr_inodes={lim.scratch_inodes},"
+                    "uid=1000,gid=1000,mode=0755",
+                    "/tmp": "rw,noexec,nosuid,nodev,size=16m,nr_inodes=2048,mode=1777",
+                    "/results": "rw,noexec,nosuid,nodev,size=8m,nr_inodes=256,uid=1001,gid=1001,mode=0700",
+                },
+                volumes=volumes,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                pids_limit=lim.pids,
+                mem_limit=memory,
+                memswap_limit=memory,
+                nano_cpus=int(lim.cpus * 1e9),
+                ulimits=[
+                    docker.types.Ulimit(name="nofile", soft=lim.open_files, hard=lim.open_files),
+                    docker.types.Ulimit(name="fsize", soft=lim.file_size_mb << 20, hard=lim.file_size_mb << 20),
+                    docker.types.Ulimit(name="core", soft=0, hard=0),
+                ],
+                log_config=docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+                labels={
+                    MANAGED_LABEL: "1",
+                    "shipshape.revision": str(self.revision_id or ""),
+                    "shipshape.run": str(self.run_id or ""),
+                },
+                hostname="sandbox",
+            )
+            self.container_id = self.container.id
+            self.container.start()
+        except docker.errors.ImageNotFound as exc:
+            raise SandboxUnavailable(f"runner image {self.image!r} is missing: {exc}") from exc
+        except _DOCKER_ERRORS as exc:
+            raise SandboxUnavailable(f"cannot start a sandbox container: {exc}") from exc
+        self._started = time.monotonic()
+        if self.copy_submission and self.submission_dir:
+            copied = self.exec(["cp", "-R", "/submission/.", "/work/"], user="learner", timeout_s=30)
+            if copied.exit_code != 0:
+                # The upload was validated before storage, so a failed copy is ours (or a scratch too small
+                # for the files the lab allows: a lab configuration error, also ours).
+                raise SandboxUnavailable(f"could not copy the submission into scratch: {copied.stderr[:500]!r}")
+
+    def _stage_grader(self, grader_dir: Path) -> Path:
+        """A per-run copy of the grader bundle that only the grader user (1001) can read."""
+        root = Path(settings.SANDBOX_HOST_ROOT)
+        root.mkdir(parents=True, exist_ok=True)
+        self._staging = root / f"run-{uuid.uuid4().hex}"
+        target = self._staging / "grader"
+        shutil.copytree(grader_dir, target, symlinks=False)
+        try:
+            for path in [target, *target.rglob("*")]:
+                os.chown(path, GRADER_UID, GRADER_UID, follow_symlinks=False)
+            target.chmod(0o700)
+        except PermissionError:
+            # Not root: learners could read hidden tests. Acceptable on a laptop, logged so production notices.
+            logger.warning("cannot chown the grader bundle to uid %s; hidden tests are readable", GRADER_UID)
+        return target
+
+    def _cleanup(self) -> None:
+        if self.container is not None:
+            if not self.dead and self.peak_memory_bytes is None:
+                self._read_peak_memory()
+            with contextlib.suppress(*_DOCKER_ERRORS):  # usually already stopped
+                self.container.kill()
+            try:
+                self.container.reload()
+                self.final_state = dict(self.container.attrs.get("State", {}))
+            except _DOCKER_ERRORS:
+                pass
+            for attempt in range(3):
+                try:
+                    self.container.remove(force=True, v=True)
+                    break
+                except docker.errors.NotFound:
+                    break
+                except _DOCKER_ERRORS:
+                    logger.warning("removing sandbox container %s failed (attempt %s)", self.container_id, attempt + 1)
+                    time.sleep(0.5)
+            self.container = None
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- commands --------------------------------------------------------------------------------------
+
+    def remaining_s(self) -> float:
+        """Seconds left of the container's lifetime."""
+        return max(0.0, self._lifetime_s - (time.monotonic() - self._started))
+
+    def exec(
+        self,
+        argv: list[str],
+        *,
+        user: str = "learner",
+        timeout_s: float,
+        env: dict[str, str] | None = None,
+        workdir: str = "/work",
+        stdin: bytes | None = None,
+        kill_leftovers: bool | None = None,
+    ) -> ExecResult:
+        """Run argv in the sandbox as `user` with a timeout; output capped at limits.output_bytes per stream.
+
+        kill_leftovers (default: True for learner, False for grader) kills every process of that user once
+        argv ends, so a daemonised child cannot outlive its command.
+        """
+        if user not in USERS:
+            raise ValueError(f"user must be one of {sorted(USERS)}")
+        if self.container is None or self.dead:
+            return ExecResult(None, b"", b"sandbox is no longer running", True, 0.0, False)
+        if kill_leftovers is None:
+            kill_leftovers = user == "learner"
+        cap = self.limits.output_bytes
+        timeout_s = max(0.1, min(float(timeout_s), self.remaining_s()))
+        wrapped = ["python3", "-I", WRAPPER, "--timeout", f"{timeout_s:.3f}", "--max-output", str(cap)]
+        if kill_leftovers:
+            wrapped.append("--kill-leftovers")
+        wrapped += ["--", *argv]
+        api = self._client.api
+        started = time.monotonic()
+        try:
+            exec_id = api.exec_create(
+                self.container_id,
+                wrapped,
+                stdout=True,
+                stderr=True,
+                stdin=stdin is not None,
+                user=USERS[user],
+                environment={**BASE_ENV, **(env or {})},
+                workdir=workdir,
+            )["Id"]
+            sock = api.exec_start(exec_id, socket=True)
+        except _DOCKER_ERRORS as exc:
+            raise SandboxUnavailable(f"docker exec failed: {exc}") from exc
+        raw: socket.socket = getattr(sock, "_sock", sock)
+        frames = _Frames()
+        host_deadline = started + timeout_s + HOST_GRACE_S
+        try:
+            if stdin is not None:
+                raw.sendall(stdin)
+                raw.shutdown(socket.SHUT_WR)
+            finished = _read_frames(raw, frames, cap, host_deadline)
+        except OSError as exc:
+            logger.warning("reading sandbox output failed: %s", exc)
+            finished = False
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()
+        duration = time.monotonic() - started
+        if not finished:
+            # The wrapper did not end in time (hung, or killed and replaced by something holding the stream):
+            # the host kills the whole container; later commands in this sandbox report it as gone.
+            self._kill_dead()
+            result = ExecResult(None, bytes(frames.stdout), bytes(frames.stderr), True, duration, frames.truncated)
+        else:
+            try:
+                code = api.exec_inspect(exec_id).get("ExitCode")
+            except _DOCKER_ERRORS as exc:
+                raise SandboxUnavailable(f"docker exec inspect failed: {exc}") from exc
+            timed_out = code == TIMEOUT_EXIT and duration >= timeout_s - 0.2
+            result = ExecResult(code, bytes(frames.stdout), bytes(frames.stderr), timed_out, duration, frames.truncated)
+        if user == "learner":
+            self._note_limits(result, timeout_s)
+        return result
+
+    def _note_limits(self, result: ExecResult, timeout_s: float) -> None:
+        if result.exit_code in (137, -9) or result.exit_code is None:
+            kills = self._oom_kill_count()
+            if kills > self._oom_kills_seen:
+                self._oom_kills_seen = kills
+                result.oom_killed = True
+                self.limit_events.append(
+                    LimitEvent("oom", f"out of memory: used more than the limit of {self.limits.memory_mb} MB")
+                )
+                return
+        if result.timed_out:
+            self.limit_events.append(LimitEvent("timeout", f"timed out after {timeout_s:.0f} s"))
+
+    def _grader_read(self, path: str) -> str:
+        if self.container is None or self.dead:
+            return ""
+        try:
+            out = self.exec(["cat", path], user="grader", timeout_s=10)
+        except SandboxUnavailable:
+            return ""
+        return out.stdout.decode("ascii", "replace") if out.exit_code == 0 else ""
+
+    def _oom_kill_count(self) -> int:
+        text = self._grader_read("/sys/fs/cgroup/memory/memory.oom_control")
+        if not text and self.container is not None:
+            # cgroup v2 layout
+            text = self._grader_read("/sys/fs/cgroup/memory.events")
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "oom_kill" and value.strip().isdigit():
+                return int(value)
+        if self.dead and self.final_state.get("OOMKilled"):
+            return self._oom_kills_seen + 1
+        return self._oom_kills_seen
+
+    def _read_peak_memory(self) -> None:
+        text = self._grader_read("/sys/fs/cgroup/memory/memory.max_usage_in_bytes").strip()
+        if not text:
+            text = self._grader_read("/sys/fs/cgroup/memory.peak").strip()
+        if text.isdigit():
+            self.peak_memory_bytes = int(text)
+
+    def _kill_dead(self) -> None:
+        self.dead = True
+        try:
+            self.container.kill()
+            self.container.reload()
+            self.final_state = dict(self.container.attrs.get("State", {}))
+        except _DOCKER_ERRORS:
+            pass
+
+    def resources(self) -> dict[str, Any]:
+        """What the run used against its limits, for the revision page."""
+        if self.peak_memory_bytes is None and not self.dead:
+            self._read_peak_memory()
+        return {
+            "wall_seconds": round(time.monotonic() - self._started, 3) if self._started else 0.0,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "limits": self.limits.as_dict(),
+        }
+
+
+def _read_frames(raw: socket.socket, frames: _Frames, cap: int, deadline: float) -> bool:
+    """Read docker's multiplexed exec stream until EOF (True) or the deadline (False), storing <= cap bytes."""
+    buffer = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        raw.settimeout(remaining)
+        try:
+            chunk = raw.recv(65536)
+        except TimeoutError:
+            return False
+        if not chunk:
+            return True
+        buffer += chunk
+        while len(buffer) >= 8:
+            stream, size = buffer[0], struct.unpack(">I", buffer[4:8])[0]
+            if len(buffer) < 8 + size:
+                break
+            payload, buffer = buffer[8 : 8 + size], buffer[8 + size :]
+            target = frames.stderr if stream == 2 else frames.stdout
+            room = cap - len(target)
+            if len(payload) > room:
+                frames.truncated = True
+            if room > 0:
+                target += payload[:room]

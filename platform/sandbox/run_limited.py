@@ -1,0 +1,121 @@
+"""Trusted wrapper every sandbox command runs under (bind-mounted read-only at /opt/shipshape).
+
+    python3 -I /opt/shipshape/run_limited.py --timeout S --max-output N [--kill-leftovers] -- ARGV...
+
+Docker exec has no timeout and its output stream stays open while any process holds it, so this wrapper:
+- runs ARGV in its own session with stdout/stderr on pipes it owns (a daemonised grandchild never holds the
+  exec stream open), and makes ARGV the OOM killer's first choice (oom_score_adj 1000);
+- forwards at most N+1 bytes of each stream (one byte more than the cap tells the host it was truncated)
+  and drains the rest without storing it;
+- kills ARGV's session when S seconds have passed and exits 124;
+- with --kill-leftovers, after ARGV ends sends SIGKILL to every process of the same user (kill(-1) spares
+  the caller), so nothing a submission started outlives its command.
+Otherwise it exits with ARGV's exit code, or 128+signal when ARGV was killed by a signal.
+
+It runs as the same user as ARGV, so a hostile ARGV can kill it: the host keeps its own deadline and output
+cap and never trusts this wrapper for more than the submission could claim about itself.
+"""
+
+import argparse
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+
+TIMEOUT_EXIT = 124
+CHUNK = 65536
+
+
+def _oom_first() -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    except OSError:
+        pass
+
+
+def _pump(proc: subprocess.Popen, deadline: float, cap: int) -> bool:
+    """Copy the child's output until both pipes close or the deadline passes; True when it timed out."""
+    selector = selectors.DefaultSelector()
+    targets = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
+    forwarded = {1: 0, 2: 0}
+    for fd in targets:
+        os.set_blocking(fd, False)
+        selector.register(fd, selectors.EVENT_READ)
+    open_fds = set(targets)
+    exited_at = None
+    while open_fds:
+        now = time.monotonic()
+        if now >= deadline:
+            return True
+        if exited_at is None and proc.poll() is not None:
+            exited_at = now
+        # Once the child is gone, leftovers holding the pipes get a short grace, not the whole budget.
+        if exited_at is not None and now - exited_at > 0.5:
+            break
+        for key, _ in selector.select(timeout=min(0.1, deadline - now)):
+            fd = key.fd
+            try:
+                data = os.read(fd, CHUNK)
+            except BlockingIOError:
+                continue
+            if not data:
+                selector.unregister(fd)
+                open_fds.discard(fd)
+                continue
+            out = targets[fd]
+            room = cap + 1 - forwarded[out]
+            if room > 0:
+                piece = data[:room]
+                forwarded[out] += len(piece)
+                with contextlib.suppress(OSError):
+                    os.write(out, piece)
+    return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--timeout", type=float, required=True)
+    parser.add_argument("--max-output", type=int, required=True)
+    parser.add_argument("--kill-leftovers", action="store_true")
+    parser.add_argument("argv", nargs=argparse.REMAINDER)
+    options = parser.parse_args()
+    argv = options.argv[1:] if options.argv[:1] == ["--"] else options.argv
+    if not argv:
+        print("run_limited: no command given", file=sys.stderr)
+        return 2
+    deadline = time.monotonic() + options.timeout
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_oom_first,
+        )
+    except OSError as exc:
+        # The submission's command could not start: report like a shell would.
+        print(f"cannot run {argv[0]!r}: {exc.strerror}", file=sys.stderr)
+        return 127
+    timed_out = _pump(proc, deadline, options.max_output)
+    if timed_out:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    if options.kill_leftovers:
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)
+    try:
+        code = proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    if timed_out:
+        return TIMEOUT_EXIT
+    return 128 - code if code < 0 else code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
