@@ -1,0 +1,666 @@
+"""Read a course directory into `CourseSpec`, collecting every problem instead of stopping at the first.
+
+Reading is defensive: nothing outside the course directory is read (symlinks leaving it are reported), text files
+and bundles are size-capped, and files must be UTF-8.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import stat
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from courses.coursefs.spec import (
+    EMPTY_TREE_DIGEST,
+    REFERENCE_KINDS,
+    CourseSpec,
+    LabEntry,
+    LessonSpec,
+    LoadResult,
+    Rendered,
+    TreeDigest,
+    UnitSpec,
+    lesson_url,
+)
+from courses.coursefs.yamlsrc import SLUG_RE, Checker, parse_yaml
+from courses.errors import CourseProblem
+from courses.markdown import RENDERER_VERSION, render_markdown
+from labs import labspec  # module import: labs.labspec imports this package's yamlsrc
+from labs.checks.base import CHECK_KINDS
+
+MAX_TEXT_BYTES = 1024 * 1024  # one lesson or YAML file
+MAX_BUNDLE_FILE_BYTES = 20 * 1024 * 1024  # one file in starter/ or grader/
+MAX_BUNDLE_BYTES = 100 * 1024 * 1024
+MAX_BUNDLE_FILES = 5000
+
+COURSE_FIELDS = ("slug", "title", "summary", "unit_label", "units")
+UNIT_FIELDS = ("slug", "title", "summary")
+LESSON_FIELDS = (
+    "title",
+    "slug",
+    "tagline",
+    "objective",
+    "deliverable",
+    "outcomes",
+    "prerequisites",
+    "estimated_minutes",
+    "references",
+)
+REFERENCE_FIELDS = ("kind", "title", "url")
+# Kinds whose checks read the instructor's hidden files; a kind class may also say so itself.
+GRADER_KINDS = frozenset({"tests.pytest"})
+
+_NUMBER_PREFIX = re.compile(r"^\d+[-_]")
+_HEADING_ID = re.compile(r'<h[1-6][^>]*\sid="([^"]+)"')
+
+
+class RenderCache(Protocol):
+    """Where rendered documents from earlier imports are kept (the importer passes a database-backed one)."""
+
+    def lookup(self, keys: list[str]) -> dict[str, Rendered]: ...
+
+
+def load_course(path: str | os.PathLike[str], *, render_cache: RenderCache | None = None) -> LoadResult:
+    """Read and validate the course directory at `path`. Touches no database unless `render_cache` does."""
+    return _CourseReader(Path(path), render_cache).load()
+
+
+def render_key(*, course: str, file: str, offset: int, body: str) -> str:
+    """Cache key of a rendered body.
+
+    Besides the renderer version and the source, it names the file and its line offset: relative links resolve
+    against the file's folder and problem/quiz line numbers include the offset, so both shape the output.
+    """
+    material = "\0".join((RENDERER_VERSION, course, file, str(offset), body))
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+class _CourseReader:
+    def __init__(self, path: Path, render_cache: RenderCache | None) -> None:
+        self.given = path
+        self.root = path.resolve()
+        self.cache = render_cache
+        self.problems: list[CourseProblem] = []
+        self.file_digests: dict[str, str] = {}
+        self.listed: set[str] = set()  # every unit slug named in course.yaml, even ones with problems
+
+    # --- problems and safe reading -----------------------------------------------------------------------
+
+    def problem(self, file: str, line: int | None, message: str, hint: str) -> None:
+        self.problems.append(CourseProblem(file, line, message, hint))
+
+    def _inside(self, target: Path) -> bool:
+        return target == self.root or self.root in target.parents
+
+    def _check_link(self, rel: str) -> Path | None:
+        """For a symlink at `rel`: the file it points to if that is a regular file inside the course, else None."""
+        target = (self.root / rel).resolve()
+        if not self._inside(target):
+            self.problem(
+                rel,
+                None,
+                "symbolic link points outside the course directory and is not followed",
+                "replace the link with a copy of the file it points to",
+            )
+            return None
+        if target.is_dir():
+            self.problem(rel, None, "symbolic links to folders are not followed", "replace the link with a real folder")
+            return None
+        return target if target.is_file() else None
+
+    def read_text(self, rel: str, *, required_hint: str = "") -> str | None:
+        path = self.root / rel
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            if required_hint:
+                self.problem(rel, None, "file is missing", required_hint)
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            target = self._check_link(rel)
+            if target is None:
+                return None
+            path, st = target, target.stat()
+        if not stat.S_ISREG(st.st_mode):
+            self.problem(rel, None, "is not a regular file", "replace it with a plain text file")
+            return None
+        if st.st_size > MAX_TEXT_BYTES:
+            self.problem(
+                rel,
+                None,
+                f"file is {st.st_size} bytes, above the {MAX_TEXT_BYTES} byte limit for course text files",
+                "split it into several lessons, or move large data into a lab's starter/ or grader/ folder",
+            )
+            return None
+        data = path.read_bytes()
+        self.file_digests[rel] = hashlib.sha256(data).hexdigest()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            self.problem(rel, line, "file is not valid UTF-8", "save the file with UTF-8 encoding")
+            return None
+        return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+    def entries(self, rel: str) -> list[tuple[str, str]]:
+        """(name, "dir" | "file") in a folder, sorted by name; hidden entries skipped, bad symlinks reported."""
+        out = []
+        with os.scandir(self.root / rel if rel else self.root) as it:
+            for entry in sorted(it, key=lambda e: e.name):
+                if entry.name.startswith("."):
+                    continue
+                child = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_symlink():
+                    if self._check_link(child) is not None:
+                        out.append((entry.name, "file"))
+                elif entry.is_dir(follow_symlinks=False):
+                    out.append((entry.name, "dir"))
+                elif entry.is_file(follow_symlinks=False):
+                    out.append((entry.name, "file"))
+        return out
+
+    # --- course.yaml ---------------------------------------------------------------------------------------
+
+    def load(self) -> LoadResult:
+        if not self.root.is_dir():
+            self.problem(str(self.given), None, "course directory not found", "pass the folder that holds course.yaml")
+            return LoadResult(None, self.problems)
+        course = self._course_yaml()
+        if course is None:
+            return LoadResult(None, self.problems)
+        self._unlisted_folders(course)
+        for unit in course.units:
+            self._unit(course, unit)
+        self._duplicate_labs(course)
+        self._render_all(course)
+        self._check_anchors(course)
+        self._check_lab_links(course)
+        self._hash_rows(course)
+        return LoadResult(course, self.problems)
+
+    def _course_yaml(self) -> CourseSpec | None:
+        text = self.read_text(
+            "course.yaml",
+            required_hint="create course.yaml with at least slug, title and units (see the authoring guide)",
+        )
+        if text is None:
+            return None
+        doc = parse_yaml(text, file="course.yaml", problems=self.problems, what="course.yaml")
+        if doc is None:
+            return None
+        c = Checker(file="course.yaml", doc=doc, problems=self.problems)
+        root = c.mapping(doc.data, (), "course.yaml")
+        if root is None:
+            return None
+        c.unknown_keys(root, (), COURSE_FIELDS, "course.yaml")
+        course = CourseSpec(
+            slug=c.slug(root, (), "slug", what="course.yaml", required=True),
+            title=c.text(root, (), "title", what="course.yaml", required=True, max_len=200),
+            summary=c.text(root, (), "summary", what="course.yaml"),
+            unit_label=c.text(root, (), "unit_label", what="course.yaml", default="Unit", max_len=40) or "Unit",
+            root=self.root,
+        )
+        units = root.get("units")
+        if units is None:
+            c.add((), "course.yaml is missing the required field 'units'", "add `units:` with one `- slug: …` per unit")
+            return course
+        if not isinstance(units, list):
+            c.add(("units",), "units must be a list", "write one `- slug: … title: …` entry per unit")
+            return course
+        seen: dict[str, int] = {}
+        for index, raw in enumerate(units):
+            path = ("units", index)
+            entry = c.mapping(raw, path, f"unit {index + 1}")
+            if entry is None:
+                continue
+            c.unknown_keys(entry, path, UNIT_FIELDS, "a unit")
+            slug = c.slug(entry, path, "slug", what=f"unit {index + 1}", required=True)
+            title = c.text(entry, path, "title", what=f"unit {index + 1}", required=True, max_len=200)
+            if not slug:
+                continue
+            self.listed.add(slug)
+            line = doc.line((*path, "slug"))
+            if slug in seen:
+                c.add(
+                    (*path, "slug"),
+                    f"unit slug {slug!r} is listed twice (first at line {seen[slug]})",
+                    "give every unit its own slug and folder",
+                )
+                continue
+            seen[slug] = line
+            unit = UnitSpec(
+                slug=slug, title=title, summary=c.text(entry, path, "summary", what="a unit"), position=index + 1
+            )
+            folder = self.root / slug
+            if folder.is_symlink():
+                self._check_link(slug)
+                continue
+            if not folder.is_dir():
+                c.add(
+                    (*path, "slug"),
+                    f"unit {slug!r} is listed but the folder {slug}/ does not exist",
+                    f"create the folder {slug}/ next to course.yaml, or fix the slug to match an existing folder",
+                )
+                continue
+            course.units.append(unit)
+        return course
+
+    def _unlisted_folders(self, course: CourseSpec) -> None:
+        listed = {unit.slug for unit in course.units} | self.listed
+        for name, kind in self.entries(""):
+            if kind != "dir" or name in listed:
+                continue
+            if self._holds_course_content(name):
+                self.problem(
+                    name + "/",
+                    None,
+                    f"folder {name}/ holds lessons or labs but is not listed in course.yaml units",
+                    f"add `- slug: {name}` with a title under `units:` in course.yaml, or move its files into a listed unit",
+                )
+
+    def _holds_course_content(self, rel: str) -> bool:
+        for dirpath, dirnames, filenames in os.walk(self.root / rel):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            if any(f.endswith(".md") or f == "lab.yaml" for f in filenames):
+                return True
+            if dirpath.count(os.sep) - str(self.root).count(os.sep) > 3:
+                break
+        return False
+
+    # --- units, lessons, labs ----------------------------------------------------------------------------
+
+    def _unit(self, course: CourseSpec, unit: UnitSpec) -> None:
+        seen_lessons: dict[str, str] = {}
+        for name, kind in self.entries(unit.slug):
+            rel = f"{unit.slug}/{name}"
+            if kind == "file" and name.endswith(".md"):
+                lesson = self._lesson(course, unit, rel, name, len(unit.lessons) + 1)
+                if lesson is None:
+                    continue
+                if lesson.slug in seen_lessons:
+                    self.problem(
+                        rel,
+                        1,
+                        f"lesson slug {lesson.slug!r} is also used by {seen_lessons[lesson.slug]}",
+                        "rename one of the files or set a different `slug:` in its front matter",
+                    )
+                    continue
+                seen_lessons[lesson.slug] = rel
+                unit.lessons.append(lesson)
+            elif kind == "dir":
+                if (self.root / rel / "lab.yaml").exists() or (self.root / rel / "lab.yaml").is_symlink():
+                    lab = self._lab(course, unit, rel, name)
+                    if lab is not None:
+                        unit.labs.append(lab)
+                elif self._holds_course_content(rel):
+                    self.problem(
+                        rel + "/",
+                        None,
+                        f"folder {rel}/ holds Markdown files but no lab.yaml; lessons are not read from sub-folders",
+                        f"move the lessons directly into {unit.slug}/, or add a lab.yaml if this folder is a lab",
+                    )
+
+    def _lesson(self, course: CourseSpec, unit: UnitSpec, rel: str, name: str, position: int) -> LessonSpec | None:
+        text = self.read_text(rel)
+        if text is None:
+            return None
+        front, body, offset = self._split_front_matter(rel, text)
+        if front is None:
+            return None
+        doc = parse_yaml(front, file=rel, problems=self.problems, line_offset=1, what="front matter")
+        if doc is None:
+            return None
+        c = Checker(file=rel, doc=doc, problems=self.problems)
+        fm = c.mapping(doc.data if doc.data is not None else {}, (), "the front matter")
+        if fm is None:
+            return None
+        c.unknown_keys(fm, (), LESSON_FIELDS, "lesson front matter")
+        default_slug = _NUMBER_PREFIX.sub("", name[: -len(".md")])
+        slug = c.slug(fm, (), "slug", what="the front matter") or default_slug
+        if "slug" not in fm and not SLUG_RE.match(slug):
+            c.add(
+                (),
+                f"the lesson slug {slug!r} taken from the file name is not a valid slug",
+                "rename the file to NN-lower-case-words.md or set `slug:` in the front matter",
+            )
+        lesson = LessonSpec(
+            slug=slug,
+            title=c.text(fm, (), "title", what="the front matter", required=True, max_len=200),
+            file=rel,
+            position=position,
+            unit_slug=unit.slug,
+            tagline=c.text(fm, (), "tagline", what="the front matter", max_len=300),
+            objective=c.text(fm, (), "objective", what="the front matter"),
+            deliverable=c.text(fm, (), "deliverable", what="the front matter"),
+            outcomes=c.str_list(fm, (), "outcomes", what="the front matter"),
+            prerequisites=c.str_list(fm, (), "prerequisites", what="the front matter"),
+            estimated_minutes=c.integer(
+                fm, (), "estimated_minutes", what="the front matter", minimum=1, maximum=24 * 60
+            ),
+            references=self._references(c, fm),
+            body=body,
+            body_offset=offset,
+        )
+        lesson.render_key = render_key(course=course.slug, file=rel, offset=offset, body=body)
+        return lesson
+
+    def _split_front_matter(self, rel: str, text: str) -> tuple[str | None, str, int]:
+        lines = text.split("\n")
+        if not lines or lines[0].strip() != "---":
+            self.problem(
+                rel,
+                1,
+                "lesson has no front matter",
+                "start the file with a `---` line, then `title: …`, then another `---` line",
+            )
+            return None, "", 0
+        for index in range(1, len(lines)):
+            if lines[index].strip() in ("---", "..."):
+                return "\n".join(lines[1:index]), "\n".join(lines[index + 1 :]), index + 1
+        self.problem(rel, 1, "front matter is not closed", "add a `---` line after the last front matter field")
+        return None, "", 0
+
+    def _references(self, c: Checker, fm: dict) -> list[dict[str, str]]:
+        raw = fm.get("references")
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            c.add(("references",), "references must be a list", "write one `- kind: … title: … url: …` per reference")
+            return []
+        out = []
+        for index, item in enumerate(raw):
+            path = ("references", index)
+            ref = c.mapping(item, path, f"reference {index + 1}")
+            if ref is None:
+                continue
+            c.unknown_keys(ref, path, REFERENCE_FIELDS, "a reference")
+            what = f"reference {index + 1}"
+            kind = c.choice(ref, path, "kind", REFERENCE_KINDS, what=what, required=True)
+            url = c.text(ref, path, "url", what=what, required=True, max_len=2000)
+            if url and not re.match(r"^https?://[^\s/]+", url):
+                c.add(
+                    (*path, "url"),
+                    f"reference url {url!r} is not an http(s) address",
+                    "write the full https://… address",
+                )
+            title = c.text(ref, path, "title", what=what, max_len=300) or url
+            out.append({"kind": kind, "title": title, "url": url})
+        return out
+
+    def _lab(self, course: CourseSpec, unit: UnitSpec, rel: str, name: str) -> LabEntry | None:
+        yaml_rel = f"{rel}/lab.yaml"
+        text = self.read_text(yaml_rel)
+        if text is None:
+            return None
+        spec = labspec.parse_lab_yaml(text, file=yaml_rel, folder_slug=name, problems=self.problems)
+        if spec is None:
+            return None
+        if spec.unit and spec.unit != unit.slug:
+            self.problem(
+                yaml_rel,
+                1,
+                f"lab.yaml says unit {spec.unit!r} but the lab's folder is in {unit.slug}/",
+                f"move the lab folder into {spec.unit}/ or set `unit: {unit.slug}`",
+            )
+        spec.unit = unit.slug
+        lab = LabEntry(slug=spec.slug, folder=rel, unit_slug=unit.slug, spec=spec)
+        instructions_rel = f"{rel}/{spec.instructions}"
+        body = self.read_text(
+            instructions_rel,
+            required_hint=f"write the lab's instructions in {instructions_rel} or point `instructions:` at the file",
+        )
+        if body is not None:
+            lab.instructions_file = instructions_rel
+            lab.instructions_body = body
+            lab.render_key = render_key(course=course.slug, file=instructions_rel, offset=0, body=body)
+        lab.starter = self._tree(f"{rel}/starter")
+        lab.grader = self._tree(f"{rel}/grader")
+        for check in spec.checks:
+            kind_cls = CHECK_KINDS.get(check.kind)
+            needs = getattr(kind_cls, "needs_grader", check.kind in GRADER_KINDS)
+            if needs and (lab.grader is None or not lab.grader.files):
+                self.problem(
+                    yaml_rel,
+                    check.line,
+                    f"check {check.id!r} ({check.kind}) reads the grader's files but {rel}/grader/ is missing or empty",
+                    f"create {rel}/grader/ with the hidden tests or fixtures this check needs",
+                )
+        return lab
+
+    def _tree(self, rel: str) -> TreeDigest | None:
+        top = self.root / rel
+        if top.is_symlink():
+            self._check_link(rel)
+            return None
+        if not top.is_dir():
+            return None
+        files: list[tuple[str, int, str, bool]] = []
+        total = 0
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames.sort()
+            here = Path(dirpath)
+            for name in sorted(filenames) + [d for d in dirnames if (here / d).is_symlink()]:
+                path = here / name
+                file_rel = path.relative_to(self.root).as_posix()
+                st = path.lstat()
+                if stat.S_ISLNK(st.st_mode):
+                    self.problem(
+                        file_rel,
+                        None,
+                        "symbolic links are not allowed in starter/ or grader/",
+                        "replace the link with a copy",
+                    )
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    self.problem(file_rel, None, "is not a regular file", "remove it")
+                    continue
+                if st.st_size > MAX_BUNDLE_FILE_BYTES:
+                    self.problem(
+                        file_rel,
+                        None,
+                        f"file is {st.st_size} bytes, above the {MAX_BUNDLE_FILE_BYTES} byte limit",
+                        "shrink it or generate it in the grader at run time",
+                    )
+                    continue
+                total += st.st_size
+                files.append(
+                    (path.relative_to(top).as_posix(), st.st_size, _file_sha256(path), bool(st.st_mode & 0o111))
+                )
+            dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
+        if len(files) > MAX_BUNDLE_FILES or total > MAX_BUNDLE_BYTES:
+            self.problem(
+                rel + "/",
+                None,
+                f"folder holds {len(files)} files and {total} bytes, above the limits of {MAX_BUNDLE_FILES} files "
+                f"and {MAX_BUNDLE_BYTES} bytes",
+                "remove generated or large files from the folder",
+            )
+        return TreeDigest(root=top, digest=tree_digest(files), files=files)
+
+    def _duplicate_labs(self, course: CourseSpec) -> None:
+        seen: dict[str, str] = {}
+        for lab in course.labs():
+            if lab.slug in seen:
+                self.problem(
+                    f"{lab.folder}/lab.yaml",
+                    1,
+                    f"lab slug {lab.slug!r} is also used by {seen[lab.slug]}/",
+                    "lab slugs are unique across the course: rename the folder or set a different `slug:`",
+                )
+            else:
+                seen[lab.slug] = lab.folder
+
+    # --- rendering and links -----------------------------------------------------------------------------
+
+    def _resolver(self, course: CourseSpec, from_file: str) -> Callable[[str], str | None]:
+        by_file = self._lesson_urls(course)
+        folder = posixpath.dirname(from_file)
+
+        def resolve(target: str) -> str | None:
+            joined = posixpath.normpath(posixpath.join(folder, target))
+            return by_file.get(joined)
+
+        return resolve
+
+    def _lesson_urls(self, course: CourseSpec) -> dict[str, str]:
+        if not hasattr(self, "_urls"):
+            self._urls = {
+                lesson.file: lesson_url(course.slug, lesson.unit_slug, lesson.slug) for lesson in course.lessons()
+            }
+        return self._urls
+
+    def _render_all(self, course: CourseSpec) -> None:
+        docs: list[tuple[Any, str, str, int]] = [
+            (lesson, lesson.file, lesson.body, lesson.body_offset) for lesson in course.lessons()
+        ]
+        docs += [
+            (lab, lab.instructions_file, lab.instructions_body, lab.instructions_offset)
+            for lab in course.labs()
+            if lab.instructions_file
+        ]
+        cached = self.cache.lookup([item.render_key for item, *_ in docs]) if self.cache else {}
+        for item, file, body, offset in docs:
+            resolve = self._resolver(course, file)
+            hit = cached.get(item.render_key)
+            if hit is not None and all(resolve(path) == url for path, url in hit.resolved.items()):
+                hit.fresh = False
+                item.rendered = hit
+                continue
+            resolved: dict[str, str | None] = {}
+
+            def recording(target: str, resolve: Callable[[str], str | None] = resolve, seen: dict = resolved) -> Any:
+                seen[target] = url = resolve(target)
+                return url
+
+            result = render_markdown(body, link_resolver=recording, line_offset=offset)
+            for p in result.problems:
+                self.problem(file, p.line, p.message, p.hint)
+            item.rendered = Rendered(
+                html=result.html,
+                toc=result.toc,
+                quizzes=result.quizzes,
+                links=[tuple(link) for link in result.links],
+                resolved=resolved,
+            )
+
+    def _anchors(self, course: CourseSpec) -> dict[str, set[str]]:
+        if not hasattr(self, "_anchor_sets"):
+            self._anchor_sets = {
+                lesson.file: {entry["id"] for entry in lesson.toc} | set(_HEADING_ID.findall(lesson.html))
+                for lesson in course.lessons()
+                if lesson.rendered
+            }
+        return self._anchor_sets
+
+    def _check_anchors(self, course: CourseSpec) -> None:
+        anchors = self._anchors(course)
+        items = [(lesson.file, lesson.rendered) for lesson in course.lessons()]
+        items += [(lab.instructions_file, lab.rendered) for lab in course.labs()]
+        for file, rendered in items:
+            if rendered is None:
+                continue
+            for href, line in rendered.links:
+                path, _, fragment = href.partition("#")
+                if not fragment:
+                    continue
+                target = posixpath.normpath(posixpath.join(posixpath.dirname(file), path))
+                if target in anchors and fragment not in anchors[target]:
+                    known = ", ".join(sorted(anchors[target])[:12]) or "none"
+                    self.problem(
+                        file,
+                        line,
+                        f"broken internal link: {href} — {target} has no section with the id {fragment!r}",
+                        f"link to one of its section ids ({known}) or add that heading to {target}",
+                    )
+
+    def _check_lab_links(self, course: CourseSpec) -> None:
+        lessons = {(lesson.unit_slug, lesson.slug): lesson for lesson in course.lessons()}
+        anchors = self._anchors(course)
+        for lab in course.labs():
+            for check in lab.spec.checks:
+                if not check.lesson:
+                    continue
+                where, _, fragment = check.lesson.partition("#")
+                unit_slug, _, lesson_slug = where.strip("/").partition("/")
+                lesson = lessons.get((unit_slug, lesson_slug))
+                hint = "write `lesson: <unit-slug>/<lesson-slug>#<section-id>` naming a lesson of this course"
+                if lesson is None:
+                    self.problem(
+                        f"{lab.folder}/lab.yaml",
+                        check.lesson_line,
+                        f"check {check.id!r} links to lesson {where!r}, which is not in the course",
+                        hint,
+                    )
+                    continue
+                if fragment and fragment not in anchors.get(lesson.file, set()):
+                    known = ", ".join(sorted(anchors.get(lesson.file, set()))[:12]) or "none"
+                    self.problem(
+                        f"{lab.folder}/lab.yaml",
+                        check.lesson_line,
+                        f"check {check.id!r} links to section {fragment!r}, which {lesson.file} does not have",
+                        f"use one of its section ids: {known}",
+                    )
+                    continue
+                url = lesson_url(course.slug, unit_slug, lesson_slug)
+                check.lesson_url = f"{url}#{fragment}" if fragment else url
+
+    # --- hashes -------------------------------------------------------------------------------------------
+
+    def _hash_rows(self, course: CourseSpec) -> None:
+        for lesson in course.lessons():
+            lesson.content_hash = _json_sha256(
+                {
+                    "title": lesson.title,
+                    "tagline": lesson.tagline,
+                    "objective": lesson.objective,
+                    "deliverable": lesson.deliverable,
+                    "outcomes": lesson.outcomes,
+                    "prerequisites": lesson.prerequisites,
+                    "estimated_minutes": lesson.estimated_minutes,
+                    "references": lesson.references,
+                    "source_path": lesson.file,
+                    "html": lesson.html,
+                    "toc": lesson.toc,
+                    "quizzes": lesson.quizzes,
+                }
+            )
+        for lab in course.labs():
+            lab.content_hash = _json_sha256(
+                {
+                    "spec": lab.spec.to_json(),
+                    "html": lab.rendered.html if lab.rendered else "",
+                    "toc": lab.rendered.toc if lab.rendered else [],
+                    "grader": lab.grader_digest,
+                    "starter": lab.starter.digest if lab.starter else "",
+                    "folder": lab.folder,
+                }
+            )
+        material = sorted(self.file_digests.items())
+        material += [
+            (lab.folder, f"{lab.grader_digest}:{lab.starter.digest if lab.starter else ''}") for lab in course.labs()
+        ]
+        course.content_digest = _json_sha256(material)
+
+
+def tree_digest(files: Iterable[tuple[str, int, str, bool]]) -> str:
+    """sha256 naming a folder's content: each file's path, executable bit and sha256, in path order."""
+    lines = [f"{path}\0{'x' if executable else '-'}\0{sha}\n" for path, _size, sha, executable in sorted(files)]
+    return hashlib.sha256("".join(lines).encode()).hexdigest() if lines else EMPTY_TREE_DIGEST
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _json_sha256(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

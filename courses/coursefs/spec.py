@@ -1,0 +1,137 @@
+"""Plain dataclasses describing a course directory once read and validated. No database, no Django models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from courses.errors import CourseProblem
+
+if TYPE_CHECKING:
+    from labs.labspec import LabSpec
+
+REFERENCE_KINDS = ("official-doc", "article", "paper", "book", "video", "tool", "notebook", "repository")
+
+
+def lesson_url(course: str, unit: str, lesson: str) -> str:
+    """The lesson page URL as agreed in docs/contracts.md."""
+    return f"/courses/{course}/{unit}/{lesson}/"
+
+
+@dataclass
+class Rendered:
+    """What rendering a Markdown document produced (freshly or from the cache)."""
+
+    html: str
+    toc: list[dict[str, Any]]
+    quizzes: list[dict[str, Any]]
+    links: list[tuple[str, int]]  # (href as written, file line)
+    resolved: dict[str, str | None]  # relative .md path -> URL it resolved to when rendered
+    fresh: bool = True  # False when it came from the render cache
+
+
+@dataclass
+class LessonSpec:
+    slug: str
+    title: str
+    file: str  # relative to the course directory
+    position: int  # 1-based within the unit
+    unit_slug: str
+    tagline: str = ""
+    objective: str = ""
+    deliverable: str = ""
+    outcomes: list[str] = field(default_factory=list)
+    prerequisites: list[str] = field(default_factory=list)
+    estimated_minutes: int | None = None
+    references: list[dict[str, str]] = field(default_factory=list)
+    body: str = ""
+    body_offset: int = 0  # file lines before the body
+    render_key: str = ""  # sha256 of renderer version + where the body sits + body
+    rendered: Rendered | None = None
+    content_hash: str = ""  # sha256 of everything stored on the Lesson row and its quizzes
+
+    @property
+    def html(self) -> str:
+        return self.rendered.html if self.rendered else ""
+
+    @property
+    def toc(self) -> list[dict[str, Any]]:
+        return self.rendered.toc if self.rendered else []
+
+    @property
+    def quizzes(self) -> list[dict[str, Any]]:
+        return self.rendered.quizzes if self.rendered else []
+
+
+@dataclass
+class TreeDigest:
+    """A folder (starter/ or grader/) hashed file by file; `digest` names its content."""
+
+    root: Path
+    digest: str
+    files: list[tuple[str, int, str, bool]] = field(default_factory=list)  # (path, size, sha256, executable)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f[1] for f in self.files)
+
+
+@dataclass
+class LabEntry:
+    slug: str
+    folder: str  # relative to the course directory
+    unit_slug: str
+    spec: LabSpec
+    instructions_file: str = ""
+    instructions_body: str = ""
+    instructions_offset: int = 0
+    render_key: str = ""
+    rendered: Rendered | None = None
+    starter: TreeDigest | None = None
+    grader: TreeDigest | None = None
+    content_hash: str = ""
+
+    @property
+    def grader_digest(self) -> str:
+        return self.grader.digest if self.grader else EMPTY_TREE_DIGEST
+
+
+EMPTY_TREE_DIGEST = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256 of nothing
+
+
+@dataclass
+class UnitSpec:
+    slug: str
+    title: str
+    position: int
+    summary: str = ""
+    lessons: list[LessonSpec] = field(default_factory=list)
+    labs: list[LabEntry] = field(default_factory=list)
+
+
+@dataclass
+class CourseSpec:
+    slug: str
+    title: str
+    root: Path
+    summary: str = ""
+    unit_label: str = "Unit"
+    units: list[UnitSpec] = field(default_factory=list)
+    content_digest: str = ""  # sha256 over every file read, for the content version outside git
+
+    def lessons(self) -> list[LessonSpec]:
+        return [lesson for unit in self.units for lesson in unit.lessons]
+
+    def labs(self) -> list[LabEntry]:
+        return [lab for unit in self.units for lab in unit.labs]
+
+
+@dataclass
+class LoadResult:
+    course: CourseSpec | None
+    problems: list[CourseProblem]
+
+    @property
+    def ok(self) -> bool:
+        return self.course is not None and not self.problems

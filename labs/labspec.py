@@ -1,0 +1,426 @@
+"""lab.yaml: parsing and validation into a `LabSpec` with every default filled in.
+
+Problems are `CourseProblem`s so `validate_course` reports labs exactly like lessons. Things that need the rest
+of the course (a check's `lesson:` link, whether `grader/` exists) are checked by `courses.coursefs`, using the
+line numbers kept here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import re
+import shlex
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+
+from courses.coursefs.yamlsrc import SLUG_RE, Checker, parse_yaml
+from courses.errors import CourseProblem
+from labs.checks.base import CATEGORIES, CHECK_KINDS, _load_builtin_kinds, validate_check_spec
+
+VISIBILITIES = ("visible", "hidden")
+LATE_POLICIES = ("accept", "reject")
+
+MiB = 1024 * 1024
+
+
+def platform_maxima() -> dict[str, float]:
+    """The largest values a lab may ask for; the grading wall time comes from settings so the broker timeout fits."""
+    return {
+        "cpus": float(getattr(settings, "GRADING_MAX_CPUS", 4.0)),
+        "memory_mb": int(getattr(settings, "GRADING_MAX_MEMORY_MB", 4096)),
+        "wall_seconds": int(settings.GRADING_MAX_WALL_SECONDS),
+        "pids": int(getattr(settings, "GRADING_MAX_PIDS", 4096)),
+        "output_bytes": int(getattr(settings, "GRADING_MAX_OUTPUT_BYTES", 16 * MiB)),
+        "scratch_mb": int(getattr(settings, "GRADING_MAX_SCRATCH_MB", 1024)),
+        "max_file_bytes": 50 * MiB,
+        "max_total_bytes": 200 * MiB,
+        "max_files": 10_000,
+    }
+
+
+@dataclass
+class FilesSpec:
+    required: list[str] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=lambda: ["**"])
+    max_file_bytes: int = 1 * MiB
+    max_total_bytes: int = 5 * MiB
+    max_files: int = 100
+
+
+@dataclass
+class LimitsSpec:
+    cpus: float = 1.0
+    memory_mb: int = 256
+    wall_seconds: int = 120
+    pids: int = 128
+    output_bytes: int = 1 * MiB
+    scratch_mb: int = 64
+
+
+@dataclass
+class CheckSpec:
+    id: str
+    kind: str
+    category: str
+    points: float = 1.0
+    visibility: str = "visible"
+    lesson: str = ""  # "<unit>/<lesson>#<anchor>", resolved by the course loader
+    lesson_url: str = ""  # filled in by the course loader once `lesson` resolves
+    args: dict[str, Any] = field(default_factory=dict)
+    line: int | None = field(default=None, compare=False)
+    lesson_line: int | None = field(default=None, compare=False)
+
+
+@dataclass
+class PolicySpec:
+    max_revisions: int | None = None
+    cooldown_seconds: int = 0
+    due: dt.datetime | None = None
+    late: str = "accept"
+
+
+@dataclass
+class LabSpec:
+    title: str
+    slug: str
+    unit: str = ""
+    instructions: str = "instructions.md"
+    files: FilesSpec = field(default_factory=FilesSpec)
+    run_command: list[str] = field(default_factory=list)
+    limits: LimitsSpec = field(default_factory=LimitsSpec)
+    checks: list[CheckSpec] = field(default_factory=list)
+    policy: PolicySpec = field(default_factory=PolicySpec)
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as stored in `Lab.spec`: plain JSON, defaults filled in, no source line numbers."""
+        data = dataclasses.asdict(self)
+        for check in data["checks"]:
+            check.pop("line", None)
+            check.pop("lesson_line", None)
+        data["run"] = {"command": data.pop("run_command")}
+        data["policy"]["due"] = self.policy.due.isoformat() if self.policy.due else None
+        return data
+
+    @property
+    def max_points(self) -> float:
+        return sum(check.points for check in self.checks)
+
+
+LAB_FIELDS = ("title", "slug", "unit", "instructions", "files", "run", "limits", "checks", "policy")
+FILES_FIELDS = tuple(f.name for f in dataclasses.fields(FilesSpec))
+LIMITS_FIELDS = tuple(f.name for f in dataclasses.fields(LimitsSpec))
+CHECK_FIELDS = ("id", "kind", "category", "points", "visibility", "lesson", "args")
+POLICY_FIELDS = ("max_revisions", "cooldown_seconds", "due", "late")
+RUN_FIELDS = ("command",)
+
+
+def parse_lab_yaml(text: str, *, file: str, folder_slug: str, problems: list[CourseProblem]) -> LabSpec | None:
+    """Validate lab.yaml text; every problem found is appended to `problems`. Returns None when unusable."""
+    doc = parse_yaml(text, file=file, problems=problems, what="lab.yaml")
+    if doc is None:
+        return None
+    c = Checker(file=file, doc=doc, problems=problems)
+    root = c.mapping(doc.data, (), "lab.yaml")
+    if root is None:
+        return None
+    c.unknown_keys(root, (), LAB_FIELDS, "lab.yaml")
+    spec = LabSpec(
+        title=c.text(root, (), "title", what="lab.yaml", required=True, max_len=200),
+        slug=c.slug(root, (), "slug", what="lab.yaml") or folder_slug,
+        unit=c.slug(root, (), "unit", what="lab.yaml"),
+        instructions=c.text(root, (), "instructions", what="lab.yaml", default="instructions.md"),
+    )
+    if not SLUG_RE.match(spec.slug):
+        c.add(
+            (),
+            f"the lab's slug {spec.slug!r} (from its folder name) is not a valid slug",
+            "rename the folder to lower-case letters, digits and hyphens, or set `slug:` in lab.yaml",
+        )
+    if "/" in spec.instructions or spec.instructions.startswith("."):
+        c.add(("instructions",), "instructions must name a file inside the lab folder", "write e.g. `instructions.md`")
+    spec.files = _files(c, root)
+    spec.run_command = _run(c, root)
+    spec.limits = _limits(c, root)
+    spec.checks = _checks(c, root)
+    spec.policy = _policy(c, root)
+    return spec
+
+
+def _files(c: Checker, root: dict) -> FilesSpec:
+    spec = FilesSpec()
+    if root.get("files") is None:
+        return spec
+    files = c.mapping(root["files"], ("files",), "files")
+    if files is None:
+        return spec
+    path = ("files",)
+    c.unknown_keys(files, path, FILES_FIELDS, "files")
+    maxima = platform_maxima()
+    spec.required = c.str_list(files, path, "required", what="files")
+    if "allowed" in files:
+        spec.allowed = c.str_list(files, path, "allowed", what="files")
+    for key in ("max_file_bytes", "max_total_bytes", "max_files"):
+        value = c.integer(files, path, key, what="files", default=getattr(spec, key), minimum=1, maximum=maxima[key])
+        setattr(spec, key, value)
+    if spec.max_file_bytes > spec.max_total_bytes:
+        c.add(
+            (*path, "max_file_bytes"),
+            f"max_file_bytes ({spec.max_file_bytes}) is larger than max_total_bytes ({spec.max_total_bytes})",
+            "raise max_total_bytes or lower max_file_bytes",
+        )
+    for key in ("required", "allowed"):
+        for index, pattern in enumerate(getattr(spec, key)):
+            problem = glob_problem(pattern)
+            if problem:
+                c.add((*path, key, index), f"bad glob {pattern!r} in files.{key}: {problem}", _GLOB_HINT)
+    for index, required in enumerate(spec.required):
+        if any(ch in required for ch in "*?["):
+            c.add(
+                (*path, "required", index),
+                f"required file {required!r} is a glob",
+                "list exact paths under `required`; globs belong under `allowed`",
+            )
+        elif not any(glob_match(pattern, required) for pattern in spec.allowed):
+            c.add(
+                (*path, "required", index),
+                f"required file {required!r} is not matched by any `allowed` glob, so no submission could pass",
+                f"add {required!r} (or a glob matching it) to files.allowed",
+            )
+    return spec
+
+
+def _run(c: Checker, root: dict) -> list[str]:
+    if root.get("run") is None:
+        return []
+    run = c.mapping(root["run"], ("run",), "run")
+    if run is None:
+        return []
+    c.unknown_keys(run, ("run",), RUN_FIELDS, "run")
+    command = run.get("command")
+    if command is None:
+        c.add(("run",), "run is missing the required field 'command'", 'add `command: ["python", "main.py"]`')
+        return []
+    if isinstance(command, str):
+        # A plain string is split like a shell would, but never run through one.
+        try:
+            command = shlex.split(command)
+        except ValueError as exc:
+            c.add(("run", "command"), f"run.command cannot be split into words: {exc}", _COMMAND_HINT)
+            return []
+    if not isinstance(command, list) or not command or not all(isinstance(a, str | int | float) for a in command):
+        c.add(("run", "command"), "run.command must be a non-empty list of words", _COMMAND_HINT)
+        return []
+    return [str(a) for a in command]
+
+
+def _limits(c: Checker, root: dict) -> LimitsSpec:
+    spec = LimitsSpec()
+    if root.get("limits") is None:
+        return spec
+    limits = c.mapping(root["limits"], ("limits",), "limits")
+    if limits is None:
+        return spec
+    path = ("limits",)
+    c.unknown_keys(limits, path, LIMITS_FIELDS, "limits")
+    maxima = platform_maxima()
+    spec.cpus = c.number(
+        limits, path, "cpus", what="limits", default=spec.cpus, minimum_exclusive=0, maximum=maxima["cpus"]
+    )
+    for key in ("memory_mb", "wall_seconds", "pids", "output_bytes", "scratch_mb"):
+        max_hint = (
+            f"keep wall_seconds <= {maxima['wall_seconds']} (settings.GRADING_MAX_WALL_SECONDS); split long "
+            "scenarios into several checks"
+            if key == "wall_seconds"
+            else ""
+        )
+        value = c.integer(
+            limits,
+            path,
+            key,
+            what="limits",
+            default=getattr(spec, key),
+            minimum=1,
+            maximum=maxima[key],
+            max_hint=max_hint,
+        )
+        setattr(spec, key, value)
+    return spec
+
+
+def _checks(c: Checker, root: dict) -> list[CheckSpec]:
+    raw = root.get("checks")
+    if raw is None:
+        c.add((), "lab.yaml is missing the required field 'checks'", "add a `checks:` list with at least one check")
+        return []
+    if not isinstance(raw, list) or not raw:
+        c.add(("checks",), "checks must be a non-empty list", "write one `- id: … kind: …` entry per check")
+        return []
+    _load_builtin_kinds()
+    seen: dict[str, int] = {}
+    checks = []
+    for index, item in enumerate(raw):
+        path = ("checks", index)
+        entry = c.mapping(item, path, f"check {index + 1}")
+        if entry is None:
+            continue
+        what = f"check {index + 1}"
+        c.unknown_keys(entry, path, CHECK_FIELDS, "a check")
+        check_id = c.slug(entry, path, "id", what=what, required=True)
+        kind = c.text(entry, path, "kind", what=what, required=True)
+        kind_cls = CHECK_KINDS.get(kind)
+        category = c.choice(
+            entry,
+            path,
+            "category",
+            CATEGORIES,
+            what=what,
+            default=getattr(kind_cls, "default_category", "correctness"),
+        )
+        points = c.number(entry, path, "points", what=what, default=1.0, minimum=0)
+        visibility = c.choice(entry, path, "visibility", VISIBILITIES, what=what, default="visible")
+        lesson = c.text(entry, path, "lesson", what=what)
+        args = entry.get("args")
+        if args is None:
+            args = {}
+        if check_id:
+            if check_id in seen:
+                c.add(
+                    (*path, "id"),
+                    f"check id {check_id!r} is used twice (first at line {seen[check_id]})",
+                    "give every check in the lab its own id",
+                )
+            else:
+                seen[check_id] = c.doc.line((*path, "id"))
+        if kind:
+            messages = validate_check_spec(kind, args) if isinstance(args, dict) else ["args must be a mapping"]
+            for message in messages:
+                if kind_cls is None:
+                    close = difflib.get_close_matches(kind, sorted(CHECK_KINDS), n=1, cutoff=0.6)
+                    hint = f"did you mean {close[0]!r}?" if close else "use one of the registered kinds listed"
+                    c.add((*path, "kind"), message, hint)
+                else:
+                    c.add((*path, "args"), f"check {check_id or index + 1} ({kind}): {message}", _ARGS_HINT)
+        checks.append(
+            CheckSpec(
+                id=check_id,
+                kind=kind,
+                category=category,
+                points=points,
+                visibility=visibility,
+                lesson=lesson,
+                args=args if isinstance(args, dict) else {},
+                line=c.doc.line(path),
+                lesson_line=c.doc.line((*path, "lesson")),
+            )
+        )
+    return checks
+
+
+def _policy(c: Checker, root: dict) -> PolicySpec:
+    spec = PolicySpec()
+    if root.get("policy") is None:
+        return spec
+    policy = c.mapping(root["policy"], ("policy",), "policy")
+    if policy is None:
+        return spec
+    path = ("policy",)
+    c.unknown_keys(policy, path, POLICY_FIELDS, "policy")
+    spec.max_revisions = c.integer(policy, path, "max_revisions", what="policy", minimum=1)
+    spec.cooldown_seconds = c.integer(policy, path, "cooldown_seconds", what="policy", default=0, minimum=0) or 0
+    spec.late = c.choice(policy, path, "late", LATE_POLICIES, what="policy", default="accept")
+    due = policy.get("due")
+    if due is not None:
+        spec.due = _due(c, due)
+    return spec
+
+
+def _due(c: Checker, value: Any) -> dt.datetime | None:
+    hint = "write an ISO 8601 date and time with a time zone, e.g. `due: 2026-12-31T23:59:00Z`"
+    parsed: dt.datetime | None = None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        c.add(("policy", "due"), f"due date {value.isoformat()} has no time of day", hint)
+        return None
+    elif isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            c.add(("policy", "due"), f"due {value!r} is not a date and time", hint)
+            return None
+    else:
+        c.add(("policy", "due"), f"due {value!r} is not a date and time", hint)
+        return None
+    if parsed.tzinfo is None:
+        c.add(("policy", "due"), f"due {parsed.isoformat()} has no time zone", hint)
+        return None
+    return parsed.astimezone(dt.UTC)
+
+
+_GLOB_HINT = "write a path relative to the submission root using *, ** and ?, e.g. `src/**/*.py` or `*.md`"
+_COMMAND_HINT = 'write a list of words, e.g. `command: ["python", "service.py"]`'
+_ARGS_HINT = "fix the check's `args:` as the message says; the authoring guide lists each kind's arguments"
+
+
+def glob_problem(pattern: str) -> str:
+    """Why a files glob is unusable, or "" when it is fine."""
+    if not pattern.strip():
+        return "it is empty"
+    if pattern.startswith("/") or re.match(r"^[A-Za-z]:", pattern):
+        return "it is absolute; globs are relative to the submission root"
+    if "\\" in pattern:
+        return "it contains a backslash; use / between folders"
+    if ".." in pattern.split("/"):
+        return "it contains '..', which would leave the submission root"
+    if pattern.count("[") != pattern.count("]"):
+        return "it has an unbalanced '[' or ']'"
+    return ""
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    """Whether a submission path matches a files glob.
+
+    `*` and `?` stay within one folder, `**` crosses folders. A pattern without a `/` matches the file name in any
+    folder (like .gitignore), so `*.py` allows `pkg/mod.py`.
+    """
+    if "/" not in pattern:
+        return bool(_glob_regex(pattern).match(path.rsplit("/", 1)[-1])) or bool(_glob_regex(pattern).match(path))
+    return bool(_glob_regex(pattern).match(path))
+
+
+@lru_cache(maxsize=512)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(ch))
+            else:
+                body = pattern[i + 1 : end].replace("\\", "\\\\")
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
