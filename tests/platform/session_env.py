@@ -1,0 +1,19 @@
+"""Environment for a test session, set before Django reads its settings.
+
+pytest-django imports the settings before any conftest.py, so this module must be loaded as an early plugin
+(`-p tests.platform.session_env`, which ./bin/test passes) for the values to reach settings.py; tests/conftest.py
+imports it too, so subprocesses such as Celery workers always inherit them.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+USER_DATA_DIR = os.environ.get("SHIPSHAPE_DATA_DIR")
+# One scratch data directory per session: tests never write into the developer's var/.
+TEST_DATA_DIR = Path(USER_DATA_DIR) if USER_DATA_DIR else Path(tempfile.mkdtemp(prefix="shipshape-test-data-"))
+
+# collectstatic never runs in tests; an existing STATIC_ROOT keeps WhiteNoise from warning on every request.
+(TEST_DATA_DIR / "static").mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("SHIPSHAPE_DEV", "1")
+os.environ.setdefault("SHIPSHAPE_DATA_DIR", str(TEST_DATA_DIR))
