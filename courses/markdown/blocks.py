@@ -84,6 +84,15 @@ def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode):  # type: ig
 
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 
+# YAML 1.1 reads yes/no/on/off as booleans, which turns a choice `text: yes` into True. Only true/false are
+# booleans here (as in YAML 1.2), so such text stays text and `correct: yes` is reported instead of guessed.
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+_LineLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
 
 class _Block:
     """Validation helper for one block: turns body-relative YAML lines into file lines and collects problems."""
@@ -141,7 +150,7 @@ class _Block:
                 self.error(self.line_of(mapping), f"{where} is missing `{key}`", f"Add `{key}: ...` to {where}.")
             return None
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            self.error(self.line_of(mapping, key), f"`{key}` in {where} must be text", f'Write it as `{key}: "..."`.')
+            self.error(self.line_of(mapping, key), f"`{key}` in {where} must be text", f'Quote it: `{key}: "..."`.')
             return None
         return str(value)
 

@@ -202,6 +202,29 @@ def _build() -> MarkdownIt:
 _MD = _build()
 
 
+class _PlainHtml(str):
+    """HTML we produced by escaping plain text: already safe, so sanitising it again is skipped."""
+
+
+# Text without these characters (and not starting like a block) renders to itself, escaped: quiz prompts and
+# choices are mostly such text, and skipping a full parse for each one halves the time of a quiz-heavy lesson.
+_INLINE_SYNTAX = re.compile(r"[\\`*_\[\]<&$~!\n]")
+_BLOCK_START = re.compile(r"^(?:[#>+*=|:-]|\d+[.)]|\s)")
+
+
+def _render_nested(text: str, line: int, ctx: RenderContext, *, block: bool) -> str:
+    plain = text.strip()
+    if not _INLINE_SYNTAX.search(plain) and not (block and _BLOCK_START.match(plain)):
+        escaped = escape(plain, quote=False)
+        return _PlainHtml(f"<p>{escaped}</p>\n" if block else escaped)
+    env = {"ctx": ctx, "fixed_line": line}
+    return _MD.render(text, env) if block else _MD.renderInline(text, env)
+
+
+def _sanitize_fragment(html: str) -> str:
+    return str(html) if isinstance(html, _PlainHtml) else sanitize(html)
+
+
 def render_markdown(
     source: str,
     *,
@@ -214,17 +237,17 @@ def render_markdown(
     ctx = RenderContext(
         line_offset=line_offset,
         link_resolver=link_resolver,
-        render_inline=lambda text, line: _MD.renderInline(text, {"ctx": ctx, "fixed_line": line}),
-        render_block=lambda text, line: _MD.render(text, {"ctx": ctx, "fixed_line": line}),
+        render_inline=lambda text, line: _render_nested(text, line, ctx, block=False),
+        render_block=lambda text, line: _render_nested(text, line, ctx, block=True),
     )
     env = {"ctx": ctx}
     html = _MD.renderer.render(_MD.parse(source, env), _MD.options, env)
     for quiz in ctx.quizzes:
         for question in quiz["questions"]:
-            question["prompt_html"] = sanitize(question["prompt_html"])
-            question["explanation_html"] = sanitize(question["explanation_html"])
+            question["prompt_html"] = _sanitize_fragment(question["prompt_html"])
+            question["explanation_html"] = _sanitize_fragment(question["explanation_html"])
             for choice in question["choices"]:
-                choice["html"] = sanitize(choice["html"])
+                choice["html"] = _sanitize_fragment(choice["html"])
     return RenderResult(
         html=sanitize(html),
         toc=ctx.toc,

@@ -291,6 +291,24 @@ def test_quizzes_without_an_id_are_numbered_in_order():
     assert result.problems == []
 
 
+def test_yes_and_no_are_text_in_quiz_yaml_and_not_booleans():
+    source = "```quiz\nquestions:\n  - prompt: Pinned?\n    choices:\n      - text: yes\n        correct: true\n      - text: no\n```\n"
+
+    result = render_markdown(source)
+
+    assert result.problems == []
+    assert [c["text"] for c in result.quizzes[0]["questions"][0]["choices"]] == ["yes", "no"]
+
+
+def test_correct_must_be_true_or_false():
+    source = "```quiz\nquestions:\n  - prompt: p\n    choices:\n      - text: a\n        correct: yes\n      - text: b\n        correct: true\n```\n"
+
+    _, problem = _one_problem(source)
+
+    assert problem.line == 6
+    assert "must be true or false" in problem.message
+
+
 def test_a_graded_quiz_renders_only_a_placeholder_without_answers():
     result = render_markdown("Before.\n\n" + GRADED_QUIZ + "\nAfter.\n")
 
