@@ -1,1 +1,13 @@
-urlpatterns: list = []
+from django.urls import path
+
+from labs import api, views
+
+urlpatterns = [
+    path("courses/<slug:course_slug>/labs/<slug:lab_slug>/", views.lab_detail, name="lab_detail"),
+    path("courses/<slug:course_slug>/labs/<slug:lab_slug>/starter.zip", views.lab_starter, name="lab_starter"),
+    path("revisions/<int:revision_id>/", views.revision_detail, name="revision_detail"),
+    path("revisions/<int:revision_id>/status/", views.revision_status, name="revision_status"),
+    path("account/tokens/", views.api_tokens, name="api_tokens"),
+    path("api/labs/<slug:course_slug>/<slug:lab_slug>/revisions", api.revision_create, name="api_revision_create"),
+    path("api/revisions/<int:revision_id>", api.revision_detail, name="api_revision_detail"),
+]

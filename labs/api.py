@@ -1,0 +1,146 @@
+"""JSON API for the CLI. Token authentication only (`Authorization: Bearer <token>`), so CSRF does not apply."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from labs import selectors
+from labs.errors import LearnerError, SubmissionTooSoon
+from labs.services.submissions import revision_submit
+from labs.services.tokens import api_token_authenticate
+
+TOKEN_HINT = "Create a token at /account/tokens/ and send it as 'Authorization: Bearer <token>'."
+
+
+def error_response(status: int, error: str, hint: str = "", problems: list[str] | None = None) -> JsonResponse:
+    response = JsonResponse({"error": error, "problems": problems or [], "hint": hint}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="shipshape"'
+    return response
+
+
+def learner_error_response(exc: LearnerError) -> JsonResponse:
+    response = JsonResponse(exc.as_dict(), status=exc.http_status)
+    if isinstance(exc, SubmissionTooSoon):
+        response["Retry-After"] = str(exc.retry_in_seconds)
+    return response
+
+
+def token_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """Authenticate by API token only; session cookies are ignored here, which is what makes csrf_exempt safe."""
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not raw.strip():
+            return error_response(401, "An API token is required.", TOKEN_HINT)
+        user = api_token_authenticate(raw=raw.strip())
+        if user is None:
+            return error_response(401, "The API token is not valid: it was revoked or mistyped.", TOKEN_HINT)
+        request.user = user
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@token_required
+@require_POST
+def revision_create(request: HttpRequest, course_slug: str, lab_slug: str) -> JsonResponse:
+    lab = selectors.lab_get(course_slug=course_slug, lab_slug=lab_slug)
+    if lab is None:
+        return error_response(404, f"There is no lab {course_slug}/{lab_slug}.", "Check the lab's name on its page.")
+    upload = _upload_from(request)
+    if upload is None:
+        return error_response(
+            400,
+            "The request holds no files.",
+            "Send a multipart form with an 'archive' field (a .zip) or one 'files' field per file.",
+        )
+    try:
+        revision = revision_submit(lab=lab, user=request.user, upload=upload)
+    except LearnerError as exc:
+        return learner_error_response(exc)
+    return JsonResponse(
+        {
+            "id": revision.pk,
+            "number": revision.number,
+            "state": revision.state,
+            "url": request.build_absolute_uri(reverse("revision_detail", args=[revision.pk])),
+            "api_url": request.build_absolute_uri(reverse("api_revision_detail", args=[revision.pk])),
+        },
+        status=201,
+    )
+
+
+@token_required
+@require_GET
+def revision_detail(request: HttpRequest, revision_id: int) -> JsonResponse:
+    revision = selectors.revision_get_for_user(revision_id=revision_id, user=request.user)
+    if revision is None:
+        return error_response(404, f"There is no revision {revision_id} that you can see.")
+    detail = selectors.revision_detail(revision=revision, viewer=request.user)
+    return JsonResponse(revision_payload(detail=detail, request=request))
+
+
+def revision_payload(*, detail: selectors.RevisionDetail, request: HttpRequest) -> dict[str, Any]:
+    revision = detail.revision
+    return {
+        "id": revision.pk,
+        "number": revision.number,
+        "course": revision.lab.course.slug,
+        "lab": revision.lab.slug,
+        "state": revision.state,
+        "finished": detail.finished,
+        "phase": detail.phase,
+        "phases": {p["key"]: p["at"].isoformat() if p["at"] else None for p in detail.phases},
+        "queue_position": detail.queue_position,
+        "is_late": revision.is_late,
+        "score": _num(detail.score),
+        "max_score": _num(detail.max_score),
+        "scores_by_category": detail.scores_by_category,
+        "hidden_checks": detail.concealed_count,
+        "checks": [
+            {"id": c.check_id, "category": c.category, "status": "hidden", "hidden_until": _iso(detail.due_at)}
+            if c.concealed
+            else {
+                "id": c.check_id,
+                "category": c.category,
+                "status": c.status,
+                "points": _num(c.points),
+                "max_points": _num(c.max_points),
+                "message": c.message,
+                "hint": c.hint,
+            }
+            for c in detail.checks
+        ],
+        "failure": {"reason": revision.failure_reason, "message": detail.failure_text} if detail.failure_text else None,
+        "url": request.build_absolute_uri(reverse("revision_detail", args=[revision.pk])),
+    }
+
+
+def _upload_from(request: HttpRequest) -> Any:
+    if "archive" in request.FILES:
+        return request.FILES["archive"]
+    files = request.FILES.getlist("files")
+    if not files:
+        return None
+    paths = request.POST.getlist("paths")
+    if len(paths) != len(files):
+        paths = [f.name for f in files]
+    return list(zip(paths, files, strict=True))
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,103 @@
+"""Lab and revision pages. Thin: selectors read, services write, templates show."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from labs import selectors
+from labs.errors import LearnerError
+from labs.forms import SubmissionForm
+from labs.models import ApiToken
+from labs.services.submissions import revision_submit
+from labs.services.tokens import api_token_create, api_token_revoke
+
+
+def _lab_or_404(course_slug: str, lab_slug: str):
+    lab = selectors.lab_get(course_slug=course_slug, lab_slug=lab_slug)
+    if lab is None:
+        raise Http404("No such lab.")
+    return lab
+
+
+@require_http_methods(["GET", "POST"])
+def lab_detail(request: HttpRequest, course_slug: str, lab_slug: str) -> HttpResponse:
+    lab = _lab_or_404(course_slug, lab_slug)
+    wants_json = request.headers.get("Accept", "").startswith("application/json")
+    error: LearnerError | None = None
+    status = 200
+    form = SubmissionForm()
+    if request.method == "POST":
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        form = SubmissionForm(request.POST, request.FILES)
+        try:
+            if not form.is_valid():
+                problems = [str(e) for errors in form.errors.values() for e in errors]
+                raise LearnerError("Nothing was uploaded.", "Choose files or a .zip, then submit.", problems=problems)
+            revision = revision_submit(lab=lab, user=request.user, upload=form.upload(request.POST.getlist("paths")))
+        except LearnerError as exc:
+            error, status = exc, exc.http_status
+            if wants_json:
+                return JsonResponse(exc.as_dict(), status=status)
+        else:
+            target = reverse("revision_detail", args=[revision.pk])
+            return JsonResponse({"redirect": target}, status=201) if wants_json else redirect(target)
+    page = selectors.lab_page(lab=lab, user=request.user)
+    return render(
+        request, "labs/lab_detail.html", {"page": page, "lab": lab, "form": form, "error": error}, status=status
+    )
+
+
+def lab_starter(request: HttpRequest, course_slug: str, lab_slug: str) -> FileResponse:
+    lab = _lab_or_404(course_slug, lab_slug)
+    digest = lab.starter_digest
+    if not digest or not all(ch in "0123456789abcdef" for ch in digest):
+        raise Http404("This lab has no starter files.")
+    path = settings.DATA_DIR / "starters" / f"{digest}.zip"
+    if not path.is_file():
+        raise Http404("The starter archive is missing; the course needs importing again.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=f"{lab.slug}-starter.zip")
+
+
+def _revision_or_404(request: HttpRequest, revision_id: int):
+    revision = selectors.revision_get_for_user(revision_id=revision_id, user=request.user)
+    if revision is None:
+        raise Http404("No such revision.")
+    return revision
+
+
+def revision_detail(request: HttpRequest, revision_id: int) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    revision = _revision_or_404(request, revision_id)
+    detail = selectors.revision_detail(revision=revision, viewer=request.user)
+    return render(request, "labs/revision_detail.html", {"d": detail, "revision": revision, "lab": revision.lab})
+
+
+def revision_status(request: HttpRequest, revision_id: int) -> HttpResponse:
+    """The live part of the revision page, polled by htmx every second until the revision is finished."""
+    revision = _revision_or_404(request, revision_id)
+    detail = selectors.revision_detail(revision=revision, viewer=request.user)
+    response = render(request, "labs/_revision_status.html", {"d": detail, "revision": revision})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    new_token = None
+    if request.method == "POST":
+        if request.POST.get("action") == "revoke":
+            api_token_revoke(user=request.user, token_id=int(request.POST.get("token_id") or 0))
+            return redirect("api_tokens")
+        _token, new_token = api_token_create(user=request.user)
+    tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")
+    base_url = request.build_absolute_uri("/").rstrip("/")
+    return render(request, "labs/api_tokens.html", {"tokens": tokens, "new_token": new_token, "base_url": base_url})

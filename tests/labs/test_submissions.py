@@ -1,0 +1,157 @@
+"""revision_submit: access, revision policy, storage, numbering and the hand-off to the grading queue."""
+
+from __future__ import annotations
+
+import json
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
+
+from courses.models import Enrollment
+from labs.errors import LearnerError, SubmissionLimitReached, SubmissionNotAllowed, SubmissionTooSoon
+from labs.models import Revision
+from labs.services.submissions import revision_submit
+from labs.uploads import UploadRejected
+
+from .factories import DEFAULT_SPEC, make_lab, make_user
+from .test_uploads import GOOD, HOSTILE, make_zip
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def root(settings, tmp_path) -> Path:
+    settings.SUBMISSIONS_ROOT = tmp_path / "submissions"
+    return settings.SUBMISSIONS_ROOT
+
+
+def written(root: Path) -> list[Path]:
+    return list(root.rglob("*")) if root.exists() else []
+
+
+def spec_with(**policy) -> dict:
+    return {**DEFAULT_SPEC, "policy": {**DEFAULT_SPEC["policy"], **policy}}
+
+
+@pytest.mark.parametrize(("case", "build", "expected"), HOSTILE, ids=[case for case, _, _ in HOSTILE])
+def test_a_hostile_upload_writes_nothing_and_uses_no_revision(root, case, build, expected):
+    lab = make_lab()
+    user = make_user()
+    with pytest.raises(UploadRejected) as caught:
+        revision_submit(lab=lab, user=user, upload=build())
+    assert any(expected in problem for problem in caught.value.problems), caught.value.problems
+    assert caught.value.hint.startswith("Fix every problem listed")
+    assert written(root) == []
+    assert not Revision.objects.exists()
+
+
+def test_it_stores_the_tree_and_queues_revision_one(root, django_capture_on_commit_callbacks):
+    lab = make_lab()
+    user = make_user()
+    with django_capture_on_commit_callbacks() as callbacks:
+        revision = revision_submit(lab=lab, user=user, upload=make_zip(GOOD, ("pkg/util.py", b"X = 1\n")))
+    assert (revision.number, revision.state, revision.total_bytes) == (1, Revision.State.QUEUED, len(GOOD[1]) + 6)
+    assert revision.queued_at is not None
+    assert [f["path"] for f in revision.files] == ["pkg/util.py", "service.py"]
+    assert len(callbacks) == 1, "the grading task must be enqueued only once the revision is committed"
+    stored = root / revision.tree_sha256
+    assert (stored / "files" / "service.py").read_bytes() == GOOD[1]
+    assert stat.S_IMODE((stored / "files" / "pkg" / "util.py").stat().st_mode) == 0o644
+    assert stat.S_IMODE((stored / "files" / "pkg").stat().st_mode) == 0o755
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o755
+    manifest = json.loads((stored / "manifest.json").read_text())
+    assert manifest["files"] == revision.files
+    assert manifest["tree_sha256"] == revision.tree_sha256
+    assert not [p for p in root.iterdir() if p.name.startswith(".incoming-")]
+
+
+def test_two_submits_get_numbers_one_and_two_and_identical_content_is_stored_once(root):
+    lab = make_lab()
+    user = make_user()
+    first = revision_submit(lab=lab, user=user, upload=make_zip(GOOD))
+    second = revision_submit(lab=lab, user=user, upload=[("service.py", GOOD[1])])
+    assert (first.number, second.number) == (1, 2)
+    assert first.tree_sha256 == second.tree_sha256
+    assert [p.name for p in root.iterdir()] == [first.tree_sha256]
+
+
+def test_numbers_are_per_learner(root):
+    lab = make_lab()
+    revision_submit(lab=lab, user=make_user(), upload=make_zip(GOOD))
+    other = revision_submit(lab=lab, user=make_user(), upload=make_zip(GOOD))
+    assert other.number == 1
+
+
+def test_a_rejected_upload_does_not_use_up_a_revision(root):
+    lab = make_lab(max_revisions=1)
+    user = make_user()
+    with pytest.raises(UploadRejected):
+        revision_submit(lab=lab, user=user, upload=make_zip(("../x.py", b"x")))
+    assert revision_submit(lab=lab, user=user, upload=make_zip(GOOD)).number == 1
+
+
+def test_the_cooldown_says_when_the_next_submission_is_possible(root):
+    lab = make_lab(cooldown_seconds=30)
+    user = make_user()
+    first = revision_submit(lab=lab, user=user, upload=make_zip(GOOD))
+    Revision.objects.filter(pk=first.pk).update(created_at=timezone.now() - timedelta(seconds=10))
+    with pytest.raises(SubmissionTooSoon) as caught:
+        revision_submit(lab=lab, user=user, upload=make_zip(GOOD))
+    assert caught.value.retry_in_seconds == 20
+    assert caught.value.message.startswith("You can submit again at ")
+    assert caught.value.message.endswith(" UTC, in 20 seconds.")
+    assert caught.value.retry_at.strftime("%H:%M:%S") in caught.value.message
+    assert "cooldown of 30 seconds" in caught.value.hint
+    assert Revision.objects.count() == 1
+
+
+def test_the_cooldown_comes_from_the_spec_when_the_column_is_unset(root):
+    lab = make_lab(spec=spec_with(cooldown_seconds=600))
+    user = make_user()
+    revision_submit(lab=lab, user=user, upload=make_zip(GOOD))
+    with pytest.raises(SubmissionTooSoon) as caught:
+        revision_submit(lab=lab, user=user, upload=make_zip(GOOD))
+    assert caught.value.retry_in_seconds in (599, 600)
+
+
+def test_max_revisions_says_how_many_were_used(root):
+    lab = make_lab(max_revisions=2)
+    user = make_user()
+    for _ in range(2):
+        revision_submit(lab=lab, user=user, upload=make_zip(GOOD))
+    with pytest.raises(SubmissionLimitReached) as caught:
+        revision_submit(lab=lab, user=user, upload=make_zip(GOOD))
+    assert caught.value.message == "You have used all 2 of the 2 revisions this lab allows."
+    assert Revision.objects.count() == 2
+
+
+def test_a_late_submission_is_refused_when_the_lab_rejects_late_work(root):
+    lab = make_lab(spec=spec_with(late="reject"), due_at=timezone.now() - timedelta(hours=1))
+    with pytest.raises(SubmissionNotAllowed) as caught:
+        revision_submit(lab=lab, user=make_user(), upload=make_zip(GOOD))
+    assert "has passed and this lab does not accept late submissions" in caught.value.message
+    assert written(root) == []
+
+
+def test_a_late_submission_is_marked_late_when_accepted(root):
+    lab = make_lab(spec=spec_with(due="2020-01-01T00:00:00Z", late="accept"))
+    revision = revision_submit(lab=lab, user=make_user(), upload=make_zip(GOOD))
+    assert revision.is_late is True
+
+
+def test_an_anonymous_user_cannot_submit(root):
+    with pytest.raises(SubmissionNotAllowed) as caught:
+        revision_submit(lab=make_lab(), user=AnonymousUser(), upload=make_zip(GOOD))
+    assert caught.value.message == "You need to log in to submit."
+    assert isinstance(caught.value, LearnerError)
+
+
+def test_submitting_enrolls_the_user_as_a_learner(root):
+    lab = make_lab()
+    user = make_user()
+    revision_submit(lab=lab, user=user, upload=make_zip(GOOD))
+    assert Enrollment.objects.get(user=user, course=lab.course).role == Enrollment.Role.LEARNER
