@@ -6,6 +6,8 @@ and bundles are size-capped, and files must be UTF-8.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import hashlib
 import json
 import os
@@ -15,6 +17,9 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
+
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
 
 from courses.coursefs.spec import (
     EMPTY_TREE_DIGEST,
@@ -56,6 +61,8 @@ REFERENCE_FIELDS = ("kind", "title", "url")
 # Kinds whose checks read the instructor's hidden files; a kind class may also say so itself.
 GRADER_KINDS = frozenset({"tests.pytest"})
 
+BLOCK_NAMES = ("quiz", "stages", "compare")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _NUMBER_PREFIX = re.compile(r"^\d+[-_]")
 _HEADING_ID = re.compile(r'<h[1-6][^>]*\sid="([^"]+)"')
 
@@ -348,7 +355,32 @@ class _CourseReader:
             body_offset=offset,
         )
         lesson.render_key = render_key(course=course.slug, file=rel, offset=offset, body=body)
+        self._misspelt_blocks(rel, body, offset)
         return lesson
+
+    def _misspelt_blocks(self, rel: str, body: str, offset: int) -> None:
+        """A fence named like a block but not quite (```quizz) would silently render as code: report it."""
+        fence = ""
+        for index, line in enumerate(body.split("\n")):
+            match = _FENCE.match(line)
+            if not match:
+                continue
+            if fence:
+                if match.group(1).startswith(fence) and not match.group(2).strip():
+                    fence = ""
+                continue
+            fence = match.group(1)
+            word = match.group(2).strip().split(" ")[0].lower() if match.group(2).strip() else ""
+            if not word or word in BLOCK_NAMES or _is_language(word):
+                continue
+            close = difflib.get_close_matches(word, BLOCK_NAMES, n=1, cutoff=0.7)
+            if close:
+                self.problem(
+                    rel,
+                    offset + index + 1,
+                    f"unknown block type {word!r}",
+                    f"did you mean ```{close[0]}? Blocks are: {', '.join(BLOCK_NAMES)}",
+                )
 
     def _split_front_matter(self, rel: str, text: str) -> tuple[str | None, str, int]:
         lines = text.split("\n")
@@ -646,6 +678,15 @@ class _CourseReader:
             (lab.folder, f"{lab.grader_digest}:{lab.starter.digest if lab.starter else ''}") for lab in course.labs()
         ]
         course.content_digest = _json_sha256(material)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_language(word: str) -> bool:
+    try:
+        get_lexer_by_name(word)
+    except ClassNotFound:
+        return False
+    return True
 
 
 def tree_digest(files: Iterable[tuple[str, int, str, bool]]) -> str:
