@@ -55,6 +55,17 @@ class Revision(models.Model):
     failure_message = models.TextField(blank=True)
     error_count = models.PositiveIntegerField(default=0)
     is_late = models.BooleanField(default=False)
+    review_status = models.CharField(
+        max_length=20,
+        choices=[
+            ("", "not reviewed"),
+            ("approved", "approved"),
+            ("changes_requested", "changes requested"),
+        ],
+        default="",
+        blank=True,
+        help_text="The latest review decision; the loop repeats until a revision is approved.",
+    )
 
     class Meta:
         ordering = ["lab", "user", "-number"]
@@ -119,6 +130,26 @@ class CheckResult(models.Model):
     class Meta:
         ordering = ["run", "position"]
         constraints = [models.UniqueConstraint(fields=["run", "check_id"], name="result_unique_check_per_run")]
+
+
+class Review(models.Model):
+    """A reviewer's verdict on one revision: rubric scores, comments, and approve or ask for a revision."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approved"
+        REQUEST_CHANGES = "changes_requested"
+
+    revision = models.ForeignKey(Revision, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews_given")
+    decision = models.CharField(max_length=20, choices=Decision.choices)
+    rubric_scores = models.JSONField(default=dict, blank=True, help_text="{criterion id: points}")
+    rubric_total = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    comment = models.TextField(blank=True)
+    file_comments = models.JSONField(default=list, blank=True, help_text="[{path, line, body}]")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["revision", "created_at"]
 
 
 class ApiToken(models.Model):
