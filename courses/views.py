@@ -1,8 +1,139 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+"""Thin views: fetch with selectors, write with services, render templates. No business rules here."""
 
-from courses.models import Course
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
+
+from courses import selectors
+from courses.forms import SignupForm
+from courses.markdown import graded_quiz_placeholder
+from courses.models import Course, Lesson, Quiz
+from courses.services import learning
+
+
+def _is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _login_redirect(request: HttpRequest, next_url: str) -> HttpResponse:
+    response = redirect_to_login(next_url)
+    if _is_htmx(request):
+        # htmx would follow a 302 inside the XHR and swap the login page into the fragment.
+        htmx_response = HttpResponse(status=204)
+        htmx_response["HX-Redirect"] = response["Location"]
+        return htmx_response
+    return response
+
+
+def _lesson_or_404(course_slug: str, unit_slug: str, lesson_slug: str) -> Lesson:
+    lesson = selectors.lesson_get(course_slug=course_slug, unit_slug=unit_slug, lesson_slug=lesson_slug)
+    if lesson is None:
+        raise Http404("No such lesson.")
+    return lesson
+
+
+def _lesson_url(lesson: Lesson) -> str:
+    return reverse("lesson", args=[lesson.course.slug, lesson.unit.slug, lesson.slug])
 
 
 def catalog(request: HttpRequest) -> HttpResponse:
-    return render(request, "courses/catalog.html", {"courses": Course.objects.all()})
+    entries = selectors.course_list(user=request.user)
+    return render(request, "courses/catalog.html", {"entries": entries})
+
+
+def course_detail(request: HttpRequest, course_slug: str) -> HttpResponse:
+    course = get_object_or_404(Course, slug=course_slug)
+    outline = selectors.course_outline(course=course, user=request.user)
+    return render(request, "courses/course_detail.html", {"outline": outline, "course": course})
+
+
+@require_POST
+def course_enroll(request: HttpRequest, course_slug: str) -> HttpResponse:
+    course = get_object_or_404(Course, slug=course_slug)
+    course_url = reverse("course", args=[course.slug])
+    if not request.user.is_authenticated:
+        return _login_redirect(request, course_url)
+    learning.enrollment_create(user=request.user, course=course)
+    messages.success(request, f"You are enrolled in {course.title}.")
+    return redirect(course_url)
+
+
+def _graded_quiz_html(request: HttpRequest, lesson: Lesson, graded: selectors.GradedQuiz) -> str:
+    return render_to_string("courses/_graded_quiz.html", {"lesson": lesson, "gq": graded}, request=request)
+
+
+def lesson_detail(request: HttpRequest, course_slug: str, unit_slug: str, lesson_slug: str) -> HttpResponse:
+    lesson = _lesson_or_404(course_slug, unit_slug, lesson_slug)
+    page = selectors.lesson_page(lesson=lesson, user=request.user)
+    body = lesson.html
+    for graded in page.graded_quizzes:
+        body = body.replace(graded_quiz_placeholder(graded.quiz.key), _graded_quiz_html(request, lesson, graded))
+    # The body was sanitised when the lesson was rendered at import time; the quiz forms are our templates.
+    context = {"page": page, "lesson": lesson, "course": lesson.course, "unit": lesson.unit, "body": mark_safe(body)}  # noqa: S308
+    return render(request, "courses/lesson_detail.html", context)
+
+
+@require_POST
+def lesson_progress_update(request: HttpRequest, course_slug: str, unit_slug: str, lesson_slug: str) -> HttpResponse:
+    lesson = _lesson_or_404(course_slug, unit_slug, lesson_slug)
+    if not request.user.is_authenticated:
+        return _login_redirect(request, _lesson_url(lesson))
+    done = request.POST.get("completed", "1") != "0"
+    if done:
+        learning.lesson_complete(user=request.user, lesson=lesson)
+    else:
+        learning.lesson_uncomplete(user=request.user, lesson=lesson)
+    if _is_htmx(request):
+        return render(
+            request,
+            "courses/_lesson_progress.html",
+            {"lesson": lesson, "is_done": done, "tracking": True, "swapped": True},
+        )
+    return redirect(_lesson_url(lesson) + "#lesson-progress")
+
+
+@require_POST
+def quiz_submit(
+    request: HttpRequest, course_slug: str, unit_slug: str, lesson_slug: str, quiz_key: str
+) -> HttpResponse:
+    lesson = _lesson_or_404(course_slug, unit_slug, lesson_slug)
+    quiz = get_object_or_404(Quiz, lesson=lesson, key=quiz_key, graded=True)
+    anchor = f"{_lesson_url(lesson)}#quiz-{quiz.key}"
+    if not request.user.is_authenticated:
+        return _login_redirect(request, anchor)
+    answers = {str(index): request.POST.getlist(f"q{index}") for index in range(len(quiz.questions))}
+    error = None
+    try:
+        learning.quiz_attempt_submit(user=request.user, quiz=quiz, answers=answers)
+    except learning.QuizAttemptError as exc:
+        error = exc
+    if _is_htmx(request):
+        graded = selectors.graded_quiz_for_user(quiz=quiz, user=request.user)
+        return render(
+            request, "courses/_graded_quiz.html", {"lesson": lesson, "gq": graded, "error": error, "swapped": True}
+        )
+    if error is not None:
+        messages.error(request, f"{error.message} {error.hint}".strip())
+    return redirect(anchor)
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = ""
+    if request.user.is_authenticated:
+        return HttpResponseRedirect(next_url or reverse("catalog"))
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome, {user.get_username()}. Your account is ready.")
+        return HttpResponseRedirect(next_url or reverse("catalog"))
+    return render(request, "registration/signup.html", {"form": form, "next": next_url})

@@ -1,0 +1,77 @@
+from django.contrib import admin
+
+from courses.models import Course, Enrollment, Lesson, LessonProgress, Quiz, QuizAttempt, RenderedMarkdown, Unit
+
+
+class UnitInline(admin.TabularInline):
+    model = Unit
+    fields = ("position", "slug", "title")
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(Course)
+class CourseAdmin(admin.ModelAdmin):
+    list_display = ("title", "slug", "unit_label", "content_version", "imported_at")
+    search_fields = ("title", "slug")
+    readonly_fields = ("content_version", "imported_at")
+    inlines = [UnitInline]
+
+
+@admin.register(Unit)
+class UnitAdmin(admin.ModelAdmin):
+    list_display = ("title", "course", "position", "slug")
+    list_filter = ("course",)
+    search_fields = ("title", "slug")
+    list_select_related = ("course",)
+
+
+@admin.register(Lesson)
+class LessonAdmin(admin.ModelAdmin):
+    # Content comes from the course's files: edits here would be overwritten by the next import.
+    list_display = ("title", "course", "unit", "position", "estimated_minutes")
+    list_filter = ("course",)
+    search_fields = ("title", "slug", "source_path")
+    list_select_related = ("course", "unit__course")
+    readonly_fields = ("source_path", "content_hash", "html", "toc")
+
+
+@admin.register(Quiz)
+class QuizAdmin(admin.ModelAdmin):
+    list_display = ("key", "lesson", "graded", "max_attempts")
+    list_filter = ("graded",)
+    search_fields = ("key", "lesson__title")
+    list_select_related = ("lesson",)
+
+
+@admin.register(QuizAttempt)
+class QuizAttemptAdmin(admin.ModelAdmin):
+    list_display = ("quiz", "user", "score", "max_score", "created_at")
+    list_filter = ("quiz__lesson__course",)
+    search_fields = ("user__username", "quiz__key")
+    list_select_related = ("quiz__lesson", "user")
+    readonly_fields = ("quiz", "user", "answers", "score", "max_score", "created_at")
+
+
+@admin.register(Enrollment)
+class EnrollmentAdmin(admin.ModelAdmin):
+    # Reviewer and instructor roles are granted here; learners enroll themselves on the course page.
+    list_display = ("user", "course", "role", "created_at")
+    list_filter = ("role", "course")
+    list_editable = ("role",)
+    search_fields = ("user__username", "course__title")
+    list_select_related = ("user", "course")
+    autocomplete_fields = ("user",)
+
+
+@admin.register(LessonProgress)
+class LessonProgressAdmin(admin.ModelAdmin):
+    list_display = ("user", "lesson", "completed_at")
+    search_fields = ("user__username", "lesson__title")
+    list_select_related = ("user", "lesson")
+
+
+@admin.register(RenderedMarkdown)
+class RenderedMarkdownAdmin(admin.ModelAdmin):
+    list_display = ("content_hash", "created_at")
+    readonly_fields = ("content_hash", "html", "toc", "blocks", "created_at")

@@ -1,0 +1,305 @@
+"""Reads for the course site. Every selector runs a fixed number of queries, whatever the course's size."""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Q
+
+from courses import permissions
+from courses.models import Course, Enrollment, Lesson, LessonProgress, Quiz, QuizAttempt, Unit
+
+User = AbstractBaseUser | AnonymousUser
+
+GRADED_QUIZ_SLOT_MARKER = 'class="graded-quiz-slot"'
+
+# The order references are grouped in on a lesson page; unknown kinds follow, alphabetically.
+REFERENCE_KINDS = ["official-doc", "article", "paper", "book", "video", "tool", "notebook", "repository"]
+REFERENCE_KIND_LABELS = {
+    "official-doc": "Official documentation",
+    "article": "Articles",
+    "paper": "Papers",
+    "book": "Books",
+    "video": "Videos",
+    "tool": "Tools",
+    "notebook": "Notebooks",
+    "repository": "Repositories",
+}
+
+
+def _percent(done: int, total: int) -> int:
+    return round(100 * done / total) if total else 0
+
+
+@dataclass
+class UnitProgress:
+    done: int = 0
+    total: int = 0
+
+    @property
+    def percent(self) -> int:
+        return _percent(self.done, self.total)
+
+
+@dataclass
+class CourseProgress:
+    units: dict[int, UnitProgress] = field(default_factory=dict)  # by unit id
+
+    @property
+    def done(self) -> int:
+        return sum(unit.done for unit in self.units.values())
+
+    @property
+    def total(self) -> int:
+        return sum(unit.total for unit in self.units.values())
+
+    @property
+    def percent(self) -> int:
+        return _percent(self.done, self.total)
+
+
+def course_progress(*, user: User, course: Course) -> CourseProgress:
+    """Per-unit done/total and the course percentage, in two queries."""
+    progress = CourseProgress()
+    for row in Lesson.objects.filter(course=course).values("unit_id").annotate(total=Count("id")).order_by():
+        progress.units[row["unit_id"]] = UnitProgress(total=row["total"])
+    if not user.is_authenticated:
+        return progress
+    done_rows = (
+        LessonProgress.objects.filter(user=user, lesson__course=course)
+        .values("lesson__unit_id")
+        .annotate(done=Count("id"))
+        .order_by()
+    )
+    for row in done_rows:
+        progress.units.setdefault(row["lesson__unit_id"], UnitProgress()).done = row["done"]
+    return progress
+
+
+def enrollment_get(*, user: User, course: Course) -> Enrollment | None:
+    if not user.is_authenticated:
+        return None
+    return Enrollment.objects.filter(user=user, course=course).first()
+
+
+@dataclass
+class CatalogEntry:
+    course: Course
+    lesson_count: int
+    done: int | None  # None when nobody is logged in
+
+    @property
+    def percent(self) -> int:
+        return _percent(self.done or 0, self.lesson_count)
+
+
+def course_list(*, user: User) -> list[CatalogEntry]:
+    courses = list(Course.objects.annotate(lesson_count=Count("lessons")).order_by("title"))
+    done_by_course: dict[int, int] | None = None
+    if user.is_authenticated:
+        rows = (
+            LessonProgress.objects.filter(user=user).values("lesson__course_id").annotate(done=Count("id")).order_by()
+        )
+        done_by_course = {row["lesson__course_id"]: row["done"] for row in rows}
+    return [
+        CatalogEntry(
+            course=course,
+            lesson_count=course.lesson_count,
+            done=None if done_by_course is None else done_by_course.get(course.id, 0),
+        )
+        for course in courses
+    ]
+
+
+@dataclass
+class OutlineUnit:
+    unit: Unit
+    lessons: list[Lesson]
+    progress: UnitProgress
+
+
+@dataclass
+class CourseOutline:
+    course: Course
+    units: list[OutlineUnit]
+    progress: CourseProgress
+    enrollment: Enrollment | None
+    can_self_enroll: bool
+    tracking: bool  # whether progress is shown (a user is logged in)
+
+
+def course_outline(*, course: Course, user: User) -> CourseOutline:
+    """Units with their lessons, each lesson flagged `is_done` for the user; four queries at most."""
+    units = list(course.units.all())
+    lessons = list(
+        course.lessons.only(
+            "id", "course_id", "unit_id", "slug", "title", "tagline", "position", "estimated_minutes"
+        ).order_by("unit__position", "position")
+    )
+    done_ids: set[int] = set()
+    if user.is_authenticated:
+        done_ids = set(
+            LessonProgress.objects.filter(user=user, lesson__course=course).values_list("lesson_id", flat=True)
+        )
+    by_unit: dict[int, list[Lesson]] = defaultdict(list)
+    progress = CourseProgress()
+    for lesson in lessons:
+        lesson.is_done = lesson.id in done_ids
+        by_unit[lesson.unit_id].append(lesson)
+        unit_progress = progress.units.setdefault(lesson.unit_id, UnitProgress())
+        unit_progress.total += 1
+        unit_progress.done += lesson.is_done
+    enrollment = enrollment_get(user=user, course=course)
+    return CourseOutline(
+        course=course,
+        units=[
+            OutlineUnit(unit=unit, lessons=by_unit[unit.id], progress=progress.units.get(unit.id, UnitProgress()))
+            for unit in units
+        ],
+        progress=progress,
+        enrollment=enrollment,
+        can_self_enroll=permissions.can_self_enroll(user=user, enrollment=enrollment),
+        tracking=permissions.can_track_progress(user=user),
+    )
+
+
+def lesson_get(*, course_slug: str, unit_slug: str, lesson_slug: str) -> Lesson | None:
+    return (
+        Lesson.objects.select_related("unit", "course")
+        .filter(course__slug=course_slug, unit__slug=unit_slug, slug=lesson_slug)
+        .first()
+    )
+
+
+@dataclass
+class GradedQuiz:
+    quiz: Quiz
+    questions: list[dict[str, Any]]  # prompts and choice texts only: answers never leave the server
+    attempts: list[QuizAttempt]  # newest first
+    can_attempt: bool
+    attempts_left: int | None  # None when unlimited
+    login_required: bool
+
+    @property
+    def latest(self) -> QuizAttempt | None:
+        return self.attempts[0] if self.attempts else None
+
+    @property
+    def review(self) -> list[dict[str, Any]]:
+        """The latest attempt question by question, with explanations; empty before any attempt."""
+        latest = self.latest
+        if latest is None or not permissions.can_see_explanations(attempts_used=len(self.attempts)):
+            return []
+        rows = []
+        for index, question in enumerate(self.quiz.questions):
+            choices = question.get("choices", [])
+            chosen = latest.answers.get(str(index), [])
+            correct = [i for i, choice in enumerate(choices) if choice.get("correct")]
+            rows.append(
+                {
+                    "number": index + 1,
+                    "prompt": question.get("prompt", ""),
+                    "chosen": [choices[i]["text"] for i in chosen if i < len(choices)],
+                    "is_correct": sorted(chosen) == correct,
+                    "explanation": question.get("explanation", ""),
+                }
+            )
+        return rows
+
+
+def graded_quiz_build(*, quiz: Quiz, user: User, attempts: list[QuizAttempt]) -> GradedQuiz:
+    questions = [
+        {
+            "index": index,
+            "number": index + 1,
+            "prompt": question.get("prompt", ""),
+            "multiple": question.get("kind", "single") == "multiple",
+            "choices": [{"index": i, "text": choice.get("text", "")} for i, choice in enumerate(question["choices"])],
+        }
+        for index, question in enumerate(quiz.questions)
+    ]
+    # Enrollment happens on the first attempt, so any logged-in user may try while attempts remain.
+    allowed = user.is_authenticated and quiz.graded
+    left = None if quiz.max_attempts is None else max(quiz.max_attempts - len(attempts), 0)
+    return GradedQuiz(
+        quiz=quiz,
+        questions=questions,
+        attempts=attempts,
+        can_attempt=allowed and permissions.has_attempts_left(quiz=quiz, attempts_used=len(attempts)),
+        attempts_left=left,
+        login_required=not user.is_authenticated,
+    )
+
+
+@dataclass
+class LessonPage:
+    lesson: Lesson
+    previous: Lesson | None
+    next: Lesson | None
+    references: list[tuple[str, list[dict[str, str]]]]  # (kind label, references)
+    graded_quizzes: list[GradedQuiz]
+    is_done: bool
+    tracking: bool
+    enrollment: Enrollment | None
+
+
+def references_group(references: list[dict[str, str]]) -> list[tuple[str, list[dict[str, str]]]]:
+    groups: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for reference in references:
+        groups[reference.get("kind") or "other"].append(reference)
+    order = [kind for kind in REFERENCE_KINDS if kind in groups] + sorted(set(groups) - set(REFERENCE_KINDS))
+    return [(REFERENCE_KIND_LABELS.get(kind, kind.replace("-", " ").capitalize()), groups[kind]) for kind in order]
+
+
+def _neighbour(lesson: Lesson, *, before: bool) -> Lesson | None:
+    unit_position, position = lesson.unit.position, lesson.position
+    if before:
+        where = Q(unit__position__lt=unit_position) | Q(unit__position=unit_position, position__lt=position)
+        order = ("-unit__position", "-position")
+    else:
+        where = Q(unit__position__gt=unit_position) | Q(unit__position=unit_position, position__gt=position)
+        order = ("unit__position", "position")
+    return (
+        Lesson.objects.filter(where, course_id=lesson.course_id)
+        .select_related("unit")
+        .only("slug", "title", "position", "unit__slug", "unit__title", "unit__position")
+        .order_by(*order)
+        .first()
+    )
+
+
+def lesson_page(*, lesson: Lesson, user: User) -> LessonPage:
+    """Everything the lesson page shows besides the lesson row itself (fetched with `lesson_get`).
+
+    Anonymous readers cost two queries (previous and next), plus one when the lesson holds a graded quiz;
+    logged-in readers add progress, enrollment and attempts: constant in the number of lessons.
+    """
+    enrollment = enrollment_get(user=user, course=lesson.course)
+    is_done = user.is_authenticated and LessonProgress.objects.filter(user=user, lesson=lesson).exists()
+    graded: list[GradedQuiz] = []
+    # Most lessons have no graded quiz: skip the query unless the rendered body holds a slot for one.
+    if GRADED_QUIZ_SLOT_MARKER in lesson.html:
+        quizzes = list(Quiz.objects.filter(lesson=lesson, graded=True).order_by("position"))
+        attempts_by_quiz: dict[int, list[QuizAttempt]] = defaultdict(list)
+        if user.is_authenticated and quizzes:
+            for attempt in QuizAttempt.objects.filter(quiz__in=quizzes, user=user).order_by("-created_at", "-id"):
+                attempts_by_quiz[attempt.quiz_id].append(attempt)
+        graded = [graded_quiz_build(quiz=quiz, user=user, attempts=attempts_by_quiz[quiz.id]) for quiz in quizzes]
+    return LessonPage(
+        lesson=lesson,
+        previous=_neighbour(lesson, before=True),
+        next=_neighbour(lesson, before=False),
+        references=references_group(lesson.references),
+        graded_quizzes=graded,
+        is_done=is_done,
+        tracking=permissions.can_track_progress(user=user),
+        enrollment=enrollment,
+    )
+
+
+def graded_quiz_for_user(*, quiz: Quiz, user: User) -> GradedQuiz:
+    attempts = []
+    if user.is_authenticated:
+        attempts = list(QuizAttempt.objects.filter(quiz=quiz, user=user).order_by("-created_at", "-id"))
+    return graded_quiz_build(quiz=quiz, user=user, attempts=attempts)

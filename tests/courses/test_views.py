@@ -1,0 +1,425 @@
+import re
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from courses.models import Enrollment, LessonProgress, QuizAttempt
+from tests.courses import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def lesson_url(lesson) -> str:
+    return reverse("lesson", args=[lesson.course.slug, lesson.unit.slug, lesson.slug])
+
+
+def complete_url(lesson) -> str:
+    return reverse("lesson-complete", args=[lesson.course.slug, lesson.unit.slug, lesson.slug])
+
+
+def quiz_url(quiz) -> str:
+    lesson = quiz.lesson
+    return reverse("quiz-submit", args=[lesson.course.slug, lesson.unit.slug, lesson.slug, quiz.key])
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+# Catalog and course page
+
+
+def test_catalog_lists_courses_with_summary_for_anonymous_visitors(client):
+    factories.course_with_lessons_create(title="Shipping Production Systems", summary="Ship it, calmly.")
+    response = client.get("/")
+    assert response.status_code == 200
+    assert b"Shipping Production Systems" in response.content
+    assert b"Ship it, calmly." in response.content
+    assert b"done (" not in response.content
+
+
+def test_catalog_shows_progress_when_logged_in():
+    course = factories.course_with_lessons_create(units=1, lessons_per_unit=4)
+    user = factories.user_create()
+    LessonProgress.objects.create(user=user, lesson=course.lessons.first())
+    response = logged_in(user).get("/")
+    assert "1 of 4 done (25%)" in response.content.decode()
+
+
+def test_course_page_lists_units_with_their_label_and_lessons(client):
+    course = factories.course_with_lessons_create(units=2, lessons_per_unit=2, unit_label="Module")
+    lesson = course.lessons.first()
+    lesson.estimated_minutes = 35
+    lesson.save()
+    response = client.get(reverse("course", args=[course.slug]))
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Module 1" in body and "Module 2" in body
+    assert "35 min" in body
+    assert lesson_url(lesson) in body
+    assert "Sign up to track progress" in body
+
+
+def test_course_page_shows_ticks_and_progress_per_unit_and_course():
+    course = factories.course_with_lessons_create(units=2, lessons_per_unit=2)
+    user = factories.user_create()
+    LessonProgress.objects.create(user=user, lesson=course.lessons.order_by("unit__position", "position").first())
+    body = logged_in(user).get(reverse("course", args=[course.slug])).content.decode()
+    assert "1 of 4</strong> lessons (25%)" in body
+    assert "1 of 2 done" in body and "0 of 2 done" in body
+    assert body.count("(completed)") == 1
+
+
+def test_course_page_takes_constant_queries(django_assert_max_num_queries):
+    small = factories.course_with_lessons_create(units=1, lessons_per_unit=2)
+    big = factories.course_with_lessons_create(units=5, lessons_per_unit=10)
+    client = logged_in(factories.user_create())
+    client.get(reverse("course", args=[small.slug]))  # warm the session
+    counts = []
+    for course in (small, big):
+        with django_assert_max_num_queries(20) as captured:
+            client.get(reverse("course", args=[course.slug]))
+        counts.append(len(captured.captured_queries))
+    assert counts[0] == counts[1]
+
+
+def test_unknown_course_is_404(client):
+    response = client.get("/courses/no-such-course/")
+    assert response.status_code == 404
+    assert b"Page not found" in response.content
+
+
+def test_enroll_button_enrolls_the_user_as_learner():
+    course = factories.course_with_lessons_create()
+    user = factories.user_create()
+    client = logged_in(user)
+    response = client.post(reverse("course-enroll", args=[course.slug]))
+    assert response.status_code == 302
+    assert Enrollment.objects.get(user=user, course=course).role == Enrollment.Role.LEARNER
+    assert "Enrolled as learner" in client.get(reverse("course", args=[course.slug])).content.decode()
+
+
+def test_enroll_redirects_anonymous_users_to_login(client):
+    course = factories.course_with_lessons_create()
+    response = client.post(reverse("course-enroll", args=[course.slug]))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+    assert not Enrollment.objects.exists()
+
+
+# Lesson page
+
+
+@pytest.fixture
+def rich_lesson(db):
+    course = factories.course_create(unit_label="Week", slug="ship")
+    unit1 = factories.unit_create(course=course, position=1, title="Containers")
+    unit2 = factories.unit_create(course=course, position=2, title="Deployment")
+    first = factories.lesson_create(unit=unit1, position=1, title="First lesson")
+    lesson = factories.lesson_create(
+        unit=unit1,
+        position=2,
+        slug="reproducible-envs",
+        title="Reproducible environments",
+        tagline="Same inputs, same image.",
+        objective="Build an image twice and get the same digest.",
+        deliverable="A pinned Dockerfile.",
+        outcomes=["Pin a base image by digest"],
+        prerequisites=["A shell"],
+        estimated_minutes=40,
+        references=[
+            {"kind": "paper", "title": "A paper", "url": "https://example.org/paper"},
+            {"kind": "official-doc", "title": "Dockerfile reference", "url": "https://example.org/docs"},
+            {"kind": "official-doc", "title": "Compose reference", "url": "https://example.org/compose"},
+        ],
+        html='<h2 id="mental-model">Mental model</h2><p>Images are <strong>values</strong>.</p>',
+        toc=[{"level": 2, "id": "mental-model", "text": "Mental model"}],
+    )
+    after = factories.lesson_create(unit=unit2, position=1, title="Next unit lesson")
+    return {"course": course, "first": first, "lesson": lesson, "after": after}
+
+
+def test_lesson_page_shows_header_toc_body_and_references(client, rich_lesson):
+    response = client.get(lesson_url(rich_lesson["lesson"]))
+    body = response.content.decode()
+    assert response.status_code == 200
+    for text in (
+        "Week 1",
+        "Reproducible environments",
+        "Same inputs, same image.",
+        "Build an image twice and get the same digest.",
+        "A pinned Dockerfile.",
+        "Pin a base image by digest",
+        "A shell",
+        "About 40 minutes",
+        '<a href="#mental-model">Mental model</a>',
+        "Images are <strong>values</strong>.",
+    ):
+        assert text in body, text
+    # Grouped by kind, official docs first, each group listing its references.
+    docs, papers = body.index("Official documentation"), body.index("Papers")
+    assert docs < body.index("Dockerfile reference") < body.index("Compose reference") < papers
+
+
+def test_lesson_page_links_previous_and_next_across_units(client, rich_lesson):
+    body = client.get(lesson_url(rich_lesson["lesson"])).content.decode()
+    assert f'rel="prev" href="{lesson_url(rich_lesson["first"])}"' in body
+    assert f'rel="next" href="{lesson_url(rich_lesson["after"])}"' in body
+    assert "Next · Week 2" in body
+    first_body = client.get(lesson_url(rich_lesson["first"])).content.decode()
+    assert 'rel="prev"' not in first_body
+
+
+def test_lesson_page_is_public_and_invites_to_log_in(client, rich_lesson):
+    body = client.get(lesson_url(rich_lesson["lesson"])).content.decode()
+    assert "to track your progress" in body
+    assert "Mark complete" not in body
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/courses/ship/unit-1/nope/", "/courses/ship/nope/reproducible-envs/", "/courses/nope/unit-1/reproducible-envs/"],
+)
+def test_unknown_lesson_slugs_are_404(client, rich_lesson, path):
+    assert client.get(path).status_code == 404
+
+
+def test_lesson_page_queries_stay_constant_as_lessons_grow(django_assert_num_queries):
+    counts = {}
+    user = factories.user_create()
+    client = logged_in(user)
+    for lessons in (3, 50):
+        course = factories.course_with_lessons_create(units=1, lessons_per_unit=lessons)
+        lesson = course.lessons.get(position=2)
+        quiz = factories.graded_quiz_create(lesson=lesson)
+        QuizAttempt.objects.create(quiz=quiz, user=user, answers={}, score=0, max_score=2)
+        LessonProgress.objects.create(user=user, lesson=lesson)
+        url = lesson_url(lesson)
+        client.get(url)  # warm the session
+        with django_assert_num_queries(9) as captured:
+            response = client.get(url)
+        assert response.status_code == 200
+        counts[lessons] = len(captured.captured_queries)
+    assert counts[3] == counts[50]
+
+
+def test_lesson_page_for_anonymous_readers_takes_few_queries(client, django_assert_num_queries):
+    course = factories.course_with_lessons_create(units=2, lessons_per_unit=25)
+    url = lesson_url(course.lessons.get(unit__position=2, position=3))
+    with django_assert_num_queries(3):  # lesson, previous, next
+        assert client.get(url).status_code == 200
+
+
+# Progress
+
+
+def test_mark_complete_without_js_posts_and_redirects_back(rich_lesson):
+    user = factories.user_create()
+    client = logged_in(user)
+    lesson = rich_lesson["lesson"]
+    response = client.post(complete_url(lesson), {"completed": "1"})
+    assert response.status_code == 302
+    assert response["Location"] == lesson_url(lesson) + "#lesson-progress"
+    assert LessonProgress.objects.filter(user=user, lesson=lesson).exists()
+    assert "You completed this lesson" in client.get(lesson_url(lesson)).content.decode()
+
+
+def test_mark_complete_with_htmx_returns_the_fragment(rich_lesson):
+    user = factories.user_create()
+    client = logged_in(user)
+    lesson = rich_lesson["lesson"]
+    response = client.post(complete_url(lesson), {"completed": "1"}, headers={"HX-Request": "true"})
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.lstrip().startswith('<div class="lesson-progress" id="lesson-progress">')
+    assert "<html" not in body
+    assert "Mark as not complete" in body
+    response = client.post(complete_url(lesson), {"completed": "0"}, headers={"HX-Request": "true"})
+    assert "Mark complete" in response.content.decode()
+    assert not LessonProgress.objects.filter(user=user).exists()
+
+
+def test_mark_complete_twice_keeps_one_row(rich_lesson):
+    user = factories.user_create()
+    client = logged_in(user)
+    client.post(complete_url(rich_lesson["lesson"]))
+    client.post(complete_url(rich_lesson["lesson"]))
+    assert LessonProgress.objects.filter(user=user).count() == 1
+
+
+def test_mark_complete_sends_anonymous_users_to_login(client, rich_lesson):
+    lesson = rich_lesson["lesson"]
+    response = client.post(complete_url(lesson))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+    response = client.post(complete_url(lesson), headers={"HX-Request": "true"})
+    assert response["HX-Redirect"].startswith(reverse("login"))
+    assert not LessonProgress.objects.exists()
+
+
+def test_mark_complete_rejects_get(rich_lesson):
+    client = logged_in(factories.user_create())
+    assert client.get(complete_url(rich_lesson["lesson"])).status_code == 405
+
+
+def test_posts_without_csrf_token_are_refused(rich_lesson):
+    user = factories.user_create()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    lesson = rich_lesson["lesson"]
+    quiz = factories.graded_quiz_create(lesson=lesson)
+    assert client.post(complete_url(lesson)).status_code == 403
+    assert client.post(quiz_url(quiz), {"q0": "1", "q1": ["0", "2"]}).status_code == 403
+    assert client.post(reverse("course-enroll", args=[lesson.course.slug])).status_code == 403
+    assert not LessonProgress.objects.exists()
+    assert not QuizAttempt.objects.exists()
+
+
+def test_csrf_token_from_the_page_lets_htmx_post(rich_lesson):
+    user = factories.user_create()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    lesson = rich_lesson["lesson"]
+    page = client.get(lesson_url(lesson)).content.decode()
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)">', page).group(1)
+    assert f'hx-headers=\'{{"X-CSRFToken": "{token}"}}\'' in page
+    response = client.post(complete_url(lesson), headers={"HX-Request": "true", "X-CSRFToken": token})
+    assert response.status_code == 200
+    assert LessonProgress.objects.filter(user=user, lesson=lesson).exists()
+
+
+# Graded quizzes
+
+
+@pytest.fixture
+def quiz(rich_lesson):
+    return factories.graded_quiz_create(lesson=rich_lesson["lesson"], key="final", max_attempts=2)
+
+
+def test_graded_quiz_form_replaces_the_placeholder_without_answers(quiz):
+    user = factories.user_create()
+    body = logged_in(user).get(lesson_url(quiz.lesson)).content.decode()
+    assert "graded-quiz-slot" not in body
+    assert f'action="{quiz_url(quiz)}"' in body
+    assert 'type="radio" name="q0" value="1"' in body
+    assert 'type="checkbox" name="q1" value="2"' in body
+    assert '"correct"' not in body and "data-correct" not in body
+    assert "Only a digest names exactly one image." not in body
+
+
+def test_graded_quiz_asks_anonymous_readers_to_log_in(client, quiz):
+    body = client.get(lesson_url(quiz.lesson)).content.decode()
+    assert "to take this quiz" in body
+    assert f'action="{quiz_url(quiz)}"' not in body
+
+
+def test_anonymous_quiz_post_redirects_to_login(client, quiz):
+    response = client.post(quiz_url(quiz), {"q0": "1", "q1": ["0", "2"]})
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+    assert not QuizAttempt.objects.exists()
+
+
+def test_quiz_submission_scores_and_then_shows_explanations(quiz):
+    user = factories.user_create()
+    client = logged_in(user)
+    response = client.post(quiz_url(quiz), {"q0": "1", "q1": ["0"]})
+    assert response.status_code == 302
+    assert response["Location"] == lesson_url(quiz.lesson) + "#quiz-final"
+    body = client.get(lesson_url(quiz.lesson)).content.decode()
+    assert "Your score: 1 / 2" in body
+    assert "Only a digest names exactly one image." in body
+    assert "1 attempt left" in body
+    attempt = QuizAttempt.objects.get(user=user)
+    assert attempt.answers == {"0": [1], "1": [0]}
+    assert Enrollment.objects.filter(user=user, course=quiz.lesson.course, role="learner").exists()
+
+
+def test_quiz_submission_with_htmx_returns_the_scored_fragment(quiz):
+    client = logged_in(factories.user_create())
+    response = client.post(quiz_url(quiz), {"q0": "1", "q1": ["0", "2"]}, headers={"HX-Request": "true"})
+    body = response.content.decode()
+    assert body.lstrip().startswith('<section class="graded-quiz card" id="quiz-final"')
+    assert "Your score: 2 / 2" in body
+    assert "Lock files record exact versions and hashes." in body
+
+
+def test_quiz_attempt_limit_is_enforced_and_explained(quiz):
+    user = factories.user_create()
+    client = logged_in(user)
+    for _ in range(2):
+        client.post(quiz_url(quiz), {"q0": "0", "q1": ["1"]})
+    response = client.post(quiz_url(quiz), {"q0": "1", "q1": ["0", "2"]}, follow=True)
+    body = response.content.decode()
+    assert "You have used all 2 attempts" in body
+    assert "No attempts left." in body
+    assert "Submit answers" not in body
+    assert QuizAttempt.objects.filter(user=user).count() == 2
+
+
+def test_quiz_submission_with_a_missing_answer_shows_the_problem(quiz):
+    client = logged_in(factories.user_create())
+    response = client.post(quiz_url(quiz), {"q0": "1"}, headers={"HX-Request": "true"})
+    assert "Question 2 has no answer." in response.content.decode()
+    assert not QuizAttempt.objects.exists()
+
+
+def test_ungraded_quiz_has_no_submission_endpoint(quiz):
+    quiz.graded = False
+    quiz.save()
+    client = logged_in(factories.user_create())
+    assert client.post(quiz_url(quiz), {"q0": "1"}).status_code == 404
+
+
+# Accounts
+
+
+def test_signup_creates_the_account_logs_in_and_follows_next(client, rich_lesson):
+    target = lesson_url(rich_lesson["lesson"])
+    response = client.post(
+        reverse("signup"),
+        {"username": "ada", "password1": factories.PASSWORD, "password2": factories.PASSWORD, "next": target},
+    )
+    assert response.status_code == 302
+    assert response["Location"] == target
+    assert "Mark complete" in client.get(target).content.decode()
+
+
+def test_signup_ignores_an_offsite_next(client):
+    response = client.post(
+        reverse("signup"),
+        {
+            "username": "ada",
+            "password1": factories.PASSWORD,
+            "password2": factories.PASSWORD,
+            "next": "https://evil.example/",
+        },
+    )
+    assert response["Location"] == reverse("catalog")
+
+
+def test_signup_shows_form_errors(client):
+    response = client.post(reverse("signup"), {"username": "ada", "password1": "x", "password2": "y"})
+    assert response.status_code == 200
+    assert "errorlist" in response.content.decode()
+
+
+def test_login_and_logout(client):
+    factories.user_create(username="grace")
+    response = client.post(reverse("login"), {"username": "grace", "password": factories.PASSWORD})
+    assert response.status_code == 302
+    assert "Log out" in client.get("/").content.decode()
+    assert client.get(reverse("logout")).status_code == 405  # logging out is a POST
+    client.post(reverse("logout"))
+    assert "Log in" in client.get("/").content.decode()
+
+
+def test_pages_carry_theme_toggle_skip_link_and_local_assets(client, rich_lesson):
+    body = client.get(lesson_url(rich_lesson["lesson"])).content.decode()
+    assert 'href="#main"' in body and 'id="main"' in body
+    assert 'id="theme-toggle"' in body
+    assert "/static/courses/vendor/htmx/htmx.min.js" in body
+    assert not re.search(r'(src|href)="(https?:)?//', body.split("References")[0])
