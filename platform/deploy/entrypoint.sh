@@ -1,0 +1,29 @@
+#!/bin/sh
+# One image, three roles: web (migrate, collect static files, gunicorn), worker (Celery) and beat.
+set -eu
+
+role="${1:-web}"
+[ "$#" -gt 0 ] && shift
+
+case "$role" in
+  web)
+    python manage.py migrate --noinput
+    python manage.py collectstatic --noinput
+    exec gunicorn config.wsgi:application --bind "0.0.0.0:${SHIPSHAPE_PORT:-8000}" \
+      --workers "${SHIPSHAPE_WEB_WORKERS:-2}" --timeout 60 --graceful-timeout 10 "$@"
+    ;;
+  worker)
+    exec celery -A config worker --concurrency "${SHIPSHAPE_WORKER_CONCURRENCY:-2}" \
+      --prefetch-multiplier 1 -Q celery --loglevel INFO "$@"
+    ;;
+  beat)
+    exec celery -A config beat --loglevel INFO --schedule "${SHIPSHAPE_DATA_DIR}/celerybeat-schedule" "$@"
+    ;;
+  manage)
+    exec python manage.py "$@"
+    ;;
+  *)
+    echo "unknown role '$role': use web, worker, beat or manage <command>" >&2
+    exit 2
+    ;;
+esac
