@@ -165,12 +165,6 @@ class _Block:
         )
 
 
-def _attr_text(text: str) -> str:
-    """Author text for an attribute value. Serialisers leave `<` unescaped inside attributes (inert, but it
-    reads like markup to anyone grepping the HTML), so angle brackets are dropped from these labels."""
-    return escape(text.replace("<", "").replace(">", ""))
-
-
 # --- quiz ----------------------------------------------------------------------------------------------------
 
 _QUIZ_KEYS = {"id", "title", "graded", "max_attempts", "questions"}
@@ -334,7 +328,7 @@ def _quiz_question(block: _Block, q: Any, q_index: int, quiz: dict) -> dict[str,
 
 def _quiz_html(key: str, title: str, questions: list[dict[str, Any]], ctx: RenderContext) -> str:
     parts = [
-        f'<section class="quiz" data-quiz-key="{escape(key)}" aria-label="{_attr_text(title)}">',
+        f'<section class="quiz" data-quiz-key="{escape(key)}" aria-label="{escape(title)}">',
         '<div class="quiz-header">',
         f'<p class="quiz-title">{escape(title)}</p>',
         f'<p class="quiz-progress" aria-live="polite"><span data-opened>0</span> of {len(questions)} opened</p>',
@@ -404,7 +398,7 @@ def render_stages(body: str, fence_line: int, ctx: RenderContext) -> str:
     parts = ['<div class="stages-diagram">']
     if title:
         parts.append(f'<p class="stages-title">{escape(title)}</p>')
-    parts.append(f'<ol class="stages" aria-label="{_attr_text(label)}">')
+    parts.append(f'<ol class="stages" aria-label="{escape(label)}">')
     for name, caption in stages:
         cap = f'<span class="stage-caption">{escape(caption)}</span>' if caption else ""
         parts.append(f'<li class="stage"><span class="stage-name">{escape(name)}</span>{cap}</li>')

@@ -24,7 +24,7 @@ from courses.markdown.highlight import code_block_html, language_of
 from courses.markdown.sanitize import sanitize
 
 # Bump whenever the HTML for the same source changes: the importer keys its render cache on it.
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"
 
 CALLOUT_TITLES = {"tip": "Tip", "note": "Note", "warning": "Warning", "failure-modes": "Common failure modes"}
 

@@ -1,5 +1,7 @@
 """The last step of rendering: nh3 with an explicit allowlist of exactly what the renderer emits."""
 
+import re
+
 import nh3
 
 from courses.markdown.highlight import TOKEN_CLASSES
@@ -50,9 +52,21 @@ _CLASSES = {
 }  # fmt: skip
 
 
+# An attribute value holding `<` or `>`. The serialiser escapes only `&` and `"` in attribute values; text nodes
+# never hold a raw `<`/`>`, so this can only match inside a tag.
+_ANGLE_IN_ATTRIBUTE = re.compile(r'="[^"<>]*[<>][^"]*"')
+
+
+def _escape_angles(match: re.Match[str]) -> str:
+    return match.group(0).replace("<", "&lt;").replace(">", "&gt;")
+
+
 def sanitize(html: str) -> str:
-    """Keep only allowlisted tags, attributes, classes and http(s)/mailto/relative URLs; add rel to links."""
-    return nh3.clean(
+    """Keep only allowlisted tags, attributes, classes and http(s)/mailto/relative URLs; add rel to links.
+
+    Author text that lands in an attribute (alt, title, aria-label) is inert either way, but `<` and `>` are
+    escaped there too so the output never even reads like markup (`alt="&lt;script&gt;"`)."""
+    clean = nh3.clean(
         html,
         tags=_TAGS,
         clean_content_tags={"script", "style"},
@@ -63,3 +77,4 @@ def sanitize(html: str) -> str:
         link_rel="noopener noreferrer",
         strip_comments=True,
     )
+    return _ANGLE_IN_ATTRIBUTE.sub(_escape_angles, clean)

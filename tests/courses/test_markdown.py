@@ -508,7 +508,9 @@ def test_external_links_get_rel_noopener():
 
 HOSTILE = md(
     """
-    # Hostile lesson
+    # Hostile <script>alert(1)</script> lesson
+
+    ![<script>alert(1)</script>](x.png "<img src=x onerror=alert(1)>")
 
     <script>alert(1)</script>
 
