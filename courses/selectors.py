@@ -6,6 +6,8 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q
+from django.utils.html import conditional_escape
+from django.utils.safestring import mark_safe
 
 from courses import permissions
 from courses.models import Course, Enrollment, Lesson, LessonProgress, Quiz, QuizAttempt, Unit
@@ -199,13 +201,20 @@ class GradedQuiz:
             rows.append(
                 {
                     "number": index + 1,
-                    "prompt": question.get("prompt", ""),
-                    "chosen": [choices[i]["text"] for i in chosen if i < len(choices)],
+                    "prompt": _html(question, "prompt_html", "prompt"),
+                    "chosen": [_html(choices[i], "html", "text") for i in chosen if i < len(choices)],
                     "is_correct": sorted(chosen) == correct,
-                    "explanation": question.get("explanation", ""),
+                    "explanation": _html(question, "explanation_html", "explanation"),
                 }
             )
         return rows
+
+
+def _html(data: dict[str, Any], html_key: str, text_key: str) -> str:
+    """The renderer's sanitised HTML for a quiz text when the row has it, else the escaped plain text."""
+    if data.get(html_key):
+        return mark_safe(data[html_key])  # noqa: S308 - sanitised by courses.markdown at import time
+    return conditional_escape(data.get(text_key, ""))
 
 
 def graded_quiz_build(*, quiz: Quiz, user: User, attempts: list[QuizAttempt]) -> GradedQuiz:
@@ -213,9 +222,11 @@ def graded_quiz_build(*, quiz: Quiz, user: User, attempts: list[QuizAttempt]) ->
         {
             "index": index,
             "number": index + 1,
-            "prompt": question.get("prompt", ""),
+            "prompt": _html(question, "prompt_html", "prompt"),
             "multiple": question.get("kind", "single") == "multiple",
-            "choices": [{"index": i, "text": choice.get("text", "")} for i, choice in enumerate(question["choices"])],
+            "choices": [
+                {"index": i, "text": _html(choice, "html", "text")} for i, choice in enumerate(question["choices"])
+            ],
         }
         for index, question in enumerate(quiz.questions)
     ]
