@@ -105,15 +105,8 @@ def revision_submit(*, lab: Lab, user: AbstractBaseUser, upload: Any) -> Revisio
 
 def _enqueue(revision: Revision) -> None:
     # Imported here: the grading engine pulls in the sandbox stack, which the web side rarely needs.
-    try:
-        from labs.services.grading import revision_enqueue
-    except ImportError:
-        # Until the grading engine lands: the same hand-off it promises, sent once the row is committed.
-        from labs.tasks import revision_grade
+    from labs.services.grading import revision_enqueue
 
-        revision_id = revision.pk
-        transaction.on_commit(lambda: revision_grade.delay(revision_id))
-        return
     revision_enqueue(revision=revision)
 
 
