@@ -430,6 +430,16 @@ def test_a_missing_field_is_reported_at_its_mapping():
     assert "block-error" in result.html
 
 
+def test_a_misspelt_field_is_reported_at_its_own_line():
+    source = "```stages\nstages:\n  - name: CI\n    captoin: typo\n```\n"
+
+    _, problem = _one_problem(source, 20)
+
+    assert problem.line == 4 + 20
+    assert "unknown field 'captoin' in stage 1" in problem.message
+    assert "caption" in problem.hint
+
+
 def test_compare_without_code_is_a_problem():
     source = "```compare\nleft: {label: a, code: x}\nright: {label: b}\n```\n"
 
