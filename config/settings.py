@@ -120,6 +120,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Longer than the longest grading a lab may declare, so Redis never redelivers a run still going.
 GRADING_MAX_WALL_SECONDS = env_int("SHIPSHAPE_GRADING_MAX_WALL_SECONDS", 900, minimum=10)
+# Platform maxima a lab.yaml may not exceed (validate_course reports a lab asking for more).
+GRADING_MAX_CPUS = env_int("SHIPSHAPE_GRADING_MAX_CPUS", 2, minimum=1)
+GRADING_MAX_MEMORY_MB = env_int("SHIPSHAPE_GRADING_MAX_MEMORY_MB", 2048, minimum=64)
+GRADING_MAX_PIDS = env_int("SHIPSHAPE_GRADING_MAX_PIDS", 1024, minimum=16)
+GRADING_MAX_OUTPUT_BYTES = env_int("SHIPSHAPE_GRADING_MAX_OUTPUT_BYTES", 16 * 1024 * 1024, minimum=1024)
+GRADING_MAX_SCRATCH_MB = env_int("SHIPSHAPE_GRADING_MAX_SCRATCH_MB", 1024, minimum=16)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": GRADING_MAX_WALL_SECONDS * 2 + 60}
 CELERY_TASK_ALWAYS_EAGER = env_bool("SHIPSHAPE_CELERY_EAGER", default=False)
 CELERY_BEAT_SCHEDULE = {
