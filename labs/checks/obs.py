@@ -1,0 +1,206 @@
+"""Observability check kinds: structured logs, request ids, Prometheus metrics.
+
+Evidence comes from the same harness as the resilience kinds (labs.checks.resilience.run_service_scenario);
+judgement is pure functions over the service's stdout and /metrics text, unit-tested without Docker.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from labs.checks.base import register
+from labs.checks.resilience import ScenarioRun, ServiceCheck, Verdict, describe
+
+REQUIRED_LOG_FIELDS = ("ts", "level", "event", "request_id", "status", "duration_ms")
+
+
+def judge_json_logs(
+    stdout: str, calls: list[dict[str, Any]], *, required: tuple[str, ...] = REQUIRED_LOG_FIELDS
+) -> Verdict:
+    """Every stdout line is a JSON object; each request sent has exactly one line with the required fields."""
+    records = []
+    for number, line in enumerate(stdout.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            return Verdict(
+                "fail",
+                f"stdout line {number} is not a JSON object: {line[:160]!r}; expected one JSON object per line.",
+            )
+        records.append(record)
+    for call in calls:
+        rid = call["sent_request_id"]
+        mine = [r for r in records if r.get("request_id") == rid]
+        if len(mine) != 1:
+            return Verdict(
+                "fail",
+                f"GET {call['path']} with X-Request-ID {rid} produced {len(mine)} log lines with that request_id; "
+                "expected exactly one.",
+            )
+        missing = [f for f in required if f not in mine[0]]
+        if missing:
+            return Verdict(
+                "fail",
+                f"the log line for GET {call['path']} lacks {missing}: {json.dumps(mine[0])[:200]}; expected the "
+                f"fields {list(required)}.",
+            )
+        if mine[0].get("status") != call.get("status") and str(mine[0].get("status")) != str(call.get("status")):
+            return Verdict(
+                "fail",
+                f"the log line for GET {call['path']} says status {mine[0].get('status')!r} but the answer was "
+                f"{call.get('status')}.",
+            )
+    return Verdict("pass", f"{len(calls)} requests gave one JSON line each with {list(required)}")
+
+
+def judge_request_id(obs: dict[str, Any], stdout: str) -> Verdict:
+    given, generated = obs["given"], obs["generated"]
+    rid = given["sent_request_id"]
+    if given.get("headers", {}).get("x-request-id") != rid:
+        return Verdict(
+            "fail",
+            f"sent X-Request-ID {rid}; the answer's X-Request-ID was {given.get('headers', {}).get('x-request-id')!r}; "
+            "expected the same id echoed back.",
+        )
+    if not given["upstream_request_ids"] or any(u != rid for u in given["upstream_request_ids"]):
+        return Verdict(
+            "fail",
+            f"sent X-Request-ID {rid}; the upstream received {given['upstream_request_ids']}; expected every upstream "
+            "call to carry the same id.",
+        )
+    if rid not in stdout:
+        return Verdict("fail", f"the request id {rid} does not appear in the service's log; expected it logged.")
+    new = generated.get("headers", {}).get("x-request-id")
+    if not new:
+        return Verdict("fail", "a request without X-Request-ID got no X-Request-ID back; expected a generated one.")
+    if not generated["upstream_request_ids"] or any(u != new for u in generated["upstream_request_ids"]):
+        return Verdict(
+            "fail",
+            f"the generated id {new} was not sent upstream (upstream saw {generated['upstream_request_ids']}).",
+        )
+    if new not in stdout:
+        return Verdict("fail", f"the generated request id {new} does not appear in the service's log.")
+    return Verdict("pass", "request ids are echoed, logged and forwarded; missing ones are generated")
+
+
+def parse_metrics(text: str) -> dict[str, Any]:
+    """Families by name -> {"type", "samples": [(sample_name, labels, value)]}; ValueError when unparsable."""
+    families: dict[str, Any] = {}
+    for family in text_string_to_metric_families(text):
+        families[family.name] = {
+            "type": family.type,
+            "samples": [(s.name, dict(s.labels), s.value) for s in family.samples],
+        }
+    return families
+
+
+def _family(families: dict[str, Any], name: str) -> dict[str, Any] | None:
+    # The parser strips _total from counter names in recent prometheus-client versions.
+    return families.get(name) or families.get(name.removesuffix("_total"))
+
+
+def _sample_sum(family: dict[str, Any] | None, sample: str, **labels: str) -> float:
+    if not family:
+        return 0.0
+    return sum(
+        v for n, lab, v in family["samples"] if n == sample and all(lab.get(k) == val for k, val in labels.items())
+    )
+
+
+def judge_metrics(before_text: str, after_text: str, sent_statuses: list[int]) -> Verdict:
+    try:
+        before, after = parse_metrics(before_text), parse_metrics(after_text)
+    except (ValueError, TypeError, IndexError) as exc:
+        return Verdict("fail", f"/metrics is not valid Prometheus text: {exc}; expected the exposition format.")
+    requests = _family(after, "quote_requests_total")
+    if not requests or requests["type"] != "counter":
+        return Verdict("fail", "quote_requests_total is missing or not a counter; expected a counter labelled status.")
+    histogram = _family(after, "quote_request_duration_seconds")
+    if not histogram or histogram["type"] != "histogram":
+        kind = histogram["type"] if histogram else "missing"
+        return Verdict("fail", f"quote_request_duration_seconds is {kind}; expected a histogram with buckets.")
+    errors = _family(after, "upstream_errors_total")
+    if not errors or errors["type"] != "counter":
+        return Verdict("fail", "upstream_errors_total is missing or not a counter.")
+    expected: dict[str, int] = {}
+    for status in sent_statuses:
+        expected[str(status)] = expected.get(str(status), 0) + 1
+    b_requests = _family(before, "quote_requests_total")
+    for status, count in expected.items():
+        delta = _sample_sum(requests, "quote_requests_total", status=status) - _sample_sum(
+            b_requests, "quote_requests_total", status=status
+        )
+        if delta != count:
+            return Verdict(
+                "fail",
+                f'quote_requests_total{{status="{status}"}} moved by {delta:g} while the probe sent {count} /quote '
+                f"requests answered {status}; expected it to move by exactly {count}.",
+            )
+    total = sum(expected.values())
+    moved = _sample_sum(requests, "quote_requests_total") - _sample_sum(b_requests, "quote_requests_total")
+    if moved != total:
+        return Verdict(
+            "fail", f"quote_requests_total moved by {moved:g} in all; the probe sent {total} /quote requests."
+        )
+    count_delta = _sample_sum(histogram, "quote_request_duration_seconds_count") - _sample_sum(
+        _family(before, "quote_request_duration_seconds"), "quote_request_duration_seconds_count"
+    )
+    if count_delta != total:
+        return Verdict(
+            "fail",
+            f"quote_request_duration_seconds_count moved by {count_delta:g}; expected {total}, one per /quote request.",
+        )
+    error_delta = _sample_sum(errors, "upstream_errors_total") - _sample_sum(
+        _family(before, "upstream_errors_total"), "upstream_errors_total"
+    )
+    if error_delta < 1:
+        return Verdict(
+            "fail", "upstream_errors_total did not move while the upstream answered 503; expected it to count them."
+        )
+    return Verdict("pass", f"counters moved by exactly the {total} requests sent; errors counted; latency histogram")
+
+
+@register
+class JsonLogs(ServiceCheck):
+    kind = "obs.json_logs"
+    default_category = "observability"
+    scenario = "json_logs"
+    hint_text = (
+        "Log one json.dumps({...}) line per request to stdout with ts, level, event, request_id, status, duration_ms."
+    )
+
+    def judge(self, run: ScenarioRun) -> Verdict:
+        required = tuple(self.args.get("fields", REQUIRED_LOG_FIELDS))
+        return judge_json_logs(run.service_stdout, run.observations["calls"], required=required)
+
+
+@register
+class RequestId(ServiceCheck):
+    kind = "obs.request_id"
+    default_category = "observability"
+    scenario = "request_id"
+    hint_text = "Read X-Request-ID (or make a uuid4), return it in the answer, log it and send it on upstream calls."
+
+    def judge(self, run: ScenarioRun) -> Verdict:
+        return judge_request_id(run.observations, run.service_stdout)
+
+
+@register
+class Metrics(ServiceCheck):
+    kind = "obs.metrics"
+    default_category = "observability"
+    scenario = "metrics"
+    hint_text = "Count each /quote answer once by status, observe its duration in a histogram, count upstream errors."
+
+    def judge(self, run: ScenarioRun) -> Verdict:
+        obs = run.observations
+        if obs["before"].get("status") != 200:
+            return Verdict("fail", f"GET /metrics answered {describe(obs['before'])}; expected 200 with metrics text.")
+        return judge_metrics(obs["before"]["body"], obs["after"]["body"], [s["status"] for s in obs["sent"]])
