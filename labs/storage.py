@@ -35,6 +35,11 @@ def tree_path(*, tree_sha256: str) -> Path:
     return submissions_root() / tree_sha256
 
 
+def tree_files_dir(*, tree_sha256: str) -> Path:
+    """The learner's files of a stored tree: what the sandbox mounts read-only as the submission."""
+    return tree_path(tree_sha256=tree_sha256) / "files"
+
+
 def tree_store(*, tree: ValidatedTree) -> Path:
     """Write the tree if it is not stored yet and return its folder. Idempotent: the same content is stored once."""
     final = tree_path(tree_sha256=tree.tree_sha256)

@@ -12,6 +12,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from courses.models import Enrollment
+from labs import storage
 from labs.errors import LearnerError, SubmissionLimitReached, SubmissionNotAllowed, SubmissionTooSoon
 from labs.models import Revision
 from labs.services.submissions import revision_submit
@@ -60,6 +61,7 @@ def test_it_stores_the_tree_and_queues_revision_one(root, django_capture_on_comm
     assert len(callbacks) == 1, "the grading task must be enqueued only once the revision is committed"
     stored = root / revision.tree_sha256
     assert (stored / "files" / "service.py").read_bytes() == GOOD[1]
+    assert storage.tree_files_dir(tree_sha256=revision.tree_sha256) == stored / "files"
     assert stat.S_IMODE((stored / "files" / "pkg" / "util.py").stat().st_mode) == 0o644
     assert stat.S_IMODE((stored / "files" / "pkg").stat().st_mode) == 0o755
     assert stat.S_IMODE(stored.stat().st_mode) == 0o755
@@ -155,3 +157,14 @@ def test_submitting_enrolls_the_user_as_a_learner(root):
     user = make_user()
     revision_submit(lab=lab, user=user, upload=make_zip(GOOD))
     assert Enrollment.objects.get(user=user, course=lab.course).role == Enrollment.Role.LEARNER
+
+
+def test_storage_refuses_a_path_outside_the_root_even_if_validation_were_bypassed(root, tmp_path):
+    from labs.errors import PlatformError
+    from labs.uploads import ValidatedTree
+
+    forged = ValidatedTree(files=[("../../outside.py", b"x", "0" * 64)], total_bytes=1, tree_sha256="f" * 64)
+    with pytest.raises(PlatformError):
+        storage.tree_store(tree=forged)
+    assert not (tmp_path / "outside.py").exists()
+    assert written(root) == []
