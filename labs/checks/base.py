@@ -75,6 +75,7 @@ class GradingContext:
     revision_id: int | None = None
     run_id: int | None = None
     deadline: float = field(default=0.0)  # time.monotonic() when the run's wall budget ends
+    sandbox_labels: dict[str, str] = field(default_factory=dict)  # extra labels for fresh_sandbox()
 
     def remaining_s(self) -> float:
         return max(0.0, self.deadline - time.monotonic()) if self.deadline else float(self.limits.wall_seconds)
@@ -96,6 +97,7 @@ class GradingContext:
             run_id=self.run_id,
             network_mode=network_mode,
             copy_submission=copy_submission,
+            labels=self.sandbox_labels,
         )
         with box:
             yield box

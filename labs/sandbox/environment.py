@@ -106,6 +106,7 @@ class Sandbox:
         image: str | None = None,
         network_mode: str = "none",
         copy_submission: bool = True,
+        labels: dict[str, str] | None = None,
     ) -> None:
         if network_mode != "none" and not network_mode.startswith("container:"):
             raise ValueError("sandboxes get no network: network_mode must be 'none' or 'container:<id>'")
@@ -117,6 +118,7 @@ class Sandbox:
         self.image = image or settings.RUNNER_IMAGE
         self.network_mode = network_mode
         self.copy_submission = copy_submission
+        self.extra_labels = dict(labels or {})
         self.container = None
         self.container_id = ""
         self.image_id = ""
@@ -195,6 +197,7 @@ class Sandbox:
                     MANAGED_LABEL: "1",
                     "shipshape.revision": str(self.revision_id or ""),
                     "shipshape.run": str(self.run_id or ""),
+                    **self.extra_labels,
                 },
                 hostname="sandbox",
             )
@@ -210,7 +213,9 @@ class Sandbox:
             if copied.exit_code != 0:
                 # The upload was validated before storage, so a failed copy is ours (or a scratch too small
                 # for the files the lab allows: a lab configuration error, also ours).
-                raise SandboxUnavailable(f"could not copy the submission into scratch: {copied.stderr[:500]!r}")
+                raise SandboxUnavailable(
+                    f"could not copy the submission into scratch (exit {copied.exit_code}): {copied.stderr[:500]!r}"
+                )
 
     def _stage_grader(self, grader_dir: Path) -> Path:
         """A per-run copy of the grader bundle that only the grader user (1001) can read."""

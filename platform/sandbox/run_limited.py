@@ -101,6 +101,13 @@ def main() -> int:
         print(f"cannot run {argv[0]!r}: {exc.strerror}", file=sys.stderr)
         return 127
     timed_out = _pump(proc, deadline, options.max_output)
+    if not timed_out:
+        # The pipes can close a moment before the process exits (or a child may close them and keep
+        # running): wait for its exit before killing leftovers, or the kill would hit the child itself.
+        try:
+            code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
     if timed_out:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)

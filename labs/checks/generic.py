@@ -1,0 +1,287 @@
+"""Generic check kinds: files.required, command, tests.pytest.
+
+tests.pytest trust model: the instructor's tests import the submission, so pytest runs as the learner.
+Its verdict is read only from lines framed with a per-run random nonce that the trusted launcher
+(platform/sandbox/pytest_runner.py) reads from stdin before any submission code is imported; the host also
+requires exactly one result per collected test and a final `done` line. A submission that prints or writes
+a fake report without the nonce changes nothing. Residual risk: submission code runs inside the pytest
+process, so it can inspect that process (find the nonce in memory, patch pytest, read the copied tests).
+Labs whose tests must be airtight should drive the submission out of process (subprocess or a second
+sandbox) from a trusted program run as the grader user.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import secrets
+from pathlib import PurePosixPath
+from typing import Any
+
+from labs.checks.base import Check, CheckOutcome, GradingContext, register
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v for v in value)
+
+
+def _submitted_paths(ctx: GradingContext) -> list[str]:
+    root = ctx.submission_dir
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+@register
+class FilesRequired(Check):
+    kind = "files.required"
+    default_category = "correctness"
+
+    @classmethod
+    def validate_args(cls, args: dict[str, Any]) -> list[str]:
+        if not _is_str_list(args.get("paths")):
+            return ["args.paths must be a non-empty list of file paths or globs, e.g. [greet.py, '*.lock']"]
+        return []
+
+    def run(self, ctx: GradingContext) -> CheckOutcome:
+        present = _submitted_paths(ctx)
+        missing = [
+            pattern
+            for pattern in self.args["paths"]
+            if not any(fnmatch.fnmatchcase(path, pattern) or path == pattern for path in present)
+        ]
+        if missing:
+            return self.failed(
+                f"Missing from the submission: {', '.join(missing)}. Expected every one of: "
+                f"{', '.join(self.args['paths'])}.",
+                hint="Add the missing files at the top level of your submission (paths are case-sensitive).",
+                missing=missing,
+                submitted=present[:200],
+            )
+        return self.passed(f"All required files are present: {', '.join(self.args['paths'])}.")
+
+
+@register
+class Command(Check):
+    """Run a command as the learner and compare its exit code and output with what the lab expects."""
+
+    kind = "command"
+    default_category = "correctness"
+
+    @classmethod
+    def validate_args(cls, args: dict[str, Any]) -> list[str]:
+        problems = []
+        if not _is_str_list(args.get("argv")):
+            problems.append("args.argv must be a non-empty list of strings, e.g. [python, greet.py, Ada]")
+        if not isinstance(args.get("exit_code", 0), int):
+            problems.append("args.exit_code must be an integer (default 0)")
+        contains = args.get("stdout_contains", [])
+        if not (
+            isinstance(contains, str) or (isinstance(contains, list) and all(isinstance(c, str) for c in contains))
+        ):
+            problems.append("args.stdout_contains must be a string or a list of strings")
+        if "stdout_equals" in args and not isinstance(args["stdout_equals"], str):
+            problems.append("args.stdout_equals must be a string")
+        if "stdout_regex" in args:
+            try:
+                re.compile(args["stdout_regex"])
+            except (re.error, TypeError) as exc:
+                problems.append(f"args.stdout_regex is not a valid regular expression: {exc}")
+        timeout = args.get("timeout_s", 30)
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            problems.append("args.timeout_s must be a positive number of seconds")
+        if "stdin" in args and not isinstance(args["stdin"], str):
+            problems.append("args.stdin must be a string")
+        return problems
+
+    def run(self, ctx: GradingContext) -> CheckOutcome:
+        argv = self.args["argv"]
+        shown = " ".join(argv)
+        stdin = self.args["stdin"].encode() if "stdin" in self.args else None
+        result = ctx.sandbox.exec(
+            argv, user="learner", timeout_s=ctx.timeout_s(self.args.get("timeout_s", 30)), stdin=stdin
+        )
+        stdout = ctx.evidence_text(result.stdout, limit=1_000_000)
+        evidence = {
+            "command": shown,
+            "exit_code": result.exit_code,
+            "stdout": ctx.evidence_text(result.stdout),
+            "stderr": ctx.evidence_text(result.stderr),
+            "duration_s": round(result.duration_s, 3),
+        }
+        if result.output_truncated:
+            evidence["note"] = f"output was cut at {ctx.limits.output_bytes} bytes per stream"
+        if result.oom_killed:
+            return self.failed(
+                f"`{shown}` was stopped: it used more than the memory limit of {ctx.limits.memory_mb} MB.",
+                hint="Look for data structures that grow without bound.",
+                **evidence,
+            )
+        if result.timed_out:
+            return self.failed(
+                f"`{shown}` did not finish: timed out after {result.duration_s:.0f} s.",
+                hint="Look for loops that never end or calls that wait for input that never comes.",
+                **evidence,
+            )
+        expected_code = self.args.get("exit_code", 0)
+        if result.exit_code != expected_code:
+            return self.failed(
+                f"`{shown}` exited with code {result.exit_code}; expected {expected_code}.",
+                hint="Run the command yourself and read the error output shown below.",
+                **evidence,
+            )
+        contains = self.args.get("stdout_contains", [])
+        for needle in [contains] if isinstance(contains, str) else contains:
+            if needle not in stdout:
+                return self.failed(f"The output of `{shown}` does not contain {needle!r}.", **evidence)
+        if "stdout_equals" in self.args and stdout.strip() != self.args["stdout_equals"].strip():
+            return self.failed(
+                f"The output of `{shown}` is not exactly {self.args['stdout_equals'].strip()!r}.", **evidence
+            )
+        if "stdout_regex" in self.args and not re.search(self.args["stdout_regex"], stdout, re.MULTILINE):
+            return self.failed(
+                f"The output of `{shown}` does not match the pattern {self.args['stdout_regex']!r}.", **evidence
+            )
+        return self.passed(f"`{shown}` exited with {expected_code} and printed what was expected.", **evidence)
+
+
+@register
+class TestsPytest(Check):
+    """The instructor's hidden pytest suite (in grader/) against the submission."""
+
+    kind = "tests.pytest"
+    default_category = "correctness"
+
+    @classmethod
+    def validate_args(cls, args: dict[str, Any]) -> list[str]:
+        problems = []
+        path = args.get("path", "tests")
+        if not isinstance(path, str) or PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts:
+            problems.append("args.path must be a relative folder inside grader/, e.g. tests")
+        per_test = args.get("points_per_test")
+        if per_test is not None and not (
+            isinstance(per_test, dict) and all(isinstance(v, int | float) and v >= 0 for v in per_test.values())
+        ):
+            problems.append("args.points_per_test must map test names to non-negative points")
+        timeout = args.get("timeout_s", 60)
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            problems.append("args.timeout_s must be a positive number of seconds")
+        return problems
+
+    def run(self, ctx: GradingContext) -> CheckOutcome:
+        box = ctx.sandbox
+        tests_dir = f"/tmp/grader-tests-{secrets.token_hex(8)}"
+        source = str(PurePosixPath("/grader") / self.args.get("path", "tests"))
+        # A grader-owned copy the learner can read (the tests import the submission) but not change.
+        copied = box.exec(
+            [
+                "sh",
+                "-c",
+                'mkdir -m 0755 "$1" && cp -R "$2"/. "$1"/ && chmod -R a+rX,go-w "$1"',
+                "sh",
+                tests_dir,
+                source,
+            ],
+            user="grader",
+            timeout_s=30,
+        )
+        if copied.exit_code != 0:
+            return self.undecided(
+                f"the grader's tests at {source} could not be prepared (a lab configuration problem, not yours)",
+                detail=ctx.evidence_text(copied.stderr),
+            )
+        nonce = secrets.token_hex(24)
+        result = box.exec(
+            ["python3", "-I", "/opt/shipshape/pytest_runner.py", tests_dir, "/work"],
+            user="learner",
+            timeout_s=ctx.timeout_s(self.args.get("timeout_s", 60)),
+            stdin=(nonce + "\n").encode(),
+            env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTEST_ADDOPTS": ""},
+        )
+        report = _parse_report(result.stdout, nonce)
+        log = ctx.evidence_text(_strip_framed(result.stdout, nonce) + b"\n" + result.stderr)
+        evidence: dict[str, Any] = {"log": log}
+        if result.oom_killed:
+            return self.failed(
+                f"The tests were stopped: the code used more than the memory limit of {ctx.limits.memory_mb} MB.",
+                **evidence,
+            )
+        if result.timed_out:
+            return self.failed(f"The tests did not finish: timed out after {result.duration_s:.0f} s.", **evidence)
+        if report["collect_errors"]:
+            evidence["collect_errors"] = [ctx.evidence_text(e, limit=1500) for e in report["collect_errors"][:5]]
+            return self.failed(
+                "The tests could not load your code (an import or syntax error); no test ran.",
+                hint="Run `python -c 'import <your module>'` locally and fix the error shown below.",
+                **evidence,
+            )
+        if report["collected"] is None:
+            return self.failed(
+                "The test run ended before any test was collected (your code may have exited the process).",
+                **evidence,
+            )
+        if report["collected"] == 0:
+            return self.undecided("the grader's suite contains no tests (a lab configuration problem)", **evidence)
+        return self._score(ctx, report, evidence)
+
+    def _score(self, ctx: GradingContext, report: dict[str, Any], evidence: dict[str, Any]) -> CheckOutcome:
+        expected = report["nodeids"]
+        outcomes = {nodeid: report["results"].get(nodeid, ("missing", "")) for nodeid in expected}
+        per_test = self.args.get("points_per_test")
+        if per_test:
+            weights = {n: float(per_test.get(n.rsplit("::", 1)[-1], 0)) for n in expected}
+        else:
+            weights = dict.fromkeys(expected, 1.0)
+        total_weight = sum(weights.values()) or 1.0
+        earned = sum(weights[n] for n, (outcome, _) in outcomes.items() if outcome == "passed")
+        points = round(self.points * earned / total_weight, 2)
+        passed = [n for n, (o, _) in outcomes.items() if o == "passed"]
+        failed = {n: (o, text) for n, (o, text) in outcomes.items() if o != "passed"}
+        evidence["tests"] = [
+            {"name": n.rsplit("::", 1)[-1], "outcome": o, "detail": ctx.evidence_text(text, limit=800)}
+            for n, (o, text) in outcomes.items()
+        ][:100]
+        incomplete = not report["done"] or len(report["results"]) != len(expected)
+        if incomplete:
+            evidence["note"] = "the test run ended early; tests without a result count as failed"
+        summary = f"{len(passed)} of {len(expected)} hidden tests passed"
+        if not failed:
+            return CheckOutcome("pass", summary + ".", points=self.points, evidence=evidence)
+        names = ", ".join(n.rsplit("::", 1)[-1] for n in list(failed)[:5])
+        return CheckOutcome(
+            "fail",
+            f"{summary}; failing: {names}{' …' if len(failed) > 5 else ''}.",
+            points=points,
+            hint="Each failing test's message below says what it expected.",
+            evidence=evidence,
+        )
+
+
+def _parse_report(stdout: bytes, nonce: str) -> dict[str, Any]:
+    """Only nonce-framed lines count; a test reported twice or not collected is ignored."""
+    prefix = (nonce + " ").encode()
+    report: dict[str, Any] = {"collected": None, "nodeids": [], "results": {}, "collect_errors": [], "done": False}
+    for line in stdout.splitlines():
+        if not line.startswith(prefix):
+            continue
+        try:
+            event = json.loads(line[len(prefix) :])
+        except ValueError:
+            continue
+        kind = event.get("event") if isinstance(event, dict) else None
+        if kind == "collected" and report["collected"] is None:
+            report["nodeids"] = [str(n) for n in event.get("nodeids", [])]
+            report["collected"] = len(report["nodeids"])
+        elif kind == "collect_error":
+            report["collect_errors"].append(str(event.get("longrepr", "")))
+        elif kind == "result":
+            nodeid = str(event.get("nodeid"))
+            if nodeid in report["nodeids"] and nodeid not in report["results"]:
+                report["results"][nodeid] = (str(event.get("outcome")), str(event.get("longrepr", "")))
+        elif kind == "done":
+            report["done"] = True
+    return report
+
+
+def _strip_framed(stdout: bytes, nonce: str) -> bytes:
+    prefix = (nonce + " ").encode()
+    return b"\n".join(line for line in stdout.splitlines() if not line.startswith(prefix))

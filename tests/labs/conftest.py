@@ -1,0 +1,222 @@
+"""Grading fixtures: a real Celery worker subprocess on the session's Redis, sharing a file SQLite database
+with the test process, grading in the real Docker engine with the real runner image."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "labs"
+HELLO_LAB_DIR = REPO_ROOT / "courses" / "content" / "production-systems" / "week-05-containers" / "lab-hello-pinned"
+WORKER_SECRET = "worker-secret-must-never-reach-a-sandbox"
+
+
+@pytest.fixture(scope="session")
+def grading_db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("grading-db") / "test.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(grading_db_path: Path) -> None:
+    # The worker is another process: the test database must be a file both can open, not SQLite's :memory:.
+    from django.conf import settings
+
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(grading_db_path)
+
+
+def managed_containers(client) -> list:
+    return client.containers.list(all=True, filters={"label": "shipshape.managed=1"})
+
+
+def own_containers(client) -> list:
+    """Sandbox containers of this test session's database (other sessions may share the engine)."""
+    from labs.services.grading import database_label
+
+    label = database_label()
+    return [c for c in managed_containers(client) if c.labels.get("shipshape.db") == label]
+
+
+class CeleryWorker:
+    """`celery -A config worker` as a subprocess of the test, restartable with different environment."""
+
+    def __init__(self, *, redis_url: str, db_path: Path, log_dir: Path) -> None:
+        self.redis_url = redis_url
+        self.db_path = db_path
+        self.log_dir = log_dir
+        self.process: subprocess.Popen | None = None
+        self.log_file: Path | None = None
+        self.starts = 0
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            SHIPSHAPE_DEV="1",
+            DATABASE_URL=f"sqlite:///{self.db_path}",
+            REDIS_URL=self.redis_url,
+            SHIPSHAPE_DB_CONN_MAX_AGE="0",
+            SHIPSHAPE_WORKER_SECRET=WORKER_SECRET,
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(overrides)
+        return env
+
+    def start(self, *, concurrency: int = 1, **env_overrides: str) -> None:
+        self.starts += 1
+        self.log_file = self.log_dir / f"worker-{self.starts}.log"
+        handle = self.log_file.open("wb")
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "config", "worker"),
+                *("--pool", "prefork", "--concurrency", str(concurrency), "-Q", "celery"),
+                *("--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"),
+                *("-n", f"test-worker-{self.starts}@%h"),
+            ],
+            cwd=REPO_ROOT,
+            env=self.env(**env_overrides),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"celery worker exited at start:\n{self.log()[-3000:]}")
+            if b" ready." in self.log_file.read_bytes():
+                return
+            time.sleep(0.2)
+        pytest.fail(f"celery worker did not become ready:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file else ""
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once, as a crash or OOM kill of the host would."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        except ProcessLookupError:
+            pass
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def celery_worker(redis_server, runner_image, grading_db_path, tmp_path_factory) -> Iterator[CeleryWorker]:
+    worker = CeleryWorker(
+        redis_url=redis_server.url, db_path=grading_db_path, log_dir=tmp_path_factory.mktemp("worker-logs")
+    )
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def lab_factory(settings):
+    """Creates a Lab from a folder holding lab.yaml and grader/ (as the importer would)."""
+    from courses.models import Unit
+    from labs.models import Lab
+    from tests.labs.factories import make_course
+
+    def create(lab_dir: Path, *, spec_overrides: dict | None = None):
+        spec = yaml.safe_load((lab_dir / "lab.yaml").read_text())
+        spec.update(spec_overrides or {})
+        digest = _tree_digest(lab_dir / "grader")
+        target = Path(settings.DATA_DIR) / "graders" / digest
+        if not target.exists():
+            shutil.copytree(lab_dir / "grader", target)
+        course = make_course()
+        unit = Unit.objects.create(course=course, slug="week-05-containers", title="Containers", position=1)
+        slug = spec.get("slug") or lab_dir.name
+        return Lab.objects.create(
+            course=course,
+            unit=unit,
+            slug=slug,
+            title=spec.get("title", slug),
+            source_path=f"{unit.slug}/{slug}",
+            spec=spec,
+            content_hash=digest,
+            grader_digest=digest,
+        )
+
+    return create
+
+
+@pytest.fixture
+def submit(settings):
+    """Stores a folder as a revision content-addressed (as revision_submit would) and enqueues it."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from labs.models import Revision
+    from labs.services.grading import revision_enqueue
+    from tests.labs.factories import make_user
+
+    users: dict = {}
+
+    def create(lab, folder: Path, *, user=None, enqueue: bool = True) -> Revision:
+        user = user or users.setdefault("default", make_user())
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        entries = [(p.relative_to(folder).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
+        tree = hashlib.sha256("\n".join(f"{path}\0{sha}" for path, sha in entries).encode()).hexdigest()
+        target = Path(settings.SUBMISSIONS_ROOT) / tree
+        if not target.exists():
+            shutil.copytree(folder, target)
+            for path in [target, *target.rglob("*")]:
+                path.chmod(0o555 if path.is_dir() else 0o444)
+        number = Revision.objects.filter(lab=lab, user=user).count() + 1
+        with transaction.atomic():
+            revision = Revision.objects.create(
+                lab=lab,
+                user=user,
+                number=number,
+                tree_sha256=tree,
+                files=[{"path": p, "sha256": s, "size": (folder / p).stat().st_size} for p, s in entries],
+                total_bytes=sum(p.stat().st_size for p in files),
+                queued_at=timezone.now(),
+            )
+            if enqueue:
+                revision_enqueue(revision=revision)
+        return revision
+
+    return create
+
+
+def wait_for_state(revision, states: set[str], *, timeout: float = 120):
+    """Polls the database until the revision reaches one of `states` (a bound, not a performance threshold)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        revision.refresh_from_db()
+        if revision.state in states:
+            return revision
+        time.sleep(0.2)
+    raise AssertionError(f"revision {revision.pk} stayed {revision.state!r}; wanted one of {sorted(states)}")
+
+
+def _tree_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
