@@ -187,5 +187,9 @@ tar --numeric-owner -C "$ROOTFS" -c . | docker import \
   - "$TAG" >/dev/null
 docker tag "$TAG" "$REPO:latest"
 
+# Images from earlier inputs only take disk; one still used by a container stays (no --force).
+docker image ls --format '{{.Repository}}:{{.Tag}}' "$REPO" | grep -v -x -e "$TAG" -e "$REPO:latest" |
+  xargs -r docker rmi >/dev/null 2>&1 || true
+
 echo "runner image built: $TAG"
 image_id "$TAG"
