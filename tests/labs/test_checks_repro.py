@@ -139,3 +139,14 @@ def test_it_reads_missing_packages_from_pip_errors():
         "0.26.0)\nERROR: No matching distribution found for prometheus-client==0.19.0\n"
     )
     assert pip_install_problems(stderr) == ["prometheus-client==0.19.0 is not in the platform's wheelhouse"]
+
+
+def test_seed_sensitivity_ignores_the_seed_an_artifact_records_about_itself():
+    from labs.checks.repro import without_keys
+
+    a = b'{"seed": 1, "model": {"slope": 2.0, "seed": 1}}'
+    b = b'{"seed": 2, "model": {"slope": 2.0, "seed": 2}}'
+    c = b'{"seed": 2, "model": {"slope": 2.1}}'
+    assert without_keys(a, {"seed"}) == without_keys(b, {"seed"})
+    assert without_keys(a, {"seed"}) != without_keys(c, {"seed"})
+    assert without_keys(b"not json", {"seed"}) == b"not json"
