@@ -28,6 +28,7 @@ from labs.services.grading import (
     run_next_attempt,
     run_phase_mark,
 )
+from labs.storage import tree_files_dir
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def _grade(revision: Revision, run: GradingRun) -> str:
         revision=revision,
         run=run,
         limits=SandboxLimits.from_spec(spec.get("limits")),
-        submission_dir=Path(settings.SUBMISSIONS_ROOT) / revision.tree_sha256,
+        submission_dir=tree_files_dir(tree_sha256=revision.tree_sha256),
         grader_dir=Path(settings.DATA_DIR) / "graders" / lab.grader_digest,
     )
     if not state.submission_dir.is_dir():

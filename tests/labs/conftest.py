@@ -181,11 +181,11 @@ def submit(settings):
         files = sorted(p for p in folder.rglob("*") if p.is_file())
         entries = [(p.relative_to(folder).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
         tree = hashlib.sha256("\n".join(f"{path}\0{sha}" for path, sha in entries).encode()).hexdigest()
-        target = Path(settings.SUBMISSIONS_ROOT) / tree
+        target = Path(settings.SUBMISSIONS_ROOT) / tree / "files"  # labs.storage's layout
         if not target.exists():
             shutil.copytree(folder, target)
             for path in [target, *target.rglob("*")]:
-                path.chmod(0o555 if path.is_dir() else 0o444)
+                path.chmod(0o755 if path.is_dir() else 0o644)
         number = Revision.objects.filter(lab=lab, user=user).count() + 1
         with transaction.atomic():
             revision = Revision.objects.create(

@@ -1,0 +1,122 @@
+"""Hostile submissions graded by the real worker: each gets the verdict a learner should see, the worker keeps
+grading (a good submission queued right behind it is graded), and no sandbox container is left behind."""
+
+import pytest
+
+from labs.models import CheckResult
+from tests.labs.conftest import FIXTURES, WORKER_SECRET, own_containers, wait_for_state
+
+pytestmark = [pytest.mark.docker, pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+HOSTILE = FIXTURES / "hostile"
+
+
+@pytest.fixture
+def grade(celery_worker, lab_factory, submit, docker_client):
+    """Submits a hostile case and a good one right after it; returns the hostile verdict and its results."""
+
+    def run(case: str):
+        lab = lab_factory(HOSTILE)
+        hostile = submit(lab, HOSTILE / "submissions" / case)
+        good = submit(lab, HOSTILE / "submissions" / "good")
+        wait_for_state(hostile, {"graded", "failed", "error"})
+        wait_for_state(good, {"graded", "failed", "error"})
+        assert (good.state, good.score) == ("graded", 2), "the worker must keep grading after a hostile submission"
+        assert own_containers(docker_client) == []
+        results = {r.check_id: r for r in CheckResult.objects.filter(run__revision=hostile)}
+        return hostile, results
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("case", "reasons"),
+    [
+        ("fork-bomb", {"timeout", "oom"}),
+        ("memory-bomb", {"oom"}),
+        ("busy-loop", {"timeout"}),
+        ("sleeper", {"timeout"}),
+    ],
+)
+def test_a_submission_hitting_a_limit_fails_with_the_limit_named(grade, case, reasons):
+    revision, results = grade(case)
+
+    assert revision.state == "failed"
+    assert revision.failure_reason in reasons
+    if revision.failure_reason == "oom":
+        assert "96 MB" in revision.failure_message
+    else:
+        assert "timed out after 5 s" in revision.failure_message
+    assert results["run"].status == "fail"
+    assert results["tests"].status == "fail"  # answer() is wrong; the sandbox still ran the tests
+
+
+def test_filling_scratch_disk_and_inodes_only_fails_the_submission(grade):
+    revision, results = grade("fill-disk")
+
+    assert revision.state == "graded"
+    assert results["run"].status == "fail"
+    assert "exited with code 3" in results["run"].message
+    assert "errors [28, 28]" in results["run"].evidence["stdout"]  # ENOSPC for bytes, then for inodes
+
+
+def test_a_100_mb_stdout_flood_is_cut_at_the_output_cap(grade):
+    revision, results = grade("stdout-flood")
+
+    assert revision.state == "graded"
+    run = results["run"]
+    assert run.status == "fail"  # "done" came after the cap
+    assert "cut at 65536 bytes" in run.evidence["note"]
+    assert len(run.evidence["stdout"]) < 5000
+    assert len(revision.runs.get().log) <= 70_000
+
+
+def test_nul_bytes_invalid_utf8_and_terminal_escapes_are_shown_as_plain_text(grade):
+    revision, results = grade("weird-output")
+
+    run = results["run"]
+    assert run.status == "pass"
+    stdout = run.evidence["stdout"]
+    assert "\x00" not in stdout and "\x1b" not in stdout and "\x07" not in stdout
+    assert "\ufffd" in stdout  # invalid UTF-8 replaced, not dropped silently
+    assert "red" in stdout
+
+
+def test_the_network_has_only_loopback_and_connections_fail(grade):
+    revision, results = grade("network")
+
+    stdout = results["run"].evidence["stdout"]
+    assert "interfaces=lo\n" in stdout
+    assert "connect=ConnectionRefusedError" in stdout
+
+
+def test_the_workers_environment_never_reaches_the_sandbox(grade):
+    revision, results = grade("read-env")
+
+    assert results["run"].status == "pass"
+    stdout = results["run"].evidence["stdout"]
+    assert "PATH=" in stdout  # the program did print its environment
+    assert WORKER_SECRET not in stdout
+    assert "DATABASE_URL" not in stdout and "REDIS_URL" not in stdout
+
+
+def test_writing_outside_scratch_fails_everywhere(grade):
+    revision, results = grade("write-outside")
+
+    assert "wrote=[]" in results["run"].evidence["stdout"]
+
+
+def test_a_daemonised_child_neither_holds_the_check_nor_outlives_it(grade):
+    revision, results = grade("daemon")
+
+    assert revision.state == "graded"
+    assert results["run"].status == "pass"
+    assert results["run"].evidence["duration_s"] < 5  # returned before the command's 5 s timeout
+
+
+def test_printing_or_writing_a_fake_passing_report_earns_nothing(grade):
+    revision, results = grade("fake-pass")
+
+    tests = results["tests"]
+    assert tests.status == "fail"
+    assert float(tests.points) == 0
+    assert "0 of 1" in tests.message
