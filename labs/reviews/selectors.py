@@ -1,0 +1,396 @@
+"""Reads for reviewing: the queue, a revision's source files, the loop's history, and what a learner sees."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pygments
+from django.core.cache import cache
+from django.core.paginator import Page, Paginator
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
+from pygments.lexers import get_lexer_for_filename
+from pygments.lexers.special import TextLexer
+from pygments.util import ClassNotFound
+
+from courses.models import Course
+from labs import selectors as lab_selectors
+from labs import storage
+from labs.errors import PlatformError
+from labs.models import Lab, Review, Revision
+from labs.reviews.permissions import (
+    REVIEW_ROLES,
+    REVIEWABLE_STATES,
+    User,
+    can_read_reviews,
+    can_review,
+    is_site_staff,
+)
+from labs.reviews.rubric import ReviewSpec, review_spec_for_lab
+
+logger = logging.getLogger(__name__)
+
+QUEUE_PAGE_SIZE = 50
+# What one review page shows: bigger files are listed with their size only, so one page stays readable and fast
+# (Pygments highlights roughly 250 KB of Python a second on one core).
+MAX_SHOWN_FILE_BYTES = 128 * 1024
+MAX_SHOWN_TOTAL_BYTES = 512 * 1024
+BINARY_SNIFF_BYTES = 8192
+# Stored files never change (content-addressed), so highlighted lines are cached by the file's sha256.
+HIGHLIGHT_CACHE_SECONDS = 24 * 3600
+HIGHLIGHT_CACHE_VERSION = f"v1-{pygments.__version__}"
+# The model's choice labels read as buttons ("Request Changes"); people read a verdict.
+DECISION_LABELS = {Review.Decision.APPROVE: "Approved", Review.Decision.REQUEST_CHANGES: "Changes requested"}
+
+
+# --- the queue -------------------------------------------------------------------------------------------------
+
+
+def reviewable_courses(*, reviewer: User) -> QuerySet[Course]:
+    if is_site_staff(user=reviewer):
+        return Course.objects.all()
+    return Course.objects.filter(enrollments__user=reviewer, enrollments__role__in=REVIEW_ROLES)
+
+
+def review_queue(*, reviewer: User, lab_id: int | None = None) -> QuerySet[Revision]:
+    """Finished, unreviewed revisions in the courses `reviewer` reviews, oldest first.
+
+    Left out: the reviewer's own revisions; revisions superseded by a newer one from the same learner (the
+    learner moved on, review the newest); and work on a lab the learner already has approved (it is done).
+    """
+    newer = Revision.objects.filter(lab=OuterRef("lab"), user=OuterRef("user"), number__gt=OuterRef("number"))
+    approved = Revision.objects.filter(lab=OuterRef("lab"), user=OuterRef("user"), review_status="approved")
+    queue = (
+        Revision.objects.filter(state__in=REVIEWABLE_STATES, review_status="")
+        .exclude(user=reviewer)
+        .filter(~Exists(newer), ~Exists(approved))
+        .select_related("lab", "lab__course", "user")
+        .order_by("created_at", "pk")
+    )
+    if not is_site_staff(user=reviewer):
+        queue = queue.filter(lab__course__in=reviewable_courses(reviewer=reviewer).values("pk"))
+    if lab_id is not None:
+        queue = queue.filter(lab_id=lab_id)
+    return queue
+
+
+def review_queue_labs(*, reviewer: User) -> list[Lab]:
+    """The labs a reviewer may filter the queue by."""
+    labs = Lab.objects.select_related("course")
+    if not is_site_staff(user=reviewer):
+        labs = labs.filter(course__in=reviewable_courses(reviewer=reviewer).values("pk"))
+    return list(labs.order_by("course__title", "unit__position", "slug"))
+
+
+def review_queue_page(*, reviewer: User, lab_id: int | None = None, page: Any = 1) -> Page:
+    return Paginator(review_queue(reviewer=reviewer, lab_id=lab_id), QUEUE_PAGE_SIZE).get_page(page)
+
+
+# --- access ----------------------------------------------------------------------------------------------------
+
+
+def revision_get_for_review(*, revision_id: int, user: User) -> Revision | None:
+    """The revision if `user` may review it, else None (the view answers 404)."""
+    if not user.is_authenticated:
+        return None
+    revision = Revision.objects.select_related("lab", "lab__course", "lab__unit", "user").filter(pk=revision_id).first()
+    if revision is None or not can_review(user=user, revision=revision):
+        return None
+    return revision
+
+
+# --- source files ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SourceLine:
+    number: int
+    html: SafeString
+    comments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class SourceFile:
+    path: str
+    size: int
+    kind: str  # "text" | "binary" | "too_large" | "over_page_budget" | "missing"
+    anchor: str
+    lines: list[SourceLine] = field(default_factory=list)
+    line_count: int | None = None
+    comments_elsewhere: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def is_shown(self) -> bool:
+        return self.kind == "text"
+
+
+def revision_paths(*, revision: Revision) -> list[str]:
+    """The revision's file paths, from its stored manifest (the database copy of manifest.json)."""
+    return [str(f.get("path")) for f in revision.files or [] if f.get("path")]
+
+
+def revision_file_read(*, revision: Revision, path: str, max_bytes: int) -> bytes | None:
+    """Up to `max_bytes` + 1 bytes of one submitted file (so callers can tell it is longer), or None when the
+    revision has no such file or storage has lost it. Only paths listed in the revision's manifest are read,
+    and the resolved file must stay inside the revision's tree."""
+    if path not in set(revision_paths(revision=revision)):
+        return None
+    try:
+        files_root = (storage.tree_path(tree_sha256=revision.tree_sha256) / "files").resolve()
+    except PlatformError:
+        logger.error("revision %s has a malformed tree digest %r", revision.pk, revision.tree_sha256)
+        return None
+    target = (files_root / path).resolve()
+    if not target.is_relative_to(files_root) or target == files_root:
+        logger.error("revision %s: manifest path %r resolves outside its tree", revision.pk, path)
+        return None
+    try:
+        with Path(target).open("rb") as handle:
+            return handle.read(max_bytes + 1)
+    except OSError as exc:
+        logger.error("revision %s: cannot read stored file %r: %s", revision.pk, path, exc)
+        return None
+
+
+def text_of(data: bytes) -> str | None:
+    """The file as text with newlines normalised, or None if it looks binary (NUL bytes, or not UTF-8)."""
+    if b"\x00" in data[:BINARY_SNIFF_BYTES]:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    # Pygments normalises \r\n and lone \r too; doing it first keeps our line numbers equal to its lines.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def line_count_of(text: str) -> int:
+    if not text:
+        return 0
+    return text.count("\n") + (0 if text.endswith("\n") else 1)
+
+
+def revision_file_line_count(*, revision: Revision, path: str, max_bytes: int) -> int | None:
+    """How many lines a submitted text file has; None for a missing or binary file."""
+    data = revision_file_read(revision=revision, path=path, max_bytes=max_bytes)
+    if data is None:
+        return None
+    text = text_of(data[:max_bytes])
+    return None if text is None else line_count_of(text)
+
+
+def highlighted_lines(*, path: str, text: str, sha256: str = "") -> list[SafeString]:
+    """One HTML string per line. Pygments escapes every token; its spans never cross a line end. Pass the
+    file's sha256 (only when `text` is the whole file) to cache the result."""
+    lexer = _lexer_for(path)
+    key = f"review-hl:{HIGHLIGHT_CACHE_VERSION}:{sha256}:{type(lexer).__name__}" if sha256 else ""
+    lines = cache.get(key) if key else None
+    if lines is None:
+        lines = _highlight(lexer=lexer, text=text)
+        if key:
+            cache.set(key, lines, HIGHLIGHT_CACHE_SECONDS)
+    return [mark_safe(line) for line in lines]  # noqa: S308 - produced by Pygments or escape(), both escaped
+
+
+def _lexer_for(path: str) -> Lexer:
+    try:
+        return get_lexer_for_filename(path, stripnl=False, ensurenl=True)
+    except ClassNotFound:
+        return TextLexer(stripnl=False, ensurenl=True)
+
+
+def _highlight(*, lexer: Lexer, text: str) -> list[str]:
+    expected = line_count_of(text)
+    lines = highlight(text, lexer, HtmlFormatter(nowrap=True)).split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) != expected:
+        # Never show code against the wrong line numbers: fall back to plain escaped text.
+        lines = [escape(line) for line in text.split("\n")[:expected]]
+    return [str(line) for line in lines]
+
+
+def revision_source(*, revision: Revision, file_comments: list[dict[str, Any]] = ()) -> list[SourceFile]:
+    """Every submitted file for the review page, text files highlighted with line numbers and the given line
+    comments attached to their lines. Binary, oversized and over-budget files are listed with their size."""
+    by_line: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for comment in file_comments:
+        by_line.setdefault((comment["path"], int(comment["line"])), []).append(comment)
+    budget = MAX_SHOWN_TOTAL_BYTES
+    files: list[SourceFile] = []
+    for index, entry in enumerate(revision.files or []):
+        path, size, sha256 = str(entry.get("path")), int(entry.get("size") or 0), str(entry.get("sha256") or "")
+        source = SourceFile(path=path, size=size, kind="text", anchor=f"file-{index + 1}")
+        files.append(source)
+        if size > MAX_SHOWN_FILE_BYTES:
+            source.kind = "too_large"
+        elif size > budget:
+            source.kind = "over_page_budget"
+        if source.kind != "text":
+            source.comments_elsewhere = [c for (p, _n), cs in by_line.items() if p == path for c in cs]
+            continue
+        data = revision_file_read(revision=revision, path=path, max_bytes=MAX_SHOWN_FILE_BYTES)
+        if data is None:
+            source.kind = "missing"
+            continue
+        text = text_of(data[:MAX_SHOWN_FILE_BYTES])
+        if text is None:
+            source.kind = "binary"
+            continue
+        budget -= len(data)
+        source.line_count = line_count_of(text)
+        source.lines = [
+            SourceLine(number=n, html=html, comments=by_line.get((path, n), []))
+            for n, html in enumerate(highlighted_lines(path=path, text=text, sha256=sha256), start=1)
+        ]
+    return files
+
+
+# --- reviews as people read them -------------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreView:
+    criterion_id: str
+    title: str
+    points: Any
+    max_points: Decimal | None
+
+
+@dataclass
+class ReviewView:
+    review: Review
+    decision: str
+    decision_label: str
+    reviewer_name: str
+    scores: list[ScoreView]
+    total: Decimal | None
+    max_total: Decimal
+    comment: str
+    file_comments: list[dict[str, Any]]
+
+
+def review_view(*, review: Review, spec: ReviewSpec) -> ReviewView:
+    criteria = {c.id: c for c in spec.criteria}
+    scores = []
+    for criterion in spec.criteria:
+        if criterion.id in (review.rubric_scores or {}):
+            scores.append(
+                ScoreView(criterion.id, criterion.title, review.rubric_scores[criterion.id], criterion.points)
+            )
+    # Scores for criteria the rubric has since dropped stay visible, under their id.
+    for criterion_id, points in (review.rubric_scores or {}).items():
+        if criterion_id not in criteria:
+            scores.append(ScoreView(criterion_id, criterion_id, points, None))
+    return ReviewView(
+        review=review,
+        decision=review.decision,
+        decision_label=DECISION_LABELS.get(review.decision, review.decision),
+        reviewer_name=review.reviewer.get_username(),
+        scores=scores,
+        total=review.rubric_total,
+        max_total=spec.max_total,
+        comment=review.comment,
+        file_comments=sorted(review.file_comments or [], key=lambda c: (c.get("path", ""), int(c.get("line", 0)))),
+    )
+
+
+def reviews_for_revision(*, revision: Revision, viewer: User) -> list[ReviewView]:
+    """The reviews of one revision for its revision page: the learner who submitted it and its reviewers see
+    them; anyone else gets an empty list."""
+    if not can_read_reviews(user=viewer, revision=revision):
+        return []
+    spec = review_spec_for_lab(revision.lab)
+    reviews = Review.objects.filter(revision=revision).select_related("reviewer").order_by("created_at", "pk")
+    return [review_view(review=review, spec=spec) for review in reviews]
+
+
+@dataclass
+class HistoryEntry:
+    revision: Revision
+    reviews: list[ReviewView]
+    is_current: bool
+
+
+def review_history(*, revision: Revision) -> list[HistoryEntry]:
+    """The loop so far: every revision of this learner on this lab with its reviews, newest first."""
+    spec = review_spec_for_lab(revision.lab)
+    revisions = list(
+        Revision.objects.filter(lab=revision.lab, user=revision.user)
+        .prefetch_related("reviews__reviewer")
+        .order_by("-number")
+    )
+    return [
+        HistoryEntry(
+            revision=r,
+            reviews=[review_view(review=review, spec=spec) for review in r.reviews.all()],
+            is_current=r.pk == revision.pk,
+        )
+        for r in revisions
+    ]
+
+
+def review_get_own(*, revision: Revision, reviewer: User) -> Review | None:
+    return Review.objects.filter(revision=revision, reviewer=reviewer).order_by("-pk").first()
+
+
+@dataclass
+class ReviewPage:
+    revision: Revision
+    spec: ReviewSpec
+    grading: lab_selectors.RevisionDetail
+    files: list[SourceFile]
+    history: list[HistoryEntry]
+    own_review: Review | None
+    reviewable: bool
+    text_paths: list[str]
+    shown_file_limit: int = MAX_SHOWN_FILE_BYTES
+    shown_total_limit: int = MAX_SHOWN_TOTAL_BYTES
+
+
+def review_page(*, revision: Revision, reviewer: User) -> ReviewPage:
+    """Everything the review page shows `reviewer`, who has already passed revision_get_for_review."""
+    spec = review_spec_for_lab(revision.lab)
+    history = review_history(revision=revision)
+    current = next((h for h in history if h.is_current), None)
+    comments_here = [
+        {**c, "reviewer_name": view.reviewer_name}
+        for view in (current.reviews if current else [])
+        for c in view.file_comments
+    ]
+    files = revision_source(revision=revision, file_comments=comments_here)
+    return ReviewPage(
+        revision=revision,
+        spec=spec,
+        grading=lab_selectors.revision_detail(revision=revision, viewer=reviewer),
+        files=files,
+        history=history,
+        own_review=review_get_own(revision=revision, reviewer=reviewer),
+        reviewable=revision.state in REVIEWABLE_STATES,
+        text_paths=[f.path for f in files if f.kind in ("text", "too_large", "over_page_budget")],
+    )
+
+
+# --- where a learner stands ------------------------------------------------------------------------------------
+
+
+def lab_review_state(*, lab: Lab, user: User) -> str:
+    """Where `user` stands with the review of `lab`: "approved" (the lab is done), "changes_requested" (submit a
+    new revision), "awaiting_review", or "not_submitted"."""
+    revisions = Revision.objects.filter(lab=lab, user=user)
+    if revisions.filter(review_status="approved").exists():
+        return "approved"
+    latest = revisions.order_by("-number").only("review_status").first()
+    if latest is None:
+        return "not_submitted"
+    if latest.review_status == "changes_requested":
+        return "changes_requested"
+    return "awaiting_review"
