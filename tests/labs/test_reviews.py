@@ -638,3 +638,56 @@ def test_reviews_for_revision_reads_in_a_constant_number_of_queries(world, djang
     with django_assert_num_queries(1):
         views = selectors.reviews_for_revision(revision=world["revision"], viewer=world["learner"])
     assert [v.reviewer_name for v in views] == ["reviewer", "instructor"]
+
+
+# --- double submits racing ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_simultaneous_submits_store_one_review(world):
+    """The revision row is locked first, so two posts of the same form racing each other leave one review."""
+    import threading
+
+    from django.db import connections
+
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def post() -> None:
+        try:
+            barrier.wait()
+            submit(world["revision"], world["reviewer"])
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert Review.objects.filter(revision=world["revision"]).count() == 1
+    assert Revision.objects.get(pk=world["revision"].pk).review_status == "approved"
+
+
+def test_the_review_page_query_count_does_not_grow_with_the_loop(world):
+    lab, learner, reviewer = world["lab"], world["learner"], world["reviewer"]
+
+    def count_queries(revision) -> int:
+        client = client_for(reviewer)
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(review_url(revision)).status_code == 200
+        return len(queries)
+
+    def next_round(previous):
+        submit(previous, world["instructor"], decision="changes_requested", comment="Again.")
+        return make_revision(lab=lab, user=learner, files={"service.py": SERVICE_PY, "README.md": b"# notes\n"})
+
+    current = next_round(world["revision"])
+    short = count_queries(current)
+    for _ in range(5):
+        current = next_round(current)
+    assert current.number == 7
+    assert count_queries(current) == short
