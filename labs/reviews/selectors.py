@@ -183,7 +183,14 @@ def revision_file_line_count(*, revision: Revision, path: str, max_bytes: int) -
     data = revision_file_read(revision=revision, path=path, max_bytes=max_bytes)
     if data is None:
         return None
-    text = text_of(data[:max_bytes])
+    if len(data) > max_bytes:
+        # Cut at the budget, and back off to a whole UTF-8 character so the cut is not mistaken for binary.
+        data = data[:max_bytes]
+        while data and (data[-1] & 0xC0) == 0x80:
+            data = data[:-1]
+        if data and data[-1] >= 0xC0:
+            data = data[:-1]
+    text = text_of(data)
     return None if text is None else line_count_of(text)
 
 

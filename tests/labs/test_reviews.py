@@ -691,3 +691,11 @@ def test_the_review_page_query_count_does_not_grow_with_the_loop(world):
         current = next_round(current)
     assert current.number == 7
     assert count_queries(current) == short
+
+
+def test_line_counting_past_the_budget_does_not_mistake_a_cut_character_for_binary(world):
+    text = ("é" * 5 + "\n").encode() * 3  # 11 bytes a line; a 16-byte budget cuts the second line's "é" in half
+    revision = make_revision(lab=world["lab"], user=world["classmate"], files={"accents.txt": text})
+    assert selectors.revision_file_line_count(revision=revision, path="accents.txt", max_bytes=16) == 2
+    assert selectors.revision_file_line_count(revision=revision, path="accents.txt", max_bytes=len(text)) == 3
+    assert selectors.revision_file_line_count(revision=revision, path="not-there.txt", max_bytes=100) is None
