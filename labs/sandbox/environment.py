@@ -237,15 +237,13 @@ class Sandbox:
         if self.container is not None:
             if not self.dead and self.peak_memory_bytes is None:
                 self._read_peak_memory()
-            with contextlib.suppress(*_DOCKER_ERRORS):  # usually already stopped
-                self.container.kill()
-            try:
-                self.container.reload()
-                self.final_state = dict(self.container.attrs.get("State", {}))
-            except _DOCKER_ERRORS:
-                pass
+            if self.dead:
+                with contextlib.suppress(*_DOCKER_ERRORS):
+                    self.container.reload()
+                    self.final_state = dict(self.container.attrs.get("State", {}))
             for attempt in range(3):
                 try:
+                    # force=True kills first (SIGKILL), so a separate kill would only cost a round trip.
                     self.container.remove(force=True, v=True)
                     break
                 except docker.errors.NotFound:
@@ -365,7 +363,10 @@ class Sandbox:
         return out.stdout.decode("ascii", "replace") if out.exit_code == 0 else ""
 
     def _oom_kill_count(self) -> int:
-        text = self._grader_read("/sys/fs/cgroup/memory/memory.oom_control")
+        try:
+            text = (Path("/sys/fs/cgroup/memory/docker") / self.container_id / "memory.oom_control").read_text()
+        except OSError:
+            text = self._grader_read("/sys/fs/cgroup/memory/memory.oom_control")
         if not text and self.container is not None:
             # cgroup v2 layout
             text = self._grader_read("/sys/fs/cgroup/memory.events")
@@ -378,9 +379,15 @@ class Sandbox:
         return self._oom_kills_seen
 
     def _read_peak_memory(self) -> None:
-        text = self._grader_read("/sys/fs/cgroup/memory/memory.max_usage_in_bytes").strip()
-        if not text:
-            text = self._grader_read("/sys/fs/cgroup/memory.peak").strip()
+        # The worker can usually read the container's cgroup directly (cgroup v1, cgroupfs driver): one file
+        # read instead of a docker exec. Otherwise ask inside the container, as the grader user.
+        host_file = Path("/sys/fs/cgroup/memory/docker") / self.container_id / "memory.max_usage_in_bytes"
+        try:
+            text = host_file.read_text().strip()
+        except OSError:
+            text = self._grader_read("/sys/fs/cgroup/memory/memory.max_usage_in_bytes").strip()
+            if not text:
+                text = self._grader_read("/sys/fs/cgroup/memory.peak").strip()
         if text.isdigit():
             self.peak_memory_bytes = int(text)
 

@@ -1,0 +1,67 @@
+"""Sandbox overhead: a trivial check (`python -c pass`) in a fresh sandbox against the same as a bare process.
+
+    SHIPSHAPE_DEV=1 uv run python bench/bench_sandbox.py [N]
+
+Prints p50 (and p95) in ms of: the bare process; the whole sandbox run (create, start, copy, exec, peak-memory
+read, kill, remove); and one exec into a running sandbox. Overhead = sandbox run - bare.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("SHIPSHAPE_DEV", "1")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("SHIPSHAPE_DATA_DIR", tempfile.mkdtemp(prefix="shipshape-bench-"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import django
+
+django.setup()
+
+from labs.sandbox import Sandbox, SandboxLimits  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    limits = SandboxLimits(wall_seconds=60)
+    submission = Path(tempfile.mkdtemp(prefix="bench-sub-"))
+    submission.chmod(0o755)  # mkdtemp makes it 0700; the sandbox reads it as uid 1000
+    (submission / "main.py").write_text("pass\n")
+    bare, whole, execs = [], [], []
+    for _ in range(n):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        bare.append(time.perf_counter() - started)
+    for _ in range(n):
+        started = time.perf_counter()
+        with Sandbox(limits=limits, submission_dir=submission) as box:
+            result = box.exec(["python", "-c", "pass"], timeout_s=10)
+            assert result.exit_code == 0, result
+            box.resources()
+        whole.append(time.perf_counter() - started)
+    with Sandbox(limits=limits) as box:
+        for _ in range(n):
+            started = time.perf_counter()
+            box.exec(["python", "-c", "pass"], timeout_s=10)
+            execs.append(time.perf_counter() - started)
+    b50, w50, e50 = (statistics.median(x) * 1000 for x in (bare, whole, execs))
+    print(f"runs: {n}")
+    print(f"bare process      p50 {b50:7.1f} ms   p95 {pct(bare, 0.95) * 1000:7.1f} ms")
+    print(f"sandbox run       p50 {w50:7.1f} ms   p95 {pct(whole, 0.95) * 1000:7.1f} ms")
+    print(f"exec in sandbox   p50 {e50:7.1f} ms   p95 {pct(execs, 0.95) * 1000:7.1f} ms")
+    print(f"overhead per run  p50 {w50 - b50:7.1f} ms   ratio {w50 / b50:5.1f}x")
+    print(f"overhead per exec p50 {e50 - b50:7.1f} ms   ratio {e50 / b50:5.1f}x")
+
+
+if __name__ == "__main__":
+    main()
