@@ -95,6 +95,7 @@ class LabSpec:
     limits: LimitsSpec = field(default_factory=LimitsSpec)
     checks: list[CheckSpec] = field(default_factory=list)
     policy: PolicySpec = field(default_factory=PolicySpec)
+    review: dict[str, Any] | None = None  # raw `review:` mapping, parsed by labs.reviews.rubric when shown
 
     def to_json(self) -> dict[str, Any]:
         """The spec as stored in `Lab.spec`: plain JSON, defaults filled in, no source line numbers."""
@@ -111,7 +112,7 @@ class LabSpec:
         return sum(check.points for check in self.checks)
 
 
-LAB_FIELDS = ("title", "slug", "unit", "instructions", "files", "run", "limits", "checks", "policy")
+LAB_FIELDS = ("title", "slug", "unit", "instructions", "files", "run", "limits", "checks", "policy", "review")
 FILES_FIELDS = tuple(f.name for f in dataclasses.fields(FilesSpec))
 LIMITS_FIELDS = tuple(f.name for f in dataclasses.fields(LimitsSpec))
 CHECK_FIELDS = ("id", "kind", "category", "points", "visibility", "lesson", "args")
@@ -148,7 +149,19 @@ def parse_lab_yaml(text: str, *, file: str, folder_slug: str, problems: list[Cou
     spec.limits = _limits(c, root)
     spec.checks = _checks(c, root)
     spec.policy = _policy(c, root)
+    spec.review = _review(c, root)
     return spec
+
+
+def _review(c: Checker, root: dict) -> dict[str, Any] | None:
+    # Imported here: labs.reviews pulls in Django models, and lab.yaml parsing must work without a database.
+    from labs.reviews.rubric import parse_review
+
+    raw = root.get("review")
+    _, review_problems = parse_review(raw)
+    for problem in review_problems:
+        c.add(("review",), problem, 'see docs/authoring.md, "Review rubric", for the fields a rubric takes')
+    return raw if isinstance(raw, dict) else None
 
 
 def _files(c: Checker, root: dict) -> FilesSpec:

@@ -136,8 +136,8 @@ class Review(models.Model):
     """A reviewer's verdict on one revision: rubric scores, comments, and approve or ask for a revision."""
 
     class Decision(models.TextChoices):
-        APPROVE = "approved"
-        REQUEST_CHANGES = "changes_requested"
+        APPROVE = "approved", "Approved"
+        REQUEST_CHANGES = "changes_requested", "Changes requested"
 
     revision = models.ForeignKey(Revision, on_delete=models.CASCADE, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews_given")
@@ -147,9 +147,13 @@ class Review(models.Model):
     comment = models.TextField(blank=True)
     file_comments = models.JSONField(default=list, blank=True, help_text="[{path, line, body}]")
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["revision", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["revision", "reviewer"], name="review_one_per_reviewer_per_revision")
+        ]
 
 
 class ApiToken(models.Model):

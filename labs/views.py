@@ -14,6 +14,7 @@ from labs import selectors
 from labs.errors import LearnerError
 from labs.forms import SubmissionForm
 from labs.models import ApiToken
+from labs.reviews.selectors import reviews_for_revision
 from labs.services.submissions import revision_submit
 from labs.services.tokens import api_token_create, api_token_revoke
 
@@ -77,7 +78,12 @@ def revision_detail(request: HttpRequest, revision_id: int) -> HttpResponse:
         return redirect_to_login(request.get_full_path())
     revision = _revision_or_404(request, revision_id)
     detail = selectors.revision_detail(revision=revision, viewer=request.user)
-    return render(request, "labs/revision_detail.html", {"d": detail, "revision": revision, "lab": revision.lab})
+    reviews = reviews_for_revision(revision=revision, viewer=request.user)
+    return render(
+        request,
+        "labs/revision_detail.html",
+        {"d": detail, "revision": revision, "lab": revision.lab, "reviews": reviews},
+    )
 
 
 def revision_status(request: HttpRequest, revision_id: int) -> HttpResponse:
