@@ -1,0 +1,164 @@
+"""Submit-to-graded latency and throughput for the sample lab (lab-hello-pinned) with real Redis, Celery, Docker.
+
+    uv run python bench/bench_grading.py [IDLE_RUNS]
+
+Starts its own redis-server, a file SQLite database and Celery workers in a temporary data dir. Prints:
+p50/p95 of queued_at -> results_stored_at when idle (one at a time, 1 worker process) and with 20 submitted at
+once (1 worker process), gradings per minute with 2 worker processes, and the checks' own time per grading.
+"""
+
+# ruff: noqa: E402 - Django must be configured from the environment before the project's modules load
+import os
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DATA = Path(tempfile.mkdtemp(prefix="shipshape-bench-grading-"))
+DB = DATA / "bench.sqlite3"
+with socket.socket() as _probe:
+    _probe.bind(("127.0.0.1", 0))
+    REDIS_PORT = _probe.getsockname()[1]
+os.environ.update(
+    SHIPSHAPE_DEV="1",
+    DJANGO_SETTINGS_MODULE="config.settings",
+    SHIPSHAPE_DATA_DIR=str(DATA),
+    DATABASE_URL=f"sqlite:///{DB}",
+    SHIPSHAPE_LOG_LEVEL="WARNING",
+    REDIS_URL=f"redis://127.0.0.1:{REDIS_PORT}/0",
+)
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import django
+
+django.setup()
+
+from django.core.management import call_command
+from django.db.models import Sum
+
+from courses.models import Course, Unit
+from labs.models import CheckResult, Lab, Revision
+from tests.conftest import RedisServer
+from tests.labs.conftest import FIXTURES, HELLO_LAB_DIR, CeleryWorker, _tree_digest
+
+GOOD = FIXTURES / "hello-pinned" / "good"
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def make_lab() -> Lab:
+    import yaml
+    from django.conf import settings
+
+    spec = yaml.safe_load((HELLO_LAB_DIR / "lab.yaml").read_text())
+    digest = _tree_digest(HELLO_LAB_DIR / "grader")
+    shutil.copytree(HELLO_LAB_DIR / "grader", Path(settings.DATA_DIR) / "graders" / digest, dirs_exist_ok=True)
+    course = Course.objects.create(slug="bench", title="Bench")
+    unit = Unit.objects.create(course=course, slug="week-05-containers", title="Containers", position=1)
+    return Lab.objects.create(
+        course=course,
+        unit=unit,
+        slug="lab-hello-pinned",
+        title="Hello",
+        source_path="x",
+        spec=spec,
+        content_hash=digest,
+        grader_digest=digest,
+    )
+
+
+def submit_many(lab: Lab, user, n: int) -> list[Revision]:
+    # The same storage and enqueue path as the pytest fixture `submit` (content-addressed tree, on_commit send).
+    import hashlib
+
+    from django.conf import settings
+    from django.db import transaction
+    from django.utils import timezone
+
+    from labs.services.grading import revision_enqueue
+
+    files = sorted(p for p in GOOD.rglob("*") if p.is_file())
+    entries = [(p.relative_to(GOOD).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
+    tree = hashlib.sha256("\n".join(f"{a}\0{b}" for a, b in entries).encode()).hexdigest()
+    target = Path(settings.SUBMISSIONS_ROOT) / tree / "files"
+    if not target.exists():
+        shutil.copytree(GOOD, target)
+    revisions = []
+    with transaction.atomic():
+        start = Revision.objects.filter(lab=lab, user=user).count()
+        for i in range(n):
+            revision = Revision.objects.create(
+                lab=lab, user=user, number=start + i + 1, tree_sha256=tree, queued_at=timezone.now()
+            )
+            revision_enqueue(revision=revision)
+            revisions.append(revision)
+    return revisions
+
+
+def wait(revisions: list[Revision], timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    ids = [r.pk for r in revisions]
+    while time.monotonic() < deadline:
+        if not Revision.objects.filter(pk__in=ids, state__in=["queued", "running"]).exists():
+            return
+        time.sleep(0.1)
+    raise SystemExit("timed out waiting for gradings")
+
+
+def latencies(revisions: list[Revision]) -> list[float]:
+    out = []
+    for revision in Revision.objects.filter(pk__in=[r.pk for r in revisions]):
+        assert revision.state == "graded" and revision.score == 10, (revision.state, revision.score)
+        run = revision.runs.get()
+        out.append((run.results_stored_at - revision.queued_at).total_seconds())
+    return out
+
+
+def main() -> None:
+    from django.contrib.auth import get_user_model
+
+    idle_runs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    call_command("migrate", verbosity=0)
+    redis = RedisServer(data_dir=DATA / "redis", port=REDIS_PORT)
+    redis.start()
+    worker = CeleryWorker(redis_url=redis.url, db_path=DB, log_dir=DATA)
+    try:
+        lab = make_lab()
+        user = get_user_model().objects.create_user(username="bench")
+        worker.start(concurrency=1)
+        wait(submit_many(lab, user, 1))  # warm-up
+        idle = []
+        for _ in range(idle_runs):
+            batch = submit_many(lab, user, 1)
+            wait(batch)
+            idle += latencies(batch)
+        batch = submit_many(lab, user, 20)
+        wait(batch)
+        burst = latencies(batch)
+        checks_ms = CheckResult.objects.filter(run__revision__in=batch).aggregate(total=Sum("duration_ms"))["total"]
+        worker.stop()
+        worker.start(concurrency=2)
+        started = time.monotonic()
+        batch = submit_many(lab, user, 20)
+        wait(batch)
+        elapsed = time.monotonic() - started
+        latencies(batch)
+        print(f"idle ({idle_runs} runs, 1 process):  p50 {statistics.median(idle):.2f} s  p95 {pct(idle, 0.95):.2f} s")
+        print(f"20 at once (1 process):    p50 {statistics.median(burst):.2f} s  p95 {pct(burst, 0.95):.2f} s")
+        print(f"checks' own time per grading (sum of check durations): {checks_ms / 20 / 1000:.2f} s")
+        print(f"throughput (2 processes, 20 gradings): {20 / elapsed * 60:.1f} gradings/minute")
+    finally:
+        worker.stop()
+        redis.stop()
+        shutil.rmtree(DATA, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
