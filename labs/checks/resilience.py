@@ -313,6 +313,8 @@ class ServiceCheck(Check):
                 stderr=ctx.evidence_text(result.service_stderr),
             )
         verdict = self.judge(result)
+        # Messages quote what the service answered: learner-controlled text, so cleaned like any output.
+        verdict.message = ctx.evidence_text(verdict.message, 2000)
         evidence = {**verdict.evidence, "service_stderr": ctx.evidence_text(result.service_stderr, 1500)}
         if verdict.status == "pass":
             return self.passed(verdict.message, **verdict.evidence)
