@@ -64,19 +64,27 @@ class CourseProgress:
 def course_progress(*, user: User, course: Course) -> CourseProgress:
     """Per-unit done/total and the course percentage, in two queries."""
     progress = CourseProgress()
-    for row in Lesson.objects.filter(course=course).values("unit_id").annotate(total=Count("id")).order_by():
-        progress.units[row["unit_id"]] = UnitProgress(total=row["total"])
+    unit_of: dict[int, int] = {}
+    for lesson_id, unit_id in _course_lessons(course).values_list("id", "unit_id").order_by():
+        unit_of[lesson_id] = unit_id
+        progress.units.setdefault(unit_id, UnitProgress()).total += 1
     if not user.is_authenticated:
         return progress
-    done_rows = (
-        LessonProgress.objects.filter(user=user, lesson__course=course)
-        .values("lesson__unit_id")
-        .annotate(done=Count("id"))
-        .order_by()
-    )
-    for row in done_rows:
-        progress.units.setdefault(row["lesson__unit_id"], UnitProgress()).done = row["done"]
+    for lesson_id in _done_lesson_ids(user=user, course=course):
+        progress.units[unit_of[lesson_id]].done += 1
     return progress
+
+
+def _course_lessons(course: Course):
+    # Through the unit on purpose: SQLite then walks the small unit table and the lesson(unit_id) index.
+    # Lesson's own course_id column sits after the large html column, so filtering on it reads every row's
+    # overflow pages (about 4 ms for 200 lessons, against 0.3 ms this way).
+    return Lesson.objects.filter(unit__course=course)
+
+
+def _done_lesson_ids(*, user: User, course: Course) -> list[int]:
+    lesson_ids = _course_lessons(course).values("id")
+    return list(LessonProgress.objects.filter(user=user, lesson_id__in=lesson_ids).values_list("lesson_id", flat=True))
 
 
 def enrollment_get(*, user: User, course: Course) -> Enrollment | None:
@@ -117,7 +125,7 @@ def course_list(*, user: User) -> list[CatalogEntry]:
 @dataclass
 class OutlineUnit:
     unit: Unit
-    lessons: list[Lesson]
+    lessons: list[dict[str, Any]]  # id, slug, title, tagline, estimated_minutes, is_done
     progress: UnitProgress
 
 
@@ -135,23 +143,19 @@ def course_outline(*, course: Course, user: User) -> CourseOutline:
     """Units with their lessons, each lesson flagged `is_done` for the user; four queries at most."""
     units = list(course.units.all())
     lessons = list(
-        course.lessons.only(
-            "id", "course_id", "unit_id", "slug", "title", "tagline", "position", "estimated_minutes"
-        ).order_by("unit__position", "position")
+        _course_lessons(course)
+        .values("id", "unit_id", "slug", "title", "tagline", "estimated_minutes")
+        .order_by("unit__position", "position")
     )
-    done_ids: set[int] = set()
-    if user.is_authenticated:
-        done_ids = set(
-            LessonProgress.objects.filter(user=user, lesson__course=course).values_list("lesson_id", flat=True)
-        )
-    by_unit: dict[int, list[Lesson]] = defaultdict(list)
+    done_ids = set(_done_lesson_ids(user=user, course=course)) if user.is_authenticated else set()
+    by_unit: dict[int, list[dict[str, Any]]] = defaultdict(list)
     progress = CourseProgress()
     for lesson in lessons:
-        lesson.is_done = lesson.id in done_ids
-        by_unit[lesson.unit_id].append(lesson)
-        unit_progress = progress.units.setdefault(lesson.unit_id, UnitProgress())
+        lesson["is_done"] = lesson["id"] in done_ids
+        by_unit[lesson["unit_id"]].append(lesson)
+        unit_progress = progress.units.setdefault(lesson["unit_id"], UnitProgress())
         unit_progress.total += 1
-        unit_progress.done += lesson.is_done
+        unit_progress.done += lesson["is_done"]
     enrollment = enrollment_get(user=user, course=course)
     return CourseOutline(
         course=course,
@@ -164,6 +168,17 @@ def course_outline(*, course: Course, user: User) -> CourseOutline:
         can_self_enroll=permissions.can_self_enroll(user=user, enrollment=enrollment),
         tracking=permissions.can_track_progress(user=user),
     )
+
+
+def course_version_get(*, course_slug: str) -> str | None:
+    """A string that changes whenever the course's content may have changed; None for courses never imported.
+
+    The content version alone is not enough: two imports of different uncommitted edits share "<commit>-dirty".
+    """
+    row = Course.objects.filter(slug=course_slug).values_list("content_version", "imported_at").first()
+    if row is None or not row[0] or row[1] is None:
+        return None
+    return f"{row[0]}@{row[1].timestamp():.6f}"
 
 
 def lesson_get(*, course_slug: str, unit_slug: str, lesson_slug: str) -> Lesson | None:
@@ -244,10 +259,21 @@ def graded_quiz_build(*, quiz: Quiz, user: User, attempts: list[QuizAttempt]) ->
 
 
 @dataclass
+class LessonLink:
+    """Previous or next lesson, enough to link to it."""
+
+    slug: str
+    title: str
+    unit_id: int
+    unit_slug: str
+    unit_position: int
+
+
+@dataclass
 class LessonPage:
     lesson: Lesson
-    previous: Lesson | None
-    next: Lesson | None
+    previous: LessonLink | None
+    next: LessonLink | None
     references: list[tuple[str, list[dict[str, str]]]]  # (kind label, references)
     graded_quizzes: list[GradedQuiz]
     is_done: bool
@@ -263,21 +289,29 @@ def references_group(references: list[dict[str, str]]) -> list[tuple[str, list[d
     return [(REFERENCE_KIND_LABELS.get(kind, kind.replace("-", " ").capitalize()), groups[kind]) for kind in order]
 
 
-def _neighbour(lesson: Lesson, *, before: bool) -> Lesson | None:
-    unit_position, position = lesson.unit.position, lesson.position
-    if before:
-        where = Q(unit__position__lt=unit_position) | Q(unit__position=unit_position, position__lt=position)
-        order = ("-unit__position", "-position")
-    else:
-        where = Q(unit__position__gt=unit_position) | Q(unit__position=unit_position, position__gt=position)
-        order = ("unit__position", "position")
-    return (
-        Lesson.objects.filter(where, course_id=lesson.course_id)
-        .select_related("unit")
-        .only("slug", "title", "position", "unit__slug", "unit__title", "unit__position")
-        .order_by(*order)
-        .first()
-    )
+def _neighbours(lesson: Lesson) -> tuple[LessonLink | None, LessonLink | None]:
+    """Previous and next lessons across unit boundaries: two small queries whatever the course's size.
+
+    The lessons are found through unit_id (the other units' ids come from a subquery) rather than through
+    the lesson's course_id column: see `_course_lessons` for why that matters on SQLite.
+    """
+    links: list[LessonLink | None] = []
+    for before in (True, False):
+        here = {"position__lt" if before else "position__gt": lesson.unit.position}
+        other_units = Unit.objects.filter(course_id=lesson.course_id, **here).values("id")
+        same_unit = {"position__lt" if before else "position__gt": lesson.position}
+        row = (
+            Lesson.objects.filter(Q(unit_id__in=other_units) | Q(unit_id=lesson.unit_id, **same_unit))
+            .order_by(*(("-unit__position", "-position") if before else ("unit__position", "position")))
+            .values("slug", "title", "unit_id", "unit__slug", "unit__position")
+            .first()
+        )
+        links.append(
+            None
+            if row is None
+            else LessonLink(row["slug"], row["title"], row["unit_id"], row["unit__slug"], row["unit__position"])
+        )
+    return links[0], links[1]
 
 
 def lesson_page(*, lesson: Lesson, user: User) -> LessonPage:
@@ -297,10 +331,11 @@ def lesson_page(*, lesson: Lesson, user: User) -> LessonPage:
             for attempt in QuizAttempt.objects.filter(quiz__in=quizzes, user=user).order_by("-created_at", "-id"):
                 attempts_by_quiz[attempt.quiz_id].append(attempt)
         graded = [graded_quiz_build(quiz=quiz, user=user, attempts=attempts_by_quiz[quiz.id]) for quiz in quizzes]
+    previous, following = _neighbours(lesson)
     return LessonPage(
         lesson=lesson,
-        previous=_neighbour(lesson, before=True),
-        next=_neighbour(lesson, before=False),
+        previous=previous,
+        next=following,
         references=references_group(lesson.references),
         graded_quizzes=graded,
         is_done=is_done,

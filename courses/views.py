@@ -1,8 +1,10 @@
 """Thin views: fetch with selectors, write with services, render templates. No business rules here."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.views import redirect_to_login
+from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -16,6 +18,9 @@ from courses.forms import SignupForm
 from courses.markdown import graded_quiz_placeholder
 from courses.models import Course, Lesson, Quiz
 from courses.services import learning
+
+# Anonymous lesson pages are cached per content version; the timeout only bounds memory held by old versions.
+LESSON_PAGE_CACHE_SECONDS = 3600
 
 
 def _is_htmx(request: HttpRequest) -> bool:
@@ -69,7 +74,30 @@ def _graded_quiz_html(request: HttpRequest, lesson: Lesson, graded: selectors.Gr
     return render_to_string("courses/_graded_quiz.html", {"lesson": lesson, "gq": graded}, request=request)
 
 
+def _anonymous_page_key(request: HttpRequest, course_slug: str, unit_slug: str, lesson_slug: str) -> str | None:
+    """Cache key of the lesson page as every anonymous reader sees it, or None when it may be personal.
+
+    Only imported courses are cached, keyed by content version and import time: every import gets new keys,
+    so a stale page is never served. A session or messages cookie may carry per-visitor
+    state (a flash message, a half-finished login), so such requests are rendered fresh.
+    """
+    if request.user.is_authenticated:
+        return None
+    if settings.SESSION_COOKIE_NAME in request.COOKIES or "messages" in request.COOKIES:
+        return None
+    version = selectors.course_version_get(course_slug=course_slug)
+    if not version:
+        return None
+    return f"lesson-page:{course_slug}:{version}:{unit_slug}:{lesson_slug}"
+
+
 def lesson_detail(request: HttpRequest, course_slug: str, unit_slug: str, lesson_slug: str) -> HttpResponse:
+    # Checked before loading the lesson: a hit costs one small query instead of reading the lesson's body.
+    cache_key = _anonymous_page_key(request, course_slug, unit_slug, lesson_slug)
+    if cache_key is not None:
+        cached = cache.get(cache_key)
+        if cached is not None:
+            return HttpResponse(cached)
     lesson = _lesson_or_404(course_slug, unit_slug, lesson_slug)
     page = selectors.lesson_page(lesson=lesson, user=request.user)
     body = lesson.html
@@ -77,7 +105,10 @@ def lesson_detail(request: HttpRequest, course_slug: str, unit_slug: str, lesson
         body = body.replace(graded_quiz_placeholder(graded.quiz.key), _graded_quiz_html(request, lesson, graded))
     # The body was sanitised when the lesson was rendered at import time; the quiz forms are our templates.
     context = {"page": page, "lesson": lesson, "course": lesson.course, "unit": lesson.unit, "body": mark_safe(body)}  # noqa: S308
-    return render(request, "courses/lesson_detail.html", context)
+    response = render(request, "courses/lesson_detail.html", context)
+    if cache_key is not None:
+        cache.set(cache_key, response.content, timeout=LESSON_PAGE_CACHE_SECONDS)
+    return response
 
 
 @require_POST

@@ -1,10 +1,13 @@
 import re
+from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from courses.models import Enrollment, LessonProgress, QuizAttempt
+from courses.models import Course, Enrollment, Lesson, LessonProgress, QuizAttempt
 from tests.courses import factories
 
 pytestmark = pytest.mark.django_db
@@ -199,6 +202,7 @@ def test_lesson_page_queries_stay_constant_as_lessons_grow(django_assert_num_que
         LessonProgress.objects.create(user=user, lesson=lesson)
         url = lesson_url(lesson)
         client.get(url)  # warm the session
+        # session, user, lesson, enrollment, progress, graded quizzes, attempts, previous, next
         with django_assert_num_queries(9) as captured:
             response = client.get(url)
         assert response.status_code == 200
@@ -209,8 +213,50 @@ def test_lesson_page_queries_stay_constant_as_lessons_grow(django_assert_num_que
 def test_lesson_page_for_anonymous_readers_takes_few_queries(client, django_assert_num_queries):
     course = factories.course_with_lessons_create(units=2, lessons_per_unit=25)
     url = lesson_url(course.lessons.get(unit__position=2, position=3))
-    with django_assert_num_queries(3):  # lesson, previous, next
+    with django_assert_num_queries(4):  # course version (cache check), lesson, previous, next
         assert client.get(url).status_code == 200
+
+
+@pytest.fixture
+def imported_lesson(db):
+    cache.clear()
+    course = factories.course_with_lessons_create(
+        units=2, lessons_per_unit=3, content_version="abc123", imported_at=timezone.now()
+    )
+    yield course.lessons.get(unit__position=1, position=2)
+    cache.clear()
+
+
+def test_anonymous_lesson_pages_of_imported_courses_are_served_from_the_cache(
+    client, imported_lesson, django_assert_num_queries
+):
+    url = lesson_url(imported_lesson)
+    first = client.get(url)
+    with django_assert_num_queries(1):  # the course version only
+        second = client.get(url)
+    assert second.status_code == 200
+    assert second.content == first.content
+    assert imported_lesson.title in second.content.decode()
+
+
+def test_a_new_import_is_never_hidden_by_the_cache(client, imported_lesson):
+    url = lesson_url(imported_lesson)
+    client.get(url)
+    Lesson.objects.filter(pk=imported_lesson.pk).update(title="Retitled by the new import")
+    Course.objects.filter(pk=imported_lesson.course_id).update(imported_at=timezone.now() + timedelta(seconds=1))
+    assert "Retitled by the new import" in client.get(url).content.decode()
+
+
+def test_personal_pages_are_not_cached(client, imported_lesson, django_assert_max_num_queries):
+    url = lesson_url(imported_lesson)
+    client.get(url)
+    user = factories.user_create()
+    member = logged_in(user)
+    assert "Mark complete" in member.get(url).content.decode()
+    client.cookies["messages"] = "pending"
+    with django_assert_max_num_queries(10) as captured:
+        client.get(url)
+    assert len(captured.captured_queries) > 1
 
 
 # Progress
@@ -365,6 +411,22 @@ def test_quiz_submission_with_a_missing_answer_shows_the_problem(quiz):
     response = client.post(quiz_url(quiz), {"q0": "1"}, headers={"HX-Request": "true"})
     assert "Question 2 has no answer." in response.content.decode()
     assert not QuizAttempt.objects.exists()
+
+
+def test_quiz_texts_use_sanitised_html_when_present_and_escape_plain_text(rich_lesson):
+    questions = [
+        {
+            "prompt": "Is <b>this</b> bold?",
+            "choices": [{"text": "<i>no</i>", "correct": True}, {"text": "x", "html": "<code>x</code>"}],
+        },
+        {"prompt": "p", "prompt_html": "Run <code>uv sync</code>?", "choices": [{"text": "yes", "correct": True}]},
+    ]
+    quiz = factories.graded_quiz_create(lesson=rich_lesson["lesson"], key="html", questions=questions)
+    body = logged_in(factories.user_create()).get(lesson_url(quiz.lesson)).content.decode()
+    assert "Is &lt;b&gt;this&lt;/b&gt; bold?" in body
+    assert "&lt;i&gt;no&lt;/i&gt;" in body
+    assert "<span><code>x</code></span>" in body
+    assert "Run <code>uv sync</code>?" in body
 
 
 def test_ungraded_quiz_has_no_submission_endpoint(quiz):
