@@ -38,6 +38,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(session_env.TEST_DATA_DIR, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def grading_db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("grading-db") / "test.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(grading_db_path: Path) -> None:
+    # Celery workers in the grading tests are other processes: the test database must be a file they can open,
+    # not SQLite's :memory:. Defined here, not in tests/labs, because the first database test of the session,
+    # wherever it is, decides the test database for all.
+    from django.conf import settings
+
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(grading_db_path)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

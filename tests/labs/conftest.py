@@ -23,19 +23,6 @@ HELLO_LAB_DIR = REPO_ROOT / "courses" / "content" / "production-systems" / "week
 WORKER_SECRET = "worker-secret-must-never-reach-a-sandbox"
 
 
-@pytest.fixture(scope="session")
-def grading_db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("grading-db") / "test.sqlite3"
-
-
-@pytest.fixture(scope="session")
-def django_db_modify_db_settings(grading_db_path: Path) -> None:
-    # The worker is another process: the test database must be a file both can open, not SQLite's :memory:.
-    from django.conf import settings
-
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(grading_db_path)
-
-
 def managed_containers(client) -> list:
     return client.containers.list(all=True, filters={"label": "shipshape.managed=1"})
 
