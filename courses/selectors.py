@@ -11,6 +11,7 @@ from django.utils.safestring import mark_safe
 
 from courses import permissions
 from courses.models import Course, Enrollment, Lesson, LessonProgress, Quiz, QuizAttempt, Unit
+from labs.models import Lab
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -127,6 +128,7 @@ class OutlineUnit:
     unit: Unit
     lessons: list[dict[str, Any]]  # id, slug, title, tagline, estimated_minutes, is_done
     progress: UnitProgress
+    labs: list[dict[str, Any]] = field(default_factory=list)  # slug, title
 
 
 @dataclass
@@ -140,7 +142,7 @@ class CourseOutline:
 
 
 def course_outline(*, course: Course, user: User) -> CourseOutline:
-    """Units with their lessons, each lesson flagged `is_done` for the user; four queries at most."""
+    """Units with their lessons (each flagged `is_done` for the user) and labs; five queries at most."""
     units = list(course.units.all())
     lessons = list(
         _course_lessons(course)
@@ -156,11 +158,19 @@ def course_outline(*, course: Course, user: User) -> CourseOutline:
         unit_progress = progress.units.setdefault(lesson["unit_id"], UnitProgress())
         unit_progress.total += 1
         unit_progress.done += lesson["is_done"]
+    labs_by_unit: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for lab in Lab.objects.filter(course=course).values("unit_id", "slug", "title").order_by("slug"):
+        labs_by_unit[lab["unit_id"]].append(lab)
     enrollment = enrollment_get(user=user, course=course)
     return CourseOutline(
         course=course,
         units=[
-            OutlineUnit(unit=unit, lessons=by_unit[unit.id], progress=progress.units.get(unit.id, UnitProgress()))
+            OutlineUnit(
+                unit=unit,
+                lessons=by_unit[unit.id],
+                progress=progress.units.get(unit.id, UnitProgress()),
+                labs=labs_by_unit[unit.id],
+            )
             for unit in units
         ],
         progress=progress,
@@ -201,6 +211,11 @@ class GradedQuiz:
     @property
     def latest(self) -> QuizAttempt | None:
         return self.attempts[0] if self.attempts else None
+
+    @property
+    def best(self) -> QuizAttempt | None:
+        """The highest-scoring attempt, the earliest among equals: the one that counts."""
+        return max(reversed(self.attempts), key=lambda attempt: attempt.score, default=None)
 
     @property
     def review(self) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from courses.models import Course, Enrollment, Lesson, LessonProgress, QuizAttempt
+from labs.models import Lab
 from tests.courses import factories
 
 pytestmark = pytest.mark.django_db
@@ -87,6 +88,23 @@ def test_course_page_takes_constant_queries(django_assert_max_num_queries):
             client.get(reverse("course", args=[course.slug]))
         counts.append(len(captured.captured_queries))
     assert counts[0] == counts[1]
+
+
+def test_course_page_lists_labs_under_their_unit(client):
+    course = factories.course_with_lessons_create(units=1, lessons_per_unit=1)
+    Lab.objects.create(
+        course=course,
+        unit=course.units.get(),
+        slug="quote-service",
+        title="The quote service",
+        source_path="unit-1/quote-service",
+        spec={},
+        content_hash="h",
+        grader_digest="g",
+    )
+    body = client.get(reverse("course", args=[course.slug])).content.decode()
+    assert "The quote service" in body
+    assert reverse("lab_detail", args=[course.slug, "quote-service"]) in body
 
 
 def test_unknown_course_is_404(client):
@@ -401,9 +419,20 @@ def test_quiz_attempt_limit_is_enforced_and_explained(quiz):
     response = client.post(quiz_url(quiz), {"q0": "1", "q1": ["0", "2"]}, follow=True)
     body = response.content.decode()
     assert "You have used all 2 attempts" in body
+    assert "Best score: 1 / 2" not in body  # both attempts scored 0
+    assert "Your score: 0 / 2" in body
     assert "No attempts left." in body
     assert "Submit answers" not in body
     assert QuizAttempt.objects.filter(user=user).count() == 2
+
+
+def test_quiz_shows_the_best_score_after_several_attempts(quiz):
+    client = logged_in(factories.user_create())
+    client.post(quiz_url(quiz), {"q0": "1", "q1": ["0", "2"]})
+    client.post(quiz_url(quiz), {"q0": "0", "q1": ["0"]})
+    body = client.get(lesson_url(quiz.lesson)).content.decode()
+    assert "Your score: 0 / 2" in body
+    assert "Best score: 2 / 2" in body
 
 
 def test_quiz_submission_with_a_missing_answer_shows_the_problem(quiz):

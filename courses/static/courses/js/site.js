@@ -30,6 +30,11 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    // Side panels (the table of contents) start collapsed for small screens; open them where there is room.
+    if (window.matchMedia && window.matchMedia("(min-width: 64rem)").matches) {
+      var panels = document.querySelectorAll("details[data-open-wide]");
+      for (var i = 0; i < panels.length; i++) panels[i].open = true;
+    }
     var button = document.getElementById("theme-toggle");
     if (button) {
       button.hidden = false;
