@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.cache import cache
 from django.db.models import Count, Q
 from django.utils.html import conditional_escape
 from django.utils.safestring import mark_safe
@@ -180,15 +181,19 @@ def course_outline(*, course: Course, user: User) -> CourseOutline:
     )
 
 
+def _course_version(course: Course) -> str | None:
+    if not course.content_version or course.imported_at is None:
+        return None
+    return f"{course.content_version}@{course.imported_at.timestamp():.6f}"
+
+
 def course_version_get(*, course_slug: str) -> str | None:
     """A string that changes whenever the course's content may have changed; None for courses never imported.
 
     The content version alone is not enough: two imports of different uncommitted edits share "<commit>-dirty".
     """
-    row = Course.objects.filter(slug=course_slug).values_list("content_version", "imported_at").first()
-    if row is None or not row[0] or row[1] is None:
-        return None
-    return f"{row[0]}@{row[1].timestamp():.6f}"
+    course = Course.objects.filter(slug=course_slug).only("content_version", "imported_at").first()
+    return None if course is None else _course_version(course)
 
 
 def lesson_get(*, course_slug: str, unit_slug: str, lesson_slug: str) -> Lesson | None:
@@ -329,6 +334,19 @@ def _neighbours(lesson: Lesson) -> tuple[LessonLink | None, LessonLink | None]:
     return links[0], links[1]
 
 
+def _neighbours_cached(lesson: Lesson) -> tuple[LessonLink | None, LessonLink | None]:
+    """`_neighbours`, remembered per import of the course (logged-in pages are not cached whole)."""
+    version = _course_version(lesson.course)
+    if version is None:
+        return _neighbours(lesson)
+    key = f"lesson-neighbours:{lesson.course_id}:{version}:{lesson.pk}"
+    links = cache.get(key)
+    if links is None:
+        links = _neighbours(lesson)
+        cache.set(key, links, timeout=3600)
+    return links
+
+
 def lesson_page(*, lesson: Lesson, user: User) -> LessonPage:
     """Everything the lesson page shows besides the lesson row itself (fetched with `lesson_get`).
 
@@ -346,7 +364,7 @@ def lesson_page(*, lesson: Lesson, user: User) -> LessonPage:
             for attempt in QuizAttempt.objects.filter(quiz__in=quizzes, user=user).order_by("-created_at", "-id"):
                 attempts_by_quiz[attempt.quiz_id].append(attempt)
         graded = [graded_quiz_build(quiz=quiz, user=user, attempts=attempts_by_quiz[quiz.id]) for quiz in quizzes]
-    previous, following = _neighbours(lesson)
+    previous, following = _neighbours_cached(lesson)
     return LessonPage(
         lesson=lesson,
         previous=previous,
