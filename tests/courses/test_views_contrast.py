@@ -27,9 +27,7 @@ def _contrast(a: str, b: str) -> float:
 LIGHT = _palette(r":root")
 DARK = _palette(r':root\[data-theme="dark"\]')
 TEXT_PAIRS = [
-    (fg, bg)
-    for fg in ("fg", "muted", "link", "accent", "ok", "danger", "warn")
-    for bg in ("bg", "surface")
+    (fg, bg) for fg in ("fg", "muted", "link", "accent", "ok", "danger", "warn") for bg in ("bg", "surface")
 ] + [("accent-fg", "accent")]
 
 
