@@ -254,7 +254,7 @@ def main() -> int:
             ):
                 f = figures[name]
                 print(
-                    f"  {name:7} {label:62} {f['rps']:8.1f} req/s  "
+                    f"  {name:7} {label:66} {f['rps']:8.1f} req/s  "
                     f"p50 {f['p50_ms']:6.2f} ms  p99 {f['p99_ms']:6.2f} ms  ({f['requests']} requests)"
                 )
         ratio = statistics.median(r["lesson"]["rps"] / r["static"]["rps"] for r in rounds)
