@@ -3,6 +3,12 @@
 Verdicts: `graded` (score computed), `failed` (a learner command hit a limit: timeout or out of memory; the
 partial score is still stored and the page says which limit), or our error (requeued with backoff by
 labs.services.grading.revision_error, then `error` after MAX_ERRORS).
+
+Scoring: the maximum is always every declared check's points. A check that could not decide because of the
+submission (its service never listened, its kernel died) reports `error` and earns nothing: leaving it out of
+the maximum would let a submission that breaks everything score full marks on what is left. A check that
+crashed or was misconfigured is our fault instead: the whole run becomes a platform error and is retried, so
+the learner is never charged for it.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class RunState:
     log_parts: list[str] = field(default_factory=list)
     limit_reason: str = ""
     limit_message: str = ""
+    our_failures: list[str] = field(default_factory=list)  # checks that crashed or are misconfigured
 
 
 def grade_revision(*, revision_id: int, worker: str = "") -> str | None:
@@ -127,6 +134,8 @@ def _grade(revision: Revision, run: GradingRun) -> str:
             state.results.append(_run_check(ctx, state, position, check_spec))
         run_phase_mark(run=run, phase="checks_finished")
         resources = box.resources()
+    if state.our_failures:
+        raise PlatformError(f"grader problem in check(s) {', '.join(state.our_failures)}; see the worker log")
     if box.limit_events:
         state.limit_reason = box.limit_events[0].reason
         state.limit_message = box.limit_events[0].message
@@ -154,6 +163,7 @@ def _run_check(ctx: GradingContext, state: RunState, position: int, check_spec: 
                 )
         elif problems := cls.validate_args(dict(check_spec.get("args") or {})):
             logger.error("check %s of lab %s has invalid args: %s", check_id, state.revision.lab_id, problems)
+            state.our_failures.append(check_id)
             outcome = CheckOutcome("error", ERROR_MESSAGE, evidence={"lab_problems": problems})
         else:
             outcome = cls(check_id=check_id, args=dict(check_spec.get("args") or {}), points=max_points).run(ctx)
@@ -161,6 +171,7 @@ def _run_check(ctx: GradingContext, state: RunState, position: int, check_spec: 
         raise
     except Exception:
         logger.exception("check %s (%s) crashed on revision %s", check_id, kind, state.revision.pk)
+        state.our_failures.append(check_id)
         outcome = CheckOutcome("error", ERROR_MESSAGE)
     points = max(0.0, min(float(outcome.points), max_points)) if outcome.status in ("pass", "fail") else 0.0
     evidence = outcome.evidence if isinstance(outcome.evidence, dict) else {}
@@ -194,7 +205,7 @@ def _log_section(result: CheckResult) -> str:
 
 
 def _finish(state: RunState, resources: dict[str, Any]) -> str:
-    counted = [r for r in state.results if r.status != "error"]  # our errors are never charged
+    counted = state.results  # see the module docstring: undecided checks still count towards the maximum
     score = sum((r.points for r in counted), Decimal("0"))
     max_score = sum((r.max_points for r in counted), Decimal("0"))
     by_category: dict[str, dict[str, float]] = {}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from labs.checks.base import CHECK_KINDS, Check, register
+from labs.checks.base import CHECK_KINDS, Check, CheckOutcome, register
 from labs.grading.orchestrator import grade_revision
 from labs.models import CheckResult, Revision
 from tests.labs.conftest import FIXTURES, HELLO_LAB_DIR, own_containers
@@ -96,7 +96,9 @@ if "tests.crashing" not in CHECK_KINDS:
     register(_Crashing)
 
 
-def test_a_crashing_check_is_an_error_for_that_check_only(lab_factory, submit):
+def test_a_crashing_or_misconfigured_check_makes_the_run_our_error_never_the_learners(lab_factory, submit):
+    from labs.sandbox import PlatformError
+
     spec_checks = [
         {"id": "crash", "kind": "tests.crashing", "points": 1, "args": {}},
         {"id": "bad", "kind": "command", "points": 1, "args": {"argv": "not-a-list"}},
@@ -105,14 +107,42 @@ def test_a_crashing_check_is_an_error_for_that_check_only(lab_factory, submit):
     lab = lab_factory(HELLO_LAB_DIR, spec_overrides={"checks": spec_checks})
     revision = submit(lab, HELLO / "good", enqueue=False)
 
-    assert grade_revision(revision_id=revision.pk) == "graded"
+    with pytest.raises(PlatformError, match="crash, bad"):
+        grade_revision(revision_id=revision.pk)
 
     statuses = dict(CheckResult.objects.filter(run__revision=revision).values_list("check_id", "status"))
     assert statuses == {"crash": "error", "bad": "error", "files": "pass"}
     crash = CheckResult.objects.get(run__revision=revision, check_id="crash")
     assert "a bug in a check" not in crash.message  # details are logged for staff, not shown
     revision.refresh_from_db()
-    assert (revision.score, revision.max_score) == (1, 1)  # our error is not charged
+    assert revision.state == Revision.State.QUEUED  # retried, not graded with a partial maximum
+    assert revision.error_count == 1
+    assert revision.score is None
+
+
+class _Undecided(Check):
+    kind = "tests.undecided"
+
+    def run(self, ctx):
+        return CheckOutcome("error", "The service never started listening on $PORT.")
+
+
+if "tests.undecided" not in CHECK_KINDS:
+    register(_Undecided)
+
+
+def test_an_undecided_check_still_counts_towards_the_maximum(lab_factory, submit):
+    spec_checks = [
+        {"id": "service", "kind": "tests.undecided", "points": 9, "args": {}},
+        {"id": "files", "kind": "files.required", "points": 1, "args": {"paths": ["greet.py"]}},
+    ]
+    lab = lab_factory(HELLO_LAB_DIR, spec_overrides={"checks": spec_checks})
+    revision = submit(lab, HELLO / "good", enqueue=False)
+
+    assert grade_revision(revision_id=revision.pk) == "graded"
+
+    revision.refresh_from_db()
+    assert (revision.score, revision.max_score) == (1, 10)
 
 
 def test_missing_runner_image_is_our_error_not_the_learners(lab_factory, submit, settings):
