@@ -220,8 +220,8 @@ def test_lesson_page_queries_stay_constant_as_lessons_grow(django_assert_num_que
         LessonProgress.objects.create(user=user, lesson=lesson)
         url = lesson_url(lesson)
         client.get(url)  # warm the session
-        # session, user, lesson, enrollment, progress, graded quizzes, attempts, previous, next
-        with django_assert_num_queries(9) as captured:
+        # session, user, lesson, enrollment, progress, graded quizzes, attempts, previous, next, review-queue link
+        with django_assert_num_queries(10) as captured:
             response = client.get(url)
         assert response.status_code == 200
         counts[lessons] = len(captured.captured_queries)
