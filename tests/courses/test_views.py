@@ -269,7 +269,7 @@ def test_logged_in_pages_of_imported_courses_reuse_the_neighbours(imported_lesso
     client = logged_in(factories.user_create())
     url = lesson_url(imported_lesson)
     client.get(url)
-    with django_assert_num_queries(5):  # session, user, lesson, enrollment, progress
+    with django_assert_num_queries(6):  # session, user, lesson, enrollment, progress, review-queue link
         body = client.get(url).content.decode()
     assert 'rel="prev"' in body and 'rel="next"' in body
 
