@@ -58,9 +58,6 @@ LESSON_FIELDS = (
     "references",
 )
 REFERENCE_FIELDS = ("kind", "title", "url")
-# Kinds whose checks read the instructor's hidden files; a kind class may also say so itself.
-GRADER_KINDS = frozenset({"tests.pytest"})
-
 BLOCK_NAMES = ("quiz", "stages", "compare")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _NUMBER_PREFIX = re.compile(r"^\d+[-_]")
@@ -455,7 +452,7 @@ class _CourseReader:
         lab.grader = self._tree(f"{rel}/grader")
         for check in spec.checks:
             kind_cls = CHECK_KINDS.get(check.kind)
-            needs = getattr(kind_cls, "needs_grader", check.kind in GRADER_KINDS)
+            needs = kind_cls is not None and kind_cls.needs_grader
             if needs and (lab.grader is None or not lab.grader.files):
                 self.problem(
                     yaml_rel,

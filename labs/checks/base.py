@@ -126,6 +126,8 @@ class GradingContext:
 class Check:
     kind: ClassVar[str]
     default_category: ClassVar[str] = "correctness"
+    # True when the kind reads the lab's hidden grader/ folder; validate_course then requires one.
+    needs_grader: ClassVar[bool] = False
 
     def __init__(self, *, check_id: str, args: dict[str, Any], points: float) -> None:
         self.check_id = check_id

@@ -149,6 +149,7 @@ class TestsPytest(Check):
     """The instructor's hidden pytest suite (in grader/) against the submission."""
 
     kind = "tests.pytest"
+    needs_grader = True
     default_category = "correctness"
 
     @classmethod

@@ -183,6 +183,7 @@ class Reproducible(NotebookCheck):
 @register
 class Assertions(NotebookCheck):
     kind = "notebook.assertions"
+    needs_grader = True
     default_category = "correctness"
 
     @classmethod

@@ -66,7 +66,9 @@ def revision_enqueue(*, revision: Revision) -> None:
     Revision.objects.filter(pk=revision.pk).update(
         deadline_at=timezone.now() + timedelta(seconds=QUEUED_RESEND_AFTER_S)
     )
-    transaction.on_commit(lambda: revision_send(revision=revision))
+    # robust: with Redis down the revision is already committed; the sweeper re-sends it once Redis is back,
+    # so the learner's upload must not fail with a 500 here.
+    transaction.on_commit(lambda: revision_send(revision=revision), robust=True)
 
 
 def revision_claim(*, revision_id: int) -> bool:
