@@ -22,14 +22,22 @@ class Unit(models.Model):
     slug = models.SlugField(max_length=100)
     title = models.CharField(max_length=200)
     summary = models.TextField(blank=True)
-    position = models.PositiveIntegerField()
+    position = models.PositiveIntegerField(help_text="Order in the course, from 1.")
+    number = models.PositiveIntegerField(
+        default=0, help_text='Shown after the unit label, as in "Week 5"; 0 means "use the position".'
+    )
 
     class Meta:
         ordering = ["course", "position"]
         constraints = [models.UniqueConstraint(fields=["course", "slug"], name="unit_unique_slug_per_course")]
 
     def __str__(self) -> str:
-        return f"{self.course.unit_label} {self.position}: {self.title}"
+        return f"{self.course.unit_label} {self.number}: {self.title}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.number:
+            self.number = self.position
+        super().save(*args, **kwargs)
 
 
 class Lesson(models.Model):

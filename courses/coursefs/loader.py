@@ -45,7 +45,7 @@ MAX_BUNDLE_BYTES = 100 * 1024 * 1024
 MAX_BUNDLE_FILES = 5000
 
 COURSE_FIELDS = ("slug", "title", "summary", "unit_label", "units")
-UNIT_FIELDS = ("slug", "title", "summary")
+UNIT_FIELDS = ("slug", "title", "summary", "number")
 LESSON_FIELDS = (
     "title",
     "slug",
@@ -238,8 +238,13 @@ class _CourseReader:
                 )
                 continue
             seen[slug] = line
+            number = c.integer(entry, path, "number", what="a unit", default=index + 1, minimum=0, maximum=9999)
             unit = UnitSpec(
-                slug=slug, title=title, summary=c.text(entry, path, "summary", what="a unit"), position=index + 1
+                slug=slug,
+                title=title,
+                summary=c.text(entry, path, "summary", what="a unit"),
+                position=index + 1,
+                number=index + 1 if number is None else number,
             )
             folder = self.root / slug
             if folder.is_symlink():

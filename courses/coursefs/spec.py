@@ -105,6 +105,7 @@ class UnitSpec:
     slug: str
     title: str
     position: int
+    number: int = 0  # as shown: "Week 5"; course.yaml's `number`, else the position
     summary: str = ""
     lessons: list[LessonSpec] = field(default_factory=list)
     labs: list[LabEntry] = field(default_factory=list)

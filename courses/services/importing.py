@@ -171,7 +171,12 @@ def _units_upsert(*, course: Course, spec: CourseSpec, report: ImportReport) -> 
     units: dict[str, Unit] = {}
     for unit_spec in spec.units:
         unit = existing.pop(unit_spec.slug, None)
-        values = {"title": unit_spec.title, "summary": unit_spec.summary, "position": unit_spec.position}
+        values = {
+            "title": unit_spec.title,
+            "summary": unit_spec.summary,
+            "position": unit_spec.position,
+            "number": unit_spec.number or unit_spec.position,
+        }
         if unit is None:
             unit = Unit.objects.create(course=course, slug=unit_spec.slug, **values)
             report.added.append(f"unit {unit.slug}")
