@@ -24,7 +24,7 @@ from courses.markdown.highlight import code_block_html, language_of
 from courses.markdown.sanitize import sanitize
 
 # Bump whenever the HTML for the same source changes: the importer keys its render cache on it.
-RENDERER_VERSION = "2"
+RENDERER_VERSION = "3"
 
 CALLOUT_TITLES = {"tip": "Tip", "note": "Note", "warning": "Warning", "failure-modes": "Common failure modes"}
 
@@ -98,8 +98,23 @@ def _process_links(children: list[Token], env: dict, token_map: Sequence[int] | 
             if not _keep_link(child, href, ctx, _file_line(env, token_map, breaks)):
                 unwrap_next_close = True
                 continue
+        elif child.type == "image" and _SCHEME_RE.match(str(child.attrGet("src") or "")):
+            out.extend(_image_as_link(child))
+            continue
         out.append(child)
     return out
+
+
+def _image_as_link(image: Token) -> list[Token]:
+    """A page never loads an asset from the network, so a remote image becomes a link the reader may follow."""
+    src = str(image.attrGet("src") or "")
+    alt = image.content or "image"
+    link_open = Token("link_open", "a", 1, attrs={"href": src})
+    text = Token("text", "", 0, content=f"Image: {alt}")
+    scheme = _SCHEME_RE.match(src)
+    if scheme and scheme.group(1).lower() in _EXTERNAL_SCHEMES:
+        return [link_open, text, Token("link_close", "a", -1)]
+    return [text]
 
 
 def _keep_link(link: Token, href: str, ctx: RenderContext, line: int) -> bool:

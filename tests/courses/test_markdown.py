@@ -611,3 +611,12 @@ def test_rendering_is_deterministic():
 
 def test_renderer_version_is_a_non_empty_string():
     assert isinstance(RENDERER_VERSION, str) and RENDERER_VERSION
+
+
+def test_a_remote_image_becomes_a_link_so_no_asset_loads_from_the_network():
+    html = render_markdown("![the dashboard](https://example.org/d.png) and ![x](data:image/png;base64,AAAA)").html
+
+    assert "<img" not in html
+    assert '<a href="https://example.org/d.png"' in html
+    assert "Image: the dashboard" in html
+    assert "data:image" not in html
