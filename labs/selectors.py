@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from courses.models import Course, Enrollment
 from labs.models import CheckResult, GradingRun, Lab, Revision
+from labs.reviews.permissions import can_view_revision
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -96,9 +97,9 @@ def revision_get_for_user(*, revision_id: int, user: User) -> Revision | None:
     revision = Revision.objects.select_related("lab", "lab__course", "user").filter(pk=revision_id).first()
     if revision is None:
         return None
-    if revision.user_id == user.pk or course_staff_check(user=user, course=revision.lab.course):
-        return revision
-    return None
+    if not can_view_revision(user=user, revision=revision):
+        return None
+    return revision
 
 
 def hidden_checks_revealed(*, lab: Lab, user: User, now: datetime | None = None) -> bool:

@@ -101,7 +101,10 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     new_token = None
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
-            api_token_revoke(user=request.user, token_id=int(request.POST.get("token_id") or 0))
+            token_id = request.POST.get("token_id", "")
+            # Only the user's own tokens can match; a garbled id matches nothing rather than crashing.
+            if token_id.isdigit():
+                api_token_revoke(user=request.user, token_id=int(token_id))
             return redirect("api_tokens")
         _token, new_token = api_token_create(user=request.user)
     tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")

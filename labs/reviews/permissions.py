@@ -42,6 +42,19 @@ def can_review(*, user: User, revision: Revision) -> bool:
     return is_course_reviewer(user=user, course=revision.lab.course)
 
 
+def can_view_revision(*, user: User, revision: Revision) -> bool:
+    """The revision page, its live status and the API: its author, the course's reviewers, staff."""
+    if not user.is_authenticated:
+        return False
+    if not user.is_active:
+        return False
+    if revision.user_id == user.pk:
+        return True
+    if is_site_staff(user=user):
+        return True
+    return is_course_reviewer(user=user, course=revision.lab.course)
+
+
 def can_use_review_queue(*, user: User) -> bool:
     """Staff, or anyone who reviews or teaches at least one course."""
     if not user.is_authenticated:
