@@ -4,6 +4,11 @@ The container's own process is a sleep as long as the run's wall budget (plus a 
 whose worker died stops by itself; `__exit__` always kills and removes it, and the reaper removes any left
 behind. Commands run through /opt/shipshape/run_limited.py (timeout, output cap, leftover processes) and
 the host keeps its own deadline and cap too, because the wrapper runs as the same user as the code it runs.
+
+Where the time goes (bench/bench_sandbox.py; docs/benchmarks.md): container start (runc, ~250 ms) and removal
+(~80 ms) are the engine's own; each `docker exec` costs ~100 ms. So the hot path makes no call it can avoid:
+one DockerClient per process, create without the follow-up inspect, the submission copied into /work by the
+first learner command's wrapper instead of an exec of its own, peak memory read from the host's cgroup file.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import shutil
 import socket
 import struct
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,6 +40,8 @@ USERS = {"learner": "1000:1000", "grader": "1001:1001"}
 GRADER_UID = 1001
 WRAPPER = "/opt/shipshape/run_limited.py"
 TIMEOUT_EXIT = 124  # run_limited's exit code for "ran out of time"
+COPY_OK = b"\x00shipshape:submission-copied\n"  # run_limited --copy-submission's first bytes on stdout
+COPY_TIMEOUT_S = 30
 HOST_GRACE_S = 3.0  # how long past a command's timeout the host waits for the wrapper before killing all
 LIFETIME_MARGIN_S = 30
 MANAGED_LABEL = "shipshape.managed"
@@ -81,7 +89,7 @@ class _Frames:
 
 
 def docker_client() -> docker.DockerClient:
-    """A client for settings.DOCKER_HOST; SandboxUnavailable when no engine answers."""
+    """A new client for settings.DOCKER_HOST (the caller closes it); SandboxUnavailable when no engine answers."""
     try:
         client = docker.DockerClient(base_url=settings.DOCKER_HOST, timeout=60)
         client.ping()
@@ -90,6 +98,29 @@ def docker_client() -> docker.DockerClient:
             f"Docker engine at {settings.DOCKER_HOST} is not reachable ({exc}). Start the engine or fix DOCKER_HOST."
         ) from exc
     return client
+
+
+_shared: tuple[int, str, docker.DockerClient] | None = None
+_shared_lock = threading.Lock()
+
+
+def _shared_client() -> docker.DockerClient:
+    """One client per process for sandboxes: a new one costs a version query and a ping (~15 ms) per run.
+
+    Keyed by pid because a Celery prefork child must not share its parent's connections.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared[:2] != (os.getpid(), settings.DOCKER_HOST):
+            _shared = (os.getpid(), settings.DOCKER_HOST, docker_client())
+        return _shared[2]
+
+
+def _forget_shared_client() -> None:
+    """After a Docker error: the next sandbox connects afresh (the engine may have restarted)."""
+    global _shared
+    with _shared_lock:
+        _shared = None
 
 
 class Sandbox:
@@ -107,6 +138,7 @@ class Sandbox:
         network_mode: str = "none",
         copy_submission: bool = True,
         labels: dict[str, str] | None = None,
+        remove_in_background: bool = False,
     ) -> None:
         if network_mode != "none" and not network_mode.startswith("container:"):
             raise ValueError("sandboxes get no network: network_mode must be 'none' or 'container:<id>'")
@@ -119,6 +151,11 @@ class Sandbox:
         self.network_mode = network_mode
         self.copy_submission = copy_submission
         self.extra_labels = dict(labels or {})
+        # With remove_in_background, leaving the block does not wait for the engine to remove the container
+        # (~80 ms): call wait_removed() once the results are stored. Removal is still guaranteed by the
+        # thread, and by the reaper if the worker dies first.
+        self.remove_in_background = remove_in_background
+        self.removed = threading.Event()
         self.container = None
         self.container_id = ""
         self.image_id = ""
@@ -131,6 +168,8 @@ class Sandbox:
         self._started = 0.0
         self._lifetime_s = limits.wall_seconds + LIFETIME_MARGIN_S
         self._oom_kills_seen = 0
+        self._copy_pending = False
+        self._copy_problem = ""  # once the copy failed, every later command raises it (never an empty /work)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -145,8 +184,16 @@ class Sandbox:
     def __exit__(self, *exc_info: object) -> None:
         self._cleanup()
 
+    def wait_removed(self, timeout: float | None = None) -> bool:
+        """Block until the container is removed (at once unless remove_in_background); True when it is."""
+        return self.removed.wait(timeout)
+
     def _start(self) -> None:
-        self._client = docker_client()
+        try:
+            self._client = _shared_client()
+        except SandboxUnavailable:
+            _forget_shared_client()
+            raise
         try:
             image = self._client.images.get(self.image)
         except docker.errors.ImageNotFound as exc:
@@ -154,6 +201,7 @@ class Sandbox:
                 f"runner image {self.image!r} is missing. Build it with platform/runner-image/build.sh."
             ) from exc
         except _DOCKER_ERRORS as exc:
+            _forget_shared_client()
             raise SandboxUnavailable(f"cannot inspect runner image {self.image!r}: {exc}") from exc
         self.image_id = image.id
         volumes = {str(PLATFORM_SANDBOX_DIR): {"bind": "/opt/shipshape", "mode": "ro"}}
@@ -163,15 +211,11 @@ class Sandbox:
             volumes[str(self._stage_grader(self.grader_dir))] = {"bind": "/grader", "mode": "ro"}
         lim = self.limits
         memory = f"{lim.memory_mb}m"
+        api = self._client.api
         try:
-            self.container = self._client.containers.create(
-                self.image,
-                command=["sleep", str(self._lifetime_s)],
-                detach=True,
-                # PID 1's child runs as grader so a learner's kill(-1) (run_limited --kill-leftovers) spares it.
-                user=USERS["grader"],
-                working_dir="/work",
-                environment=dict(BASE_ENV),
+            # The low-level calls: containers.create() would inspect the new container, a round trip we never use.
+            host_config = api.create_host_config(
+                binds=volumes,
                 network_mode=self.network_mode,
                 read_only=True,
                 tmpfs={
@@ -180,7 +224,6 @@ class Sandbox:
                     "/tmp": "rw,noexec,nosuid,nodev,size=16m,nr_inodes=2048,mode=1777",
                     "/results": "rw,noexec,nosuid,nodev,size=8m,nr_inodes=256,uid=1001,gid=1001,mode=0700",
                 },
-                volumes=volumes,
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
                 pids_limit=lim.pids,
@@ -193,6 +236,16 @@ class Sandbox:
                     docker.types.Ulimit(name="core", soft=0, hard=0),
                 ],
                 log_config=docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            )
+            self.container_id = api.create_container(
+                self.image,
+                command=["sleep", str(self._lifetime_s)],
+                detach=True,
+                # PID 1's child runs as grader so a learner's kill(-1) (run_limited --kill-leftovers) spares it.
+                user=USERS["grader"],
+                working_dir="/work",
+                environment=dict(BASE_ENV),
+                host_config=host_config,
                 labels={
                     MANAGED_LABEL: "1",
                     "shipshape.revision": str(self.revision_id or ""),
@@ -200,22 +253,32 @@ class Sandbox:
                     **self.extra_labels,
                 },
                 hostname="sandbox",
-            )
-            self.container_id = self.container.id
-            self.container.start()
+            )["Id"]
+            self.container = self._client.containers.prepare_model({"Id": self.container_id})
+            api.start(self.container_id)
         except docker.errors.ImageNotFound as exc:
             raise SandboxUnavailable(f"runner image {self.image!r} is missing: {exc}") from exc
         except _DOCKER_ERRORS as exc:
+            _forget_shared_client()
             raise SandboxUnavailable(f"cannot start a sandbox container: {exc}") from exc
         self._started = time.monotonic()
-        if self.copy_submission and self.submission_dir:
-            copied = self.exec(["cp", "-R", "/submission/.", "/work/"], user="learner", timeout_s=30)
-            if copied.exit_code != 0:
-                # The upload was validated before storage, so a failed copy is ours (or a scratch too small
-                # for the files the lab allows: a lab configuration error, also ours).
-                raise SandboxUnavailable(
-                    f"could not copy the submission into scratch (exit {copied.exit_code}): {copied.stderr[:500]!r}"
-                )
+        # The first learner command copies the submission into /work itself (run_limited --copy-submission);
+        # any other first command gets a copy exec of its own before it (see exec()).
+        self._copy_pending = bool(self.copy_submission and self.submission_dir)
+
+    def _copy_now(self) -> None:
+        self._copy_pending = False
+        copied = self.exec(["cp", "-R", "/submission/.", "/work/"], user="learner", timeout_s=COPY_TIMEOUT_S)
+        if copied.exit_code != 0:
+            self._copy_failed(copied)
+
+    def _copy_failed(self, result: ExecResult) -> None:
+        # The upload was validated before storage, so a failed copy is ours (or a scratch too small for the files
+        # the lab allows: a lab configuration error, also ours).
+        self._copy_problem = (
+            f"could not copy the submission into scratch (exit {result.exit_code}): {result.stderr[-500:]!r}"
+        )
+        raise SandboxUnavailable(self._copy_problem)
 
     def _stage_grader(self, grader_dir: Path) -> Path:
         """A per-run copy of the grader bundle that only the grader user (1001) can read."""
@@ -234,6 +297,7 @@ class Sandbox:
         return target
 
     def _cleanup(self) -> None:
+        # What needs the container alive is read now; the removal itself may go to a thread.
         if self.container is not None:
             if not self.dead and self.peak_memory_bytes is None:
                 self._read_peak_memory()
@@ -241,23 +305,34 @@ class Sandbox:
                 with contextlib.suppress(*_DOCKER_ERRORS):
                     self.container.reload()
                     self.final_state = dict(self.container.attrs.get("State", {}))
-            for attempt in range(3):
-                try:
-                    # force=True kills first (SIGKILL), so a separate kill would only cost a round trip.
-                    self.container.remove(force=True, v=True)
-                    break
-                except docker.errors.NotFound:
-                    break
-                except _DOCKER_ERRORS:
-                    logger.warning("removing sandbox container %s failed (attempt %s)", self.container_id, attempt + 1)
-                    time.sleep(0.5)
-            self.container = None
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        container, staging, self.container, self._staging = self.container, self._staging, None, None
+        if self.remove_in_background and container is not None:
+            threading.Thread(
+                target=self._remove, args=(container, staging), name=f"sandbox-remove-{self.container_id[:12]}"
+            ).start()
+        else:
+            self._remove(container, staging)
+
+    def _remove(self, container: Any, staging: Path | None) -> None:
+        try:
+            if container is not None:
+                for attempt in range(3):
+                    try:
+                        # force=True kills first (SIGKILL), so a separate kill would only cost a round trip.
+                        container.remove(force=True, v=True)
+                        break
+                    except docker.errors.NotFound:
+                        break
+                    except _DOCKER_ERRORS:
+                        logger.warning(
+                            "removing sandbox container %s failed (attempt %s)", self.container_id, attempt + 1
+                        )
+                        _forget_shared_client()
+                        time.sleep(0.5)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+        finally:
+            self.removed.set()
 
     # -- commands --------------------------------------------------------------------------------------
 
@@ -283,15 +358,26 @@ class Sandbox:
         """
         if user not in USERS:
             raise ValueError(f"user must be one of {sorted(USERS)}")
+        if self._copy_problem:
+            raise SandboxUnavailable(self._copy_problem)
         if self.container is None or self.dead:
             return ExecResult(None, b"", b"sandbox is no longer running", True, 0.0, False)
         if kill_leftovers is None:
             kill_leftovers = user == "learner"
+        # Only a learner command in /work can do the copy itself: /work is the learner's, and docker enters
+        # the workdir before the wrapper runs.
+        copy_here = self._copy_pending and user == "learner" and workdir == "/work"
+        if self._copy_pending and not copy_here:
+            self._copy_now()
+        self._copy_pending = False
         cap = self.limits.output_bytes
         timeout_s = max(0.1, min(float(timeout_s), self.remaining_s()))
-        wrapped = ["python3", "-I", WRAPPER, "--timeout", f"{timeout_s:.3f}", "--max-output", str(cap)]
+        # -S: the wrapper needs only the standard library, and site's .pth files cost ~6 ms per command.
+        wrapped = ["python3", "-I", "-S", WRAPPER, "--timeout", f"{timeout_s:.3f}", "--max-output", str(cap)]
         if kill_leftovers:
             wrapped.append("--kill-leftovers")
+        if copy_here:
+            wrapped.append("--copy-submission")
         wrapped += ["--", *argv]
         api = self._client.api
         started = time.monotonic()
@@ -308,15 +394,16 @@ class Sandbox:
             )["Id"]
             sock = api.exec_start(exec_id, socket=True)
         except _DOCKER_ERRORS as exc:
+            _forget_shared_client()
             raise SandboxUnavailable(f"docker exec failed: {exc}") from exc
         raw: socket.socket = getattr(sock, "_sock", sock)
         frames = _Frames()
-        host_deadline = started + timeout_s + HOST_GRACE_S
+        host_deadline = started + timeout_s + HOST_GRACE_S + (COPY_TIMEOUT_S if copy_here else 0)
         try:
             if stdin is not None:
                 raw.sendall(stdin)
                 raw.shutdown(socket.SHUT_WR)
-            finished = _read_frames(raw, frames, cap, host_deadline)
+            finished = _read_frames(raw, frames, cap, host_deadline, stdout_prefix=len(COPY_OK) if copy_here else 0)
         except OSError as exc:
             logger.warning("reading sandbox output failed: %s", exc)
             finished = False
@@ -324,6 +411,10 @@ class Sandbox:
             with contextlib.suppress(OSError):
                 sock.close()
         duration = time.monotonic() - started
+        # The wrapper writes COPY_OK before the command starts, so the command cannot forge it.
+        copied = not copy_here or frames.stdout.startswith(COPY_OK)
+        if copy_here and copied:
+            del frames.stdout[: len(COPY_OK)]
         if not finished:
             # The wrapper did not end in time (hung, or killed and replaced by something holding the stream):
             # the host kills the whole container; later commands in this sandbox report it as gone.
@@ -333,9 +424,12 @@ class Sandbox:
             try:
                 code = api.exec_inspect(exec_id).get("ExitCode")
             except _DOCKER_ERRORS as exc:
+                _forget_shared_client()
                 raise SandboxUnavailable(f"docker exec inspect failed: {exc}") from exc
             timed_out = code == TIMEOUT_EXIT and duration >= timeout_s - 0.2
             result = ExecResult(code, bytes(frames.stdout), bytes(frames.stderr), timed_out, duration, frames.truncated)
+            if not copied:
+                self._copy_failed(result)
         if user == "learner":
             self._note_limits(result, timeout_s)
         return result
@@ -411,8 +505,9 @@ class Sandbox:
         }
 
 
-def _read_frames(raw: socket.socket, frames: _Frames, cap: int, deadline: float) -> bool:
-    """Read docker's multiplexed exec stream until EOF (True) or the deadline (False), storing <= cap bytes."""
+def _read_frames(raw: socket.socket, frames: _Frames, cap: int, deadline: float, *, stdout_prefix: int = 0) -> bool:
+    """Read docker's multiplexed exec stream until EOF (True) or the deadline (False), storing <= cap bytes
+    per stream (plus stdout_prefix bytes of the wrapper's own header on stdout)."""
     buffer = b""
     while True:
         remaining = deadline - time.monotonic()
@@ -432,7 +527,7 @@ def _read_frames(raw: socket.socket, frames: _Frames, cap: int, deadline: float)
                 break
             payload, buffer = buffer[8 : 8 + size], buffer[8 + size :]
             target = frames.stderr if stream == 2 else frames.stdout
-            room = cap - len(target)
+            room = cap + (0 if stream == 2 else stdout_prefix) - len(target)
             if len(payload) > room:
                 frames.truncated = True
             if room > 0:

@@ -1,6 +1,7 @@
 """Trusted wrapper every sandbox command runs under (bind-mounted read-only at /opt/shipshape).
 
-    python3 -I /opt/shipshape/run_limited.py --timeout S --max-output N [--kill-leftovers] -- ARGV...
+    python3 -I -S /opt/shipshape/run_limited.py --timeout S --max-output N [--kill-leftovers]
+        [--copy-submission] -- ARGV...
 
 Docker exec has no timeout and its output stream stays open while any process holds it, so this wrapper:
 - runs ARGV in its own session with stdout/stderr on pipes it owns (a daemonised grandchild never holds the
@@ -12,11 +13,18 @@ Docker exec has no timeout and its output stream stays open while any process ho
   the caller), so nothing a submission started outlives its command.
 Otherwise it exits with ARGV's exit code, or 128+signal when ARGV was killed by a signal.
 
+With --copy-submission it first copies /submission into /work (as the learner, before ARGV starts: this saves
+the host a whole `docker exec` per run) and writes COPY_OK to stdout. The host strips it; since it comes before
+anything ARGV can print, ARGV cannot forge it. If the copy fails, ARGV is not run and the wrapper exits 125
+without COPY_OK.
+
+It parses its own arguments (no argparse) and needs no site-packages (`-S`): it starts on every command, and
+those imports cost more than the rest of the wrapper.
+
 It runs as the same user as ARGV, so a hostile ARGV can kill it: the host keeps its own deadline and output
 cap and never trusts this wrapper for more than the submission could claim about itself.
 """
 
-import argparse
 import contextlib
 import os
 import selectors
@@ -26,7 +34,48 @@ import sys
 import time
 
 TIMEOUT_EXIT = 124
+COPY_FAILED_EXIT = 125
+COPY_OK = b"\x00shipshape:submission-copied\n"  # keep in sync with labs/sandbox/environment.py
+COPY_TIMEOUT_S = 30
 CHUNK = 65536
+USAGE = "usage: run_limited.py --timeout S --max-output N [--kill-leftovers] [--copy-submission] -- ARGV..."
+
+
+def _parse(args: list[str]) -> tuple[float, int, bool, bool, list[str]]:
+    timeout = max_output = None
+    kill_leftovers = copy_submission = False
+    while args and args[0] != "--":
+        flag, args = args[0], args[1:]
+        if flag == "--kill-leftovers":
+            kill_leftovers = True
+        elif flag == "--copy-submission":
+            copy_submission = True
+        elif flag in ("--timeout", "--max-output") and args:
+            value, args = args[0], args[1:]
+            if flag == "--timeout":
+                timeout = float(value)
+            else:
+                max_output = int(value)
+        else:
+            raise ValueError(f"unknown or incomplete option {flag!r}")
+    if timeout is None or max_output is None:
+        raise ValueError("--timeout and --max-output are required")
+    return timeout, max_output, kill_leftovers, copy_submission, args[1:]
+
+
+def _copy_submission() -> str:
+    """Copy /submission into /work; an error message, or "" when it worked."""
+    try:
+        done = subprocess.run(
+            ["cp", "-R", "/submission/.", "/work/"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=COPY_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return "" if done.returncode == 0 else f"cp exited {done.returncode}: {done.stderr[-500:].decode(errors='replace')}"
 
 
 def _oom_first() -> None:
@@ -77,17 +126,21 @@ def _pump(proc: subprocess.Popen, deadline: float, cap: int) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--timeout", type=float, required=True)
-    parser.add_argument("--max-output", type=int, required=True)
-    parser.add_argument("--kill-leftovers", action="store_true")
-    parser.add_argument("argv", nargs=argparse.REMAINDER)
-    options = parser.parse_args()
-    argv = options.argv[1:] if options.argv[:1] == ["--"] else options.argv
-    if not argv:
-        print("run_limited: no command given", file=sys.stderr)
+    try:
+        timeout, max_output, kill_leftovers, copy_submission, argv = _parse(sys.argv[1:])
+    except ValueError as exc:
+        print(f"run_limited: {exc}\n{USAGE}", file=sys.stderr)
         return 2
-    deadline = time.monotonic() + options.timeout
+    if not argv:
+        print(f"run_limited: no command given\n{USAGE}", file=sys.stderr)
+        return 2
+    if copy_submission:
+        problem = _copy_submission()
+        if problem:
+            print(f"run_limited: could not copy the submission into /work: {problem}", file=sys.stderr)
+            return COPY_FAILED_EXIT
+        os.write(1, COPY_OK)
+    deadline = time.monotonic() + timeout
     try:
         proc = subprocess.Popen(
             argv,
@@ -100,7 +153,7 @@ def main() -> int:
         # The submission's command could not start: report like a shell would.
         print(f"cannot run {argv[0]!r}: {exc.strerror}", file=sys.stderr)
         return 127
-    timed_out = _pump(proc, deadline, options.max_output)
+    timed_out = _pump(proc, deadline, max_output)
     if not timed_out:
         # The pipes can close a moment before the process exits (or a child may close them and keep
         # running): wait for its exit before killing leftovers, or the kill would hit the child itself.
@@ -111,7 +164,7 @@ def main() -> int:
     if timed_out:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
-    if options.kill_leftovers:
+    if kill_leftovers:
         with contextlib.suppress(OSError):
             os.kill(-1, signal.SIGKILL)
     try:
