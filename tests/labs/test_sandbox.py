@@ -3,6 +3,7 @@
 import pytest
 
 from labs.sandbox import Sandbox, SandboxLimits, SandboxUnavailable, clean_output
+from labs.sandbox.environment import COPY_OK
 
 pytestmark = [pytest.mark.docker]
 LIMITS = SandboxLimits(memory_mb=64, wall_seconds=30, pids=16, output_bytes=1000, scratch_mb=2, cpus=0.5)
@@ -53,6 +54,78 @@ def test_output_is_capped_per_stream(runner_image):
         flood = box.exec(["sh", "-c", "yes | head -c 5000000; echo end >&2"], timeout_s=10)
     assert len(flood.stdout) == 1000 and flood.output_truncated
     assert flood.stderr == b"end\n"
+
+
+@pytest.fixture
+def submission(tmp_path):
+    root = tmp_path / "submission"
+    (root / "pkg").mkdir(parents=True)
+    (root / "greet.py").write_text("print('hi')\n")
+    (root / "pkg" / "data.txt").write_text("data\n")
+    for path in (root, root / "pkg"):
+        path.chmod(0o755)  # the sandbox reads it as uid 1000
+    return root
+
+
+def _count_execs(monkeypatch, box) -> list[list[str]]:
+    """The commands the sandbox asks docker to exec (a spy around the real client call)."""
+    seen: list[list[str]] = []
+    api = box._client.api
+    real = api.exec_create
+
+    def spy(container, cmd, **kwargs):
+        seen.append(list(cmd))
+        return real(container, cmd, **kwargs)
+
+    monkeypatch.setattr(api, "exec_create", spy)
+    return seen
+
+
+def test_the_first_learner_command_copies_the_submission_in_the_same_exec(runner_image, submission, monkeypatch):
+    with Sandbox(limits=LIMITS, submission_dir=submission) as box:
+        execs = _count_execs(monkeypatch, box)
+        first = box.exec(["cat", "greet.py", "pkg/data.txt"], timeout_s=5)
+        owner = box.exec(["stat", "-c", "%u", "greet.py"], timeout_s=5)
+    assert first.exit_code == 0
+    assert first.stdout == b"print('hi')\ndata\n"  # the wrapper's header is not part of the output
+    assert owner.stdout == b"1000\n"  # copied as the learner, who may change their own files
+    assert len(execs) == 2 and "--copy-submission" in execs[0] and "--copy-submission" not in execs[1]
+
+
+def test_a_grader_command_first_still_sees_the_submission(runner_image, submission):
+    with Sandbox(limits=LIMITS, submission_dir=submission) as box:
+        listing = box.exec(["ls", "/work"], user="grader", timeout_s=5)
+    assert listing.stdout.split() == [b"greet.py", b"pkg"]
+
+
+def test_a_command_cannot_forge_the_copy_header(runner_image, submission):
+    with Sandbox(limits=LIMITS, submission_dir=submission) as box:
+        forged = box.exec(["printf", COPY_OK.decode().replace("\x00", "\\0")], timeout_s=5)
+    assert forged.stdout == COPY_OK  # the command's own bytes, kept as output: only the wrapper's are removed
+
+
+def test_a_submission_larger_than_scratch_is_a_platform_error_for_every_command(runner_image, submission):
+    (submission / "big.bin").write_bytes(b"x" * 3 * 1024 * 1024)  # scratch is 2 MB
+    with Sandbox(limits=LIMITS, submission_dir=submission) as box:
+        with pytest.raises(SandboxUnavailable, match="could not copy the submission"):
+            box.exec(["python", "greet.py"], timeout_s=5)
+        with pytest.raises(SandboxUnavailable, match="could not copy the submission"):
+            box.exec(["ls"], user="grader", timeout_s=5)
+
+
+def test_background_removal_still_removes_the_container(runner_image, docker_client):
+    with Sandbox(limits=LIMITS, remove_in_background=True) as box:
+        assert box.exec(["true"], timeout_s=5).exit_code == 0
+        assert not box.removed.is_set()
+    assert box.wait_removed(timeout=60)
+    assert _managed(docker_client, box.container_id) == []
+
+
+def test_without_background_removal_the_container_is_gone_when_the_block_ends(runner_image, docker_client):
+    with Sandbox(limits=LIMITS) as box:
+        pass
+    assert box.removed.is_set()
+    assert _managed(docker_client, box.container_id) == []
 
 
 def test_a_missing_image_is_a_platform_error(docker_client):
