@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -9,14 +10,16 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from labs import selectors
-from labs.errors import LearnerError, SubmissionTooSoon
+from labs.errors import LearnerError, PlatformError, SubmissionTooSoon
 from labs.services.submissions import revision_submit
 from labs.services.tokens import api_token_authenticate
 
+logger = logging.getLogger(__name__)
+
 TOKEN_HINT = "Create a token at /account/tokens/ and send it as 'Authorization: Bearer <token>'."
+RETRY_HINT = "Nothing was lost on your side. Try again in a little while."
 
 
 def error_response(status: int, error: str, hint: str = "", problems: list[str] | None = None) -> JsonResponse:
@@ -46,13 +49,37 @@ def token_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonRespo
         if user is None:
             return error_response(401, "The API token is not valid: it was revoked or mistyped.", TOKEN_HINT)
         request.user = user
-        return view(request, *args, **kwargs)
+        try:
+            return view(request, *args, **kwargs)
+        except PlatformError:
+            # Ours, and the CLI retries: answer in JSON, never with the HTML error page.
+            logger.exception("API %s %s failed on our side", request.method, request.path)
+            response = error_response(503, "The server could not handle this request just now.", RETRY_HINT)
+            response["Retry-After"] = "30"
+            return response
 
     return wrapper
 
 
+def methods_allowed(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[..., JsonResponse]]:
+    """Like Django's require_http_methods, but the 405 is JSON like every other API answer."""
+
+    def decorator(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+            if request.method not in methods:
+                response = error_response(405, f"{request.method} is not allowed here.", f"Use {' or '.join(methods)}.")
+                response["Allow"] = ", ".join(methods)
+                return response
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
 @token_required
-@require_POST
+@methods_allowed("POST")
 def revision_create(request: HttpRequest, course_slug: str, lab_slug: str) -> JsonResponse:
     lab = selectors.lab_get(course_slug=course_slug, lab_slug=lab_slug)
     if lab is None:
@@ -81,7 +108,7 @@ def revision_create(request: HttpRequest, course_slug: str, lab_slug: str) -> Js
 
 
 @token_required
-@require_GET
+@methods_allowed("GET", "HEAD")
 def revision_detail(request: HttpRequest, revision_id: int) -> JsonResponse:
     revision = selectors.revision_get_for_user(revision_id=revision_id, user=request.user)
     if revision is None:
