@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,6 +22,9 @@ User = AbstractBaseUser | AnonymousUser
 
 LOG_DISPLAY_BYTES = 64 * 1024
 EVIDENCE_DISPLAY_CHARS = 16 * 1024
+# The rendered instructions' leading heading, with the anchor link the renderer adds to every heading.
+_LEADING_H1 = re.compile(r"\A\s*<h1\b[^>]*>(?P<text>.*?)</h1>\s*", re.S)
+_TAGS = re.compile(r"<[^>]+>")
 PHASES = (
     ("queued", "queued_at", "Queued"),
     ("started", "started_at", "Started"),
@@ -212,6 +217,7 @@ class LabPage:
     next_allowed_in: int | None
     starter_available: bool
     accept_hint: str
+    instructions_html: str
 
 
 def lab_page(*, lab: Lab, user: User) -> LabPage:
@@ -243,7 +249,20 @@ def lab_page(*, lab: Lab, user: User) -> LabPage:
         next_allowed_in=max(1, int((next_at - timezone.now()).total_seconds() + 0.999)) if next_at else None,
         starter_available=bool(lab.starter_digest),
         accept_hint=accepted,
+        instructions_html=instructions_without_title(html_text=lab.instructions_html, title=lab.title),
     )
+
+
+def instructions_without_title(*, html_text: str, title: str) -> str:
+    """The instructions minus a leading <h1> repeating the lab's title: the page header already shows it, and
+    two identical top headings read as a glitch (and confuse screen reader heading lists)."""
+    match = _LEADING_H1.match(html_text)
+    if match is None:
+        return html_text
+    text = html.unescape(_TAGS.sub("", match["text"])).replace("#", "").strip()
+    if text.casefold() != title.strip().casefold():
+        return html_text
+    return html_text[match.end() :]
 
 
 def _hidden_check_ids(lab: Lab) -> set[str]:
