@@ -4,7 +4,8 @@
 
 Starts its own redis-server, a file SQLite database and Celery workers in a temporary data dir. Prints:
 p50/p95 of queued_at -> results_stored_at when idle (one at a time, 1 worker process) and with 20 submitted at
-once (1 worker process), gradings per minute with 2 worker processes, and the checks' own time per grading.
+once (1 worker process), gradings per minute with 2 worker processes, and the checks' own time per grading, with
+the machine (cores, load average before and after: the machine is shared, so run it twice and compare).
 """
 
 # ruff: noqa: E402 - Django must be configured from the environment before the project's modules load
@@ -121,10 +122,15 @@ def latencies(revisions: list[Revision]) -> list[float]:
     return out
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     from django.contrib.auth import get_user_model
 
     idle_runs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    load_before = _load()
     call_command("migrate", verbosity=0)
     redis = RedisServer(data_dir=DATA / "redis", port=REDIS_PORT)
     redis.start()
@@ -150,6 +156,7 @@ def main() -> None:
         wait(batch)
         elapsed = time.monotonic() - started
         latencies(batch)
+        print(f"machine: {os.cpu_count()} cores, load average {load_before} before, {_load()} after")
         print(f"idle ({idle_runs} runs, 1 process):  p50 {statistics.median(idle):.2f} s  p95 {pct(idle, 0.95):.2f} s")
         print(f"20 at once (1 process):    p50 {statistics.median(burst):.2f} s  p95 {pct(burst, 0.95):.2f} s")
         print(f"checks' own time per grading (sum of check durations): {checks_ms / 20 / 1000:.2f} s")
