@@ -4,10 +4,14 @@ tests.pytest trust model: the instructor's tests import the submission, so pytes
 Its verdict is read only from lines framed with a per-run random nonce that the trusted launcher
 (platform/sandbox/pytest_runner.py) reads from stdin before any submission code is imported; the host also
 requires exactly one result per collected test and a final `done` line. A submission that prints or writes
-a fake report without the nonce changes nothing. Residual risk: submission code runs inside the pytest
-process, so it can inspect that process (find the nonce in memory, patch pytest, read the copied tests).
-Labs whose tests must be airtight should drive the submission out of process (subprocess or a second
-sandbox) from a trusted program run as the grader user.
+a fake report without the nonce changes nothing. A canary test (random name, must fail with a random
+message, run first) catches generic tampering: code that patches pytest so every test passes, or forges
+framed lines for every collected test, makes the canary pass or vanish, and the check earns nothing; so
+does a second `collected` event or an exit code other than pytest's "tests failed" after a complete run.
+Residual risk: submission code runs inside the pytest process, so a targeted attack (find the nonce and
+the canary in memory, forge a report that fails only the canary) cannot be ruled out in-process. Labs whose
+tests must be airtight should drive the submission out of process (subprocess or a second sandbox) from a
+trusted program run as the grader user.
 """
 
 from __future__ import annotations
@@ -173,14 +177,21 @@ class TestsPytest(Check):
         tests_dir = f"/tmp/grader-tests-{secrets.token_hex(8)}"
         source = str(PurePosixPath("/grader") / self.args.get("path", "tests"))
         # A grader-owned copy the learner can read (the tests import the submission) but not change.
+        # The canary: a test of ours that must fail with a random message. Submission code that makes every
+        # test pass (patching pytest, forging framed lines) makes it pass or vanish too, and then earns nothing.
+        canary = f"test_{secrets.token_hex(8)}"
+        canary_token = secrets.token_hex(16)
+        canary_source = f"def {canary}():\n    raise AssertionError({canary_token!r})\n"
         copied = box.exec(
             [
                 "sh",
                 "-c",
-                'mkdir -m 0755 "$1" && cp -R "$2"/. "$1"/ && chmod -R a+rX,go-w "$1"',
+                'mkdir -m 0755 "$1" && cp -R "$2"/. "$1"/ && printf "%s" "$4" > "$1/$3.py" && chmod -R a+rX,go-w "$1"',
                 "sh",
                 tests_dir,
                 source,
+                canary,
+                canary_source,
             ],
             user="grader",
             timeout_s=30,
@@ -195,7 +206,7 @@ class TestsPytest(Check):
             ["python3", "-I", "/opt/shipshape/pytest_runner.py", tests_dir, "/work"],
             user="learner",
             timeout_s=ctx.timeout_s(self.args.get("timeout_s", 60)),
-            stdin=(nonce + "\n").encode(),
+            stdin=f"{nonce}\n{canary}\n".encode(),
             env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTEST_ADDOPTS": ""},
         )
         report = _parse_report(result.stdout, nonce)
@@ -220,7 +231,17 @@ class TestsPytest(Check):
                 "The test run ended before any test was collected (your code may have exited the process).",
                 **evidence,
             )
-        if report["collected"] == 0:
+        canary_ids = [n for n in report["nodeids"] if n.rsplit("::", 1)[-1] == canary]
+        tampered = tampering(report, canary_ids, canary_token, result.exit_code)
+        if tampered:
+            return self.failed(
+                f"The test run was tampered with: {tampered}. Submission code must not change how the tests run or "
+                "report; no points for this check.",
+                hint="Remove code that patches pytest, exits the interpreter on import or writes test reports.",
+                **evidence,
+            )
+        report["nodeids"] = [n for n in report["nodeids"] if n not in canary_ids]
+        if not report["nodeids"]:
             return self.undecided("the grader's suite contains no tests (a lab configuration problem)", **evidence)
         return self._score(ctx, report, evidence)
 
@@ -241,7 +262,7 @@ class TestsPytest(Check):
             {"name": n.rsplit("::", 1)[-1], "outcome": o, "detail": ctx.evidence_text(text, limit=800)}
             for n, (o, text) in outcomes.items()
         ][:100]
-        incomplete = not report["done"] or len(report["results"]) != len(expected)
+        incomplete = not report["done"] or any(n not in report["results"] for n in expected)
         if incomplete:
             evidence["note"] = "the test run ended early; tests without a result count as failed"
         summary = f"{len(passed)} of {len(expected)} hidden tests passed"
@@ -257,19 +278,46 @@ class TestsPytest(Check):
         )
 
 
+def tampering(report: dict[str, Any], canary_ids: list[str], token: str, exit_code: int | None) -> str:
+    """Why the framed report cannot be the honest record of the run ("" when nothing is wrong).
+
+    An honest run collects the canary once, reports it failed with its token, and (when it reaches the end)
+    exits with pytest's "some tests failed" code 1, which the canary guarantees.
+    """
+    if report["collected_events"] > 1:
+        return "the collection was reported more than once"
+    if len(canary_ids) != 1:
+        return "the platform's own check test was not collected"
+    outcome, longrepr = report["results"].get(canary_ids[0], ("missing", ""))
+    if outcome != "failed" or token not in longrepr:
+        return f"the platform's own check test, which always fails, was reported as {outcome}"
+    if report["done"] and exit_code != 1:
+        return f"pytest reported its end, but the process exited with code {exit_code} where 1 was due"
+    return ""
+
+
 def _parse_report(stdout: bytes, nonce: str) -> dict[str, Any]:
     """Only nonce-framed lines count; a test reported twice or not collected is ignored."""
     prefix = (nonce + " ").encode()
-    report: dict[str, Any] = {"collected": None, "nodeids": [], "results": {}, "collect_errors": [], "done": False}
+    report: dict[str, Any] = {
+        "collected": None,
+        "collected_events": 0,
+        "nodeids": [],
+        "results": {},
+        "collect_errors": [],
+        "done": False,
+    }
     for line in stdout.splitlines():
         if not line.startswith(prefix):
             continue
         try:
             event = json.loads(line[len(prefix) :])
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         kind = event.get("event") if isinstance(event, dict) else None
-        if kind == "collected" and report["collected"] is None:
+        if kind == "collected":
+            report["collected_events"] += 1
+        if kind == "collected" and report["collected"] is None and isinstance(event.get("nodeids"), list):
             report["nodeids"] = [str(n) for n in event.get("nodeids", [])]
             report["collected"] = len(report["nodeids"])
         elif kind == "collect_error":

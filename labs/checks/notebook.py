@@ -5,8 +5,12 @@ grader and only talks to it over loopback ZMQ (see its docstring). Every executi
 (restart-and-run-all). A kernel that dies or never starts is an error, never a pass.
 
 Hidden assertions run in the learner's kernel by design (they need the notebook's variables), so a notebook
-could tamper with them; they check the analysis, not the platform's integrity, and the other notebook checks
-rely only on outputs the runner observed.
+could tamper with how its kernel runs code (an input transformer that blanks later cells, a patched
+run_cell, a fake kernel module). Two guards against generic tampering: after the notebook the runner sends a
+canary cell that must fail with a random message (if it does not, the run is not clean), and the assertions
+count as passed only when execution reaches a closing line appended to them that raises a random token.
+A targeted attack on the runner's protocol cannot be ruled out in-kernel; assertions that must be airtight
+belong in a trusted program that reads exported results as data.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import shlex
 from typing import Any
 
 from labs.checks.base import Check, CheckOutcome, GradingContext, register
+from labs.checks.repro import read_learner_file
 
 RUNNER = "/opt/shipshape/notebook_runner.py"
 
@@ -40,7 +45,8 @@ def execute_notebook(
         kill_leftovers=False,
     )
     pid = started.stdout.decode().strip()
-    argv = ["python3", "-I", RUNNER, "run", "--connection", connection, "--notebook", f"/work/{notebook}"]
+    # The notebook as submitted (read-only), not a copy in /work that earlier learner code could have changed.
+    argv = ["python3", "-I", RUNNER, "run", "--connection", connection, "--notebook", f"/submission/{notebook}"]
     argv += ["--cell-timeout", str(cell_timeout_s)]
     if pid.isdigit():
         argv += ["--kernel-pid", pid]
@@ -48,14 +54,14 @@ def execute_notebook(
         argv += ["--assertions", f"/grader/{assertions}"]
     try:
         run = box.exec(argv, user="grader", timeout_s=ctx.timeout_s(float(ctx.limits.wall_seconds)))
-        log = box.exec(["tail", "-c", "3000", "/work/.kernel.log"], user="grader", timeout_s=10)
+        log = read_learner_file(box, "/work/.kernel.log", limit=3000)
     finally:
         box.exec(["true"], user="learner", timeout_s=10)  # kill_leftovers: stops the kernel
     try:
         doc = json.loads(run.stdout)
     except ValueError:
         return {"runner_error": f"the notebook runner failed: {run.stderr[-800:].decode('utf-8', 'replace')}"}
-    doc["kernel_log"] = log.stdout.decode("utf-8", "replace")
+    doc["kernel_log"] = log.decode("utf-8", "replace")
     return doc
 
 
@@ -86,6 +92,11 @@ def problem_of(doc: dict[str, Any], cell_timeout_s: float) -> tuple[str, str] | 
         return "error", "the Python kernel did not start, so the notebook could not be run"
     stopped = doc.get("stopped")
     if not stopped:
+        if doc.get("canary_ok") is False:
+            return "fail", (
+                "the notebook changed how its kernel runs code: a check cell that must raise an error did not "
+                "(code that rewrites or skips later cells is not allowed)"
+            )
         return None
     cell = doc["cells"][stopped["cell"]]
     number = stopped["cell"] + 1
@@ -198,10 +209,16 @@ class Assertions(NotebookCheck):
         if skipped := self.not_clean(ctx, doc):
             return skipped
         result = doc.get("assertions") or {}
-        if result.get("status") == "ok":
-            return self.passed("the hidden assertions hold after the notebook ran")
         if result.get("status") == "died":
             return self.undecided("the kernel died while the hidden assertions ran")
+        if result.get("passed") is True:
+            return self.passed("the hidden assertions hold after the notebook ran")
+        if result.get("status") == "ok":
+            # An honest kernel always ends the assertions with the runner's closing error.
+            return self.failed(
+                "the hidden assertions did not run to their end: the notebook changed how its kernel runs code.",
+                hint="Remove code that rewrites, skips or silences later cells.",
+            )
         errors = [o for o in result.get("outputs", []) if o.get("type") == "error"]
         detail = f"{errors[0]['ename']}: {errors[0]['evalue']}" if errors else result.get("status", "no result")
         return self.failed(

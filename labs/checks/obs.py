@@ -27,7 +27,7 @@ def judge_json_logs(
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             record = None
         if not isinstance(record, dict):
             return Verdict(
@@ -114,10 +114,20 @@ def _sample_sum(family: dict[str, Any] | None, sample: str, **labels: str) -> fl
     )
 
 
-def judge_metrics(before_text: str, after_text: str, sent_statuses: list[int]) -> Verdict:
+def judge_metrics(
+    before_text: str,
+    after_text: str,
+    sent_statuses: list[int],
+    *,
+    mid_text: str | None = None,
+    failed_upstream_calls: int | None = None,
+) -> Verdict:
+    """mid_text: a scrape after the healthy requests and before the failing one; failed_upstream_calls: the
+    upstream calls (all answered 503) that the failing request made, counted at the stub."""
     try:
         before, after = parse_metrics(before_text), parse_metrics(after_text)
-    except (ValueError, TypeError, IndexError) as exc:
+        mid = parse_metrics(mid_text) if mid_text is not None else None
+    except Exception as exc:  # the parser raises many kinds on hostile text; any of them means "not parseable"
         return Verdict("fail", f"/metrics is not valid Prometheus text: {exc}; expected the exposition format.")
     requests = _family(after, "quote_requests_total")
     if not requests or requests["type"] != "counter":
@@ -164,6 +174,23 @@ def judge_metrics(before_text: str, after_text: str, sent_statuses: list[int]) -
         return Verdict(
             "fail", "upstream_errors_total did not move while the upstream answered 503; expected it to count them."
         )
+    if mid is not None:
+        # Errors counted while every upstream answer was healthy were never observed: a forged counter.
+        healthy_delta = _sample_sum(_family(mid, "upstream_errors_total"), "upstream_errors_total") - _sample_sum(
+            _family(before, "upstream_errors_total"), "upstream_errors_total"
+        )
+        if healthy_delta != 0:
+            return Verdict(
+                "fail",
+                f"upstream_errors_total moved by {healthy_delta:g} while every upstream answer was healthy; expected "
+                "it to count only failed upstream calls.",
+            )
+    if failed_upstream_calls is not None and error_delta > max(1, failed_upstream_calls):
+        return Verdict(
+            "fail",
+            f"upstream_errors_total moved by {error_delta:g}, but the upstream saw only {failed_upstream_calls} "
+            "failing call(s); expected it to count the errors that happened, no more.",
+        )
     return Verdict("pass", f"counters moved by exactly the {total} requests sent; errors counted; latency histogram")
 
 
@@ -201,6 +228,16 @@ class Metrics(ServiceCheck):
 
     def judge(self, run: ScenarioRun) -> Verdict:
         obs = run.observations
-        if obs["before"].get("status") != 200:
-            return Verdict("fail", f"GET /metrics answered {describe(obs['before'])}; expected 200 with metrics text.")
-        return judge_metrics(obs["before"]["body"], obs["after"]["body"], [s["status"] for s in obs["sent"]])
+        for scrape in ("before", "mid", "after"):
+            # A service that crashed on the failing request has no body to scrape: its failure, not ours.
+            if scrape in obs and (obs[scrape].get("status") != 200 or not isinstance(obs[scrape].get("body"), str)):
+                return Verdict(
+                    "fail", f"GET /metrics answered {describe(obs[scrape])}; expected 200 with metrics text."
+                )
+        return judge_metrics(
+            obs["before"]["body"],
+            obs["after"]["body"],
+            [s["status"] for s in obs["sent"]],
+            mid_text=obs["mid"]["body"] if "mid" in obs else None,
+            failed_upstream_calls=obs.get("failed_upstream_calls"),
+        )

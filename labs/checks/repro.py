@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import re
+import secrets
 import shlex
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -66,6 +67,19 @@ def parse_lock(text: str) -> list[LockEntry]:
     return entries
 
 
+def off_wheelhouse_lines(text: str) -> list[LockEntry]:
+    """Lines that install from somewhere other than the index pip is given: options (-e, -r, -f, -i, ...),
+    URLs, `name @ url` and local paths."""
+    return [
+        entry
+        for entry in parse_lock(text)
+        if not entry.name
+        or "://" in entry.text
+        or re.search(r"\s@\s|^[^\s;]+@", entry.text)
+        or entry.text.startswith((".", "/", "~"))
+    ]
+
+
 def loose_requirements(text: str) -> list[LockEntry]:
     """Lines that do not pin exactly one version with `name==version` (options like -e or URLs included)."""
     return [entry for entry in parse_lock(text) if not entry.version]
@@ -112,7 +126,7 @@ def without_keys(data: bytes | None, keys: set[str]) -> Any:
     """
     try:
         doc = json.loads(data or b"")
-    except ValueError:
+    except (ValueError, RecursionError):
         return data
 
     def strip(value: Any) -> Any:
@@ -148,7 +162,7 @@ def manifest_problems(
     if manifest.get("seed") != seed:
         problems.append(f"seed is {manifest.get('seed')!r}, but the run used --seed {seed}")
     claimed_python = str(manifest.get("python", ""))
-    if not claimed_python or claimed_python.split()[0] != python_version:
+    if not claimed_python.split() or claimed_python.split()[0] != python_version:
         problems.append(f"python is {claimed_python!r}, but the sandbox runs Python {python_version}")
     packages = manifest.get("packages")
     if not isinstance(packages, dict):
@@ -229,6 +243,12 @@ def _copy_sources(value: str) -> list[str]:
     return [str(p) for p in parts[:-1]]
 
 
+def _is_root(user: str) -> bool:
+    """USER root, USER 0, USER 000:0, USER "root" ..."""
+    name = user.strip().strip("\"'").split(":")[0].strip()
+    return name == "root" or (name.isdigit() and int(name) == 0)
+
+
 def dockerfile_problems(text: str) -> list[DockerProblem]:
     """Hygiene rules: pinned bases, non-root USER, HEALTHCHECK, deps before code, no secrets, no caches."""
     instructions = parse_dockerfile(text)
@@ -260,9 +280,10 @@ def dockerfile_problems(text: str) -> list[DockerProblem]:
     users = [i for i in final if i.keyword == "USER"]
     if not users:
         problems.append(DockerProblem(0, "non-root", "the final stage has no USER line, so it runs as root"))
-    elif users[-1].value.split(":")[0] in ("root", "0"):
+    elif _is_root(users[-1].value):
         problems.append(DockerProblem(users[-1].line, "non-root", f"USER {users[-1].value} runs as root"))
-    checks = [i for i in instructions if i.keyword == "HEALTHCHECK"]
+    # Only the final stage's HEALTHCHECK ends up in the image (an earlier stage's is thrown away with it).
+    checks = [i for i in final if i.keyword == "HEALTHCHECK"]
     if not checks or checks[-1].value.upper().startswith("NONE"):
         problems.append(DockerProblem(0, "healthcheck", "there is no HEALTHCHECK, so nothing notices a hung service"))
     install = next((i for i in final if i.keyword == "RUN" and re.search(r"\bpip3? install\b", i.value)), None)
@@ -327,11 +348,36 @@ INSTALLED_PROGRAM = (
     "print(json.dumps({'python': platform.python_version(), 'packages': {re.sub(r'[-_.]+', '-', "
     "d.metadata['Name']).lower(): d.version for d in m.distributions() if d.metadata['Name']}}))"
 )
-READ_PROGRAM = (
-    "import base64, sys\n"
+# The grader user can read what the learner cannot (/grader): a learner's symlink must never make it read
+# such a file on the learner's behalf. Paths are walked from /work one component at a time with O_NOFOLLOW
+# (no window between a check and the open for a leftover learner process to swap a folder for a link), and
+# only regular files are read.
+_SAFE_OPEN = (
+    "import os, stat, sys\n"
+    "def safe_open(p):\n"
+    "    parts = p.split('/')\n"
+    "    if parts[:2] != ['', 'work'] or any(x in ('', '.', '..') for x in parts[2:]):\n"
+    "        raise PermissionError(p)\n"
+    "    fd = os.open('/work', os.O_RDONLY | os.O_DIRECTORY)\n"
+    "    for part in parts[2:-1]:\n"
+    "        nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)\n"
+    "        os.close(fd)\n"
+    "        fd = nxt\n"
+    "    try:\n"
+    "        f = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)\n"
+    "    finally:\n"
+    "        os.close(fd)\n"
+    "    if not stat.S_ISREG(os.fstat(f).st_mode):\n"
+    "        os.close(f)\n"
+    "        raise PermissionError(p)\n"
+    "    return f\n"
+)
+READ_PROGRAM = _SAFE_OPEN + (
+    "import base64\n"
     "for p in sys.argv[1:]:\n"
     "    try:\n"
-    "        data = open(p, 'rb').read(%d)\n"
+    "        with os.fdopen(safe_open(p), 'rb') as f:\n"
+    "            data = f.read(%d)\n"
     "        print(p, base64.b64encode(data).decode())\n"
     "    except OSError as e:\n"
     "        print(p, '!' + type(e).__name__)\n"
@@ -352,6 +398,26 @@ def read_files(sandbox: Any, paths: list[str], *, timeout_s: float = 10) -> dict
     return found
 
 
+SAFE_TAIL_PROGRAM = _SAFE_OPEN + (
+    "limit = int(sys.argv[2])\n"
+    "fd = safe_open(sys.argv[1])\n"
+    "os.lseek(fd, max(0, os.fstat(fd).st_size - limit), 0)\n"
+    "sys.stdout.buffer.write(os.read(fd, limit))\n"
+)
+
+
+def read_learner_file(sandbox: Any, path: str, *, limit: int, timeout_s: float = 10) -> bytes:
+    """The last `limit` bytes of a file the learner's code wrote in /work, read by the grader user.
+
+    Symlinks and anything outside /work read as empty: the grader can read /grader, the learner must not be
+    able to borrow that through a link where a log file should be.
+    """
+    result = sandbox.exec(
+        ["python3", "-I", "-c", SAFE_TAIL_PROGRAM, path, str(limit)], user="grader", timeout_s=timeout_s
+    )
+    return result.stdout if result.exit_code == 0 else b""
+
+
 def _submission_bytes(ctx: GradingContext, name: str) -> bytes | None:
     path = ctx.submission_dir / name
     try:
@@ -363,6 +429,11 @@ def _submission_bytes(ctx: GradingContext, name: str) -> bytes | None:
 def _require_str(args: dict[str, Any], key: str, problems: list[str], what: str) -> None:
     if key in args and not (isinstance(args[key], str) and args[key]):
         problems.append(f"args.{key} must be a non-empty string: {what}")
+
+
+def _out_dir() -> str:
+    """A fresh output folder per check run: train.py cannot tell which check runs it from the path."""
+    return f"/work/.out-{secrets.token_hex(6)}"
 
 
 def _train_argv(args: dict[str, Any], seed: int, out: str) -> list[str]:
@@ -415,14 +486,28 @@ class OfflineInstall(Check):
 
     def run(self, ctx: GradingContext) -> CheckOutcome:
         name = self.args.get("lock_file", "requirements.lock")
-        if _submission_bytes(ctx, name) is None:
+        data = _submission_bytes(ctx, name)
+        if data is None:
             return self.failed(f"{name} is missing, so there is nothing to install.", hint=f"Add {name}.")
+        elsewhere = off_wheelhouse_lines(data.decode("utf-8", "replace"))
+        if elsewhere:
+            listed = "; ".join(f"line {e.line}: {e.text}" for e in elsewhere[:10])
+            return self.failed(
+                f"{name} installs from somewhere other than the platform's wheelhouse: {listed}. Expected only "
+                "requirement lines (name==version), which pip resolves from the wheelhouse.",
+                hint="Remove options (-e, -r, --find-links, --index-url), URLs and local paths from the lock file.",
+            )
         # --target: a clean install location, so packages already in the image's venv do not count.
+        # -I and --isolated: the submission's files (a pip/ folder, a pip.conf, .pth files in a user site) in
+        # the working directory or $HOME cannot stand in for pip; --only-binary: no setup.py runs.
         argv = [
             "python",
+            "-I",
             "-m",
             "pip",
+            "--isolated",
             "install",
+            "--only-binary=:all:",
             "--disable-pip-version-check",
             "--no-cache-dir",
             "--no-index",
@@ -434,7 +519,9 @@ class OfflineInstall(Check):
             f"/submission/{name}",
         ]
         with ctx.fresh_sandbox() as box:
-            result = box.exec(argv, user="learner", timeout_s=ctx.timeout_s(90))
+            result = box.exec(
+                argv, user="learner", timeout_s=ctx.timeout_s(90), workdir="/", env={"PIP_CONFIG_FILE": "/dev/null"}
+            )
         stderr = result.stderr.decode("utf-8", "replace")
         if result.ok:
             return self.passed(f"{name} installs offline from the platform's wheelhouse in a fresh sandbox")
@@ -509,7 +596,7 @@ class DeterministicOutput(_TrainCheck):
 
     def run(self, ctx: GradingContext) -> CheckOutcome:
         seed = int(self.args.get("seed", 42))
-        out_dir = "/work/.repro-out"
+        out_dir = _out_dir()
         runs: list[tuple[str, dict[str, bytes | None]]] = []
         for label in ("first run", "second run"):
             result, files = self.train(ctx, ctx.sandbox, seed, out_dir)
@@ -549,8 +636,8 @@ class SeedSensitivity(_TrainCheck):
     def run(self, ctx: GradingContext) -> CheckOutcome:
         seeds = int(self.args.get("seed", 42)), int(self.args.get("other_seed", 7))
         outputs = []
-        for i, seed in enumerate(seeds):
-            result, files = self.train(ctx, ctx.sandbox, seed, f"/work/.seed-out-{i}")
+        for seed in seeds:
+            result, files = self.train(ctx, ctx.sandbox, seed, _out_dir())
             if result.exit_code != 0:
                 return self.crashed(ctx, result, seed)
             if problem := self.missing(files, seed):
@@ -586,7 +673,7 @@ class TruthfulManifest(_TrainCheck):
         code_file = self.args.get("code_file", "train.py")
         lock_file = self.args.get("lock_file", "requirements.lock")
         artifacts = [self.args.get("artifacts", ["model.json"])[0], manifest_name]
-        result, files = self.train(ctx, ctx.sandbox, seed, "/work/.manifest-out", artifacts)
+        result, files = self.train(ctx, ctx.sandbox, seed, _out_dir(), artifacts)
         if result.exit_code != 0:
             return self.crashed(ctx, result, seed)
         if problem := self.missing(files, seed):
@@ -600,7 +687,7 @@ class TruthfulManifest(_TrainCheck):
         lock = (_submission_bytes(ctx, lock_file) or b"").decode("utf-8", "replace")
         try:
             manifest = json.loads(files[manifest_name] or b"")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return self.failed(f"{manifest_name} is not valid JSON ({exc}).", hint="Write it with json.dump.")
         problems = manifest_problems(
             manifest,

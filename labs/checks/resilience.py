@@ -3,19 +3,26 @@
 How evidence is gathered (`run_service_scenario`): the service is started as the learner in the background
 (its stdout and stderr go to files in /work), then /opt/shipshape/probe.py runs as the grader user: it hosts
 the upstream stub in its own process, drives one scenario and prints its observations as JSON. Afterwards the
-service's stdout is read and every learner process is killed. The judges below are pure functions from those
-observations to a verdict, unit-tested without Docker.
+service's stdout is read (by the grader, never through a symlink) and every learner process is killed. The
+judges below are pure functions from those observations to a verdict, unit-tested without Docker.
+
+Against services that recognise the probe or hard-code answers: every SKU the probe asks for is random, the
+upstream's price is random per check run (unless lab.yaml fixes `price`, the quote for the stub's default
+12.5), fallback moves the price while the upstream is healthy, and retries and timeout require that the
+upstream was actually called.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import random
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from labs.checks.base import Check, CheckOutcome, GradingContext, register
+from labs.checks.repro import read_learner_file
 
 SERVICE_LOG = "/work/.shipshape-service-{n}.log"
 SERVICE_ERR = "/work/.shipshape-service-{n}.err"
@@ -73,20 +80,20 @@ def run_service_scenario(
             timeout_s=ctx.timeout_s(float(args.get("probe_timeout_s", 40))),
             stdin=json.dumps(spec).encode(),
         )
-        output = box.exec(["cat", log], user="grader", timeout_s=10)
-        errors = box.exec(["tail", "-c", "4000", err], user="grader", timeout_s=10)
+        output = read_learner_file(box, log, limit=ctx.limits.output_bytes)
+        errors = read_learner_file(box, err, limit=4000)
     finally:
         box.exec(["true"], user="learner", timeout_s=10)  # kill_leftovers: stops the service and its children
     try:
         doc = json.loads(probe.stdout)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ScenarioRun(False, {}, [], "", "", probe_error=(probe.stderr or probe.stdout)[-1000:].decode())
     return ScenarioRun(
         started=bool(doc.get("started")),
         observations=doc.get("observations") or {},
         stub_log=doc.get("stub_log") or [],
-        service_stdout=output.stdout.decode("utf-8", "replace"),
-        service_stderr=errors.stdout.decode("utf-8", "replace"),
+        service_stdout=output.decode("utf-8", "replace"),
+        service_stderr=errors.decode("utf-8", "replace"),
         probe_error=doc.get("error", ""),
     )
 
@@ -105,13 +112,28 @@ def describe(call: dict[str, Any]) -> str:
     return f"{call.get('status')} {body[:160]} after {call.get('elapsed_s', 0):.2f} s"
 
 
+def same_price(value: Any, price: float) -> bool:
+    """A JSON number equal to `price` to the cent (services may compute it with Decimal or floats)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value - price) < 0.005
+
+
 def _is_live_quote(call: dict[str, Any], price: float) -> bool:
     doc = call.get("json") or {}
     return (
         call.get("status") == 200
         and isinstance(doc, dict)
         and doc.get("source") == "live"
-        and doc.get("price") == price
+        and same_price(doc.get("price"), price)
+    )
+
+
+def _is_cached_quote(call: dict[str, Any], price: float) -> bool:
+    doc = call.get("json") or {}
+    return (
+        call.get("status") == 200
+        and isinstance(doc, dict)
+        and doc.get("source") == "cache"
+        and same_price(doc.get("price"), price)
     )
 
 
@@ -123,9 +145,15 @@ def judge_retries(obs: dict[str, Any], *, price: float, max_attempts: int) -> Ve
     if not _is_live_quote(transient, price):
         return Verdict(
             "fail",
-            f"with an upstream that answered 503 twice and then {{price: 12.5}}, /quote answered "
+            f"with an upstream that answered 503 twice and then a healthy price, /quote answered "
             f"{describe(transient)} after {transient['upstream_calls']} upstream call(s); expected 200 with the live "
             f"price {price} after 3 calls.",
+        )
+    if not persistent["upstream_calls"]:
+        return Verdict(
+            "fail",
+            f"with an upstream that always answers 503, /quote answered {describe(persistent)} without calling the "
+            "upstream at all; expected it to try (and retry) before giving up.",
         )
     if persistent["upstream_calls"] > max_attempts:
         return Verdict(
@@ -174,6 +202,12 @@ def judge_backoff(runs: list[dict[str, Any]], *, growth: float = 1.3, min_spread
 
 def judge_timeout(obs: dict[str, Any], *, bound_s: float) -> Verdict:
     slow = obs["slow"]
+    if not slow.get("error") and not slow.get("upstream_calls"):
+        return Verdict(
+            "fail",
+            f"/quote answered {describe(slow)} without calling the upstream; expected it to call the (slow) upstream "
+            f"and cut the call off within {bound_s:.1f} s.",
+        )
     if slow.get("error") or slow.get("elapsed_s", 0) > bound_s:
         return Verdict(
             "fail",
@@ -183,20 +217,20 @@ def judge_timeout(obs: dict[str, Any], *, bound_s: float) -> Verdict:
     return Verdict("pass", f"a slow upstream was cut off: answered {slow.get('status')} in {slow['elapsed_s']:.2f} s")
 
 
-def judge_fallback(obs: dict[str, Any], *, price: float, bound_s: float) -> Verdict:
+def judge_fallback(obs: dict[str, Any], *, price: float, bound_s: float, price_2: float | None = None) -> Verdict:
+    """price: the quote for the first healthy answer; price_2: for the second, after the upstream's price moved."""
     warm, cached, uncached = obs["warm"], obs["cached"], obs["uncached"]
     if not _is_live_quote(warm, price):
         return Verdict("fail", f"with a healthy upstream /quote answered {describe(warm)}; expected 200 live {price}.")
-    doc = cached.get("json") or {}
-    if (
-        not (
-            cached.get("status") == 200
-            and isinstance(doc, dict)
-            and doc.get("source") == "cache"
-            and doc.get("price") == price
-        )
-        or cached.get("elapsed_s", 99) > bound_s
-    ):
+    if price_2 is not None and "warm_again" in obs:
+        if not _is_live_quote(obs["warm_again"], price_2):
+            return Verdict(
+                "fail",
+                f"with a healthy upstream whose price had changed, /quote answered {describe(obs['warm_again'])}; "
+                f"expected 200 live {price_2} (a cache is for when the upstream fails, not instead of calling it).",
+            )
+        price = price_2
+    if not _is_cached_quote(cached, price) or cached.get("elapsed_s", 99) > bound_s:
         return Verdict(
             "fail",
             f"with the upstream down, /quote for a SKU served before answered {describe(cached)}; expected 200 with "
@@ -248,8 +282,7 @@ def judge_contract(obs: dict[str, Any], *, price: float) -> Verdict:
         return Verdict("fail", f"with a healthy upstream /quote answered {describe(obs['baseline'])}; expected 200.")
     cases = {**obs["cases"], "negative_price_with_cache": obs["cached_case"]}
     for name, call in cases.items():
-        doc = call.get("json") if isinstance(call.get("json"), dict) else {}
-        served_cache = doc.get("source") == "cache" and doc.get("price") == price
+        served_cache = _is_cached_quote(call, price)
         if call.get("error"):
             return Verdict("fail", f"upstream data case {name}: {describe(call)}; expected a JSON 503 (or the cache).")
         if call.get("status") == 200 and not served_cache:
@@ -270,7 +303,8 @@ def judge_health(obs: dict[str, Any]) -> Verdict:
             return Verdict(
                 "fail", f"/health answered {describe(call)} while the upstream was {words[phase]}; expected {status}."
             )
-    if (obs["up"].get("json") or {}) != {"status": "ok"} and (obs["up"].get("json") or {}).get("status") != "ok":
+    up_doc = obs["up"].get("json")
+    if not isinstance(up_doc, dict) or up_doc.get("status") != "ok":
         return Verdict("fail", f'/health answered {describe(obs["up"])}; expected the body {{"status": "ok"}}.')
     return Verdict("pass", "/health followed the upstream: 200, 503 while down, 200 again")
 
@@ -291,7 +325,7 @@ class ServiceCheck(Check):
         command = args.get("command", ["python", "service.py"])
         if not (isinstance(command, list) and command and all(isinstance(c, str) for c in command)):
             problems.append("args.command must be a list of strings, e.g. [python, service.py]")
-        for key in ("bound_s", "startup_timeout_s", "price"):
+        for key in ("bound_s", "startup_timeout_s", "price", "markup"):
             if key in args and not isinstance(args[key], int | float):
                 problems.append(f"args.{key} must be a number")
         return problems
@@ -302,8 +336,27 @@ class ServiceCheck(Check):
     def judge(self, run: ScenarioRun) -> Verdict:
         raise NotImplementedError
 
+    def pick_prices(self) -> dict[str, Any]:
+        """The upstream's prices for this run and the quotes they imply.
+
+        Random per run unless lab.yaml fixes `price` (the quote for the stub's default 12.5): a service that
+        hard-codes the answer, or never calls the upstream, cannot give the right live price.
+        """
+        if "price" in self.args:
+            return {"params": {}, "quote": float(self.args["price"]), "quote_2": None}
+        markup = float(self.args.get("markup", 1.2))
+        first, second = (x / 10 for x in random.sample(range(50, 1000), 2))
+        return {
+            "params": {"upstream_price": first, "upstream_price_2": second},
+            "quote": round(first * markup, 2),
+            "quote_2": round(second * markup, 2),
+        }
+
     def run(self, ctx: GradingContext) -> CheckOutcome:
-        result = run_service_scenario(ctx, scenario=self.scenario, args=self.args, params=self.params())
+        prices = self.pick_prices()
+        self.price, self.price_2 = prices["quote"], prices["quote_2"]
+        params = {**self.params(), **prices["params"]}
+        result = run_service_scenario(ctx, scenario=self.scenario, args=self.args, params=params)
         if result.probe_error:
             return self.undecided(f"the grader's probe failed: {result.probe_error}")
         if not result.started:
@@ -322,9 +375,9 @@ class ServiceCheck(Check):
             return self.failed(verdict.message, hint=self.hint_text, **evidence)
         return CheckOutcome(verdict.status, verdict.message, evidence=evidence)
 
-    @property
-    def price(self) -> float:
-        return float(self.args.get("price", 15.0))
+    # The expected live quote (and the second one for fallback); set per run by pick_prices().
+    price: float = 15.0
+    price_2: float | None = None
 
 
 @register
@@ -374,7 +427,9 @@ class Fallback(ServiceCheck):
     hint_text = 'Keep the last good price per SKU; serve it with "source": "cache" when the upstream fails.'
 
     def judge(self, run: ScenarioRun) -> Verdict:
-        return judge_fallback(run.observations, price=self.price, bound_s=float(self.args.get("bound_s", 3.0)))
+        return judge_fallback(
+            run.observations, price=self.price, price_2=self.price_2, bound_s=float(self.args.get("bound_s", 3.0))
+        )
 
 
 @register

@@ -82,20 +82,41 @@ def _source(cell: dict[str, Any]) -> str:
 
 
 def _text_of(msg: dict[str, Any]) -> dict[str, Any] | None:
+    # Every field is what the learner's kernel sent: coerced to plain strings so the host never meets a
+    # surprise type (a list where a traceback line should be would crash the check, which is our error).
     kind, content = msg["msg_type"], msg["content"]
+    if not isinstance(content, dict):
+        return None
     if kind == "stream":
-        return {"type": "stream", "name": content.get("name"), "text": content.get("text", "")}
+        return {"type": "stream", "name": str(content.get("name")), "text": str(content.get("text", ""))}
     if kind in ("execute_result", "display_data"):
-        data = content.get("data", {})
-        return {"type": kind, "text": data.get("text/plain", ""), "mime": sorted(data)}
+        data = content.get("data")
+        data = data if isinstance(data, dict) else {}
+        return {"type": kind, "text": str(data.get("text/plain", "")), "mime": sorted(str(k) for k in data)}
     if kind == "error":
+        traceback = content.get("traceback")
         return {
             "type": "error",
-            "ename": content.get("ename"),
-            "evalue": content.get("evalue"),
-            "traceback": content.get("traceback", [])[-8:],
+            "ename": str(content.get("ename")),
+            "evalue": str(content.get("evalue")),
+            "traceback": [str(line) for line in traceback[-8:]] if isinstance(traceback, list) else [],
         }
     return None
+
+
+def _raised(observed: dict[str, Any], token: str) -> bool:
+    """The execution ended with the RuntimeError(token) that its last line raises."""
+    errors = [o for o in observed["outputs"] if o.get("type") == "error"]
+    return observed["status"] == "error" and bool(errors) and errors[-1].get("evalue") == token
+
+
+def _open_notebook(path: str) -> Any:
+    # Read as the grader: never through a link, never outside the submission (the grader can read /grader).
+    real = os.path.realpath(path)
+    if not real.startswith(("/work/", "/submission/")):
+        raise OSError(f"{path} is outside the submission")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    return os.fdopen(fd, encoding="utf-8")
 
 
 class Kernel:
@@ -176,10 +197,10 @@ class Kernel:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
-        with open(args.notebook, encoding="utf-8") as handle:
+        with _open_notebook(args.notebook) as handle:
             notebook = json.load(handle)
-        cells = [c for c in notebook.get("cells", []) if c.get("cell_type") == "code"]
-    except (OSError, ValueError, AttributeError) as exc:
+        cells = [c for c in notebook.get("cells", []) if isinstance(c, dict) and c.get("cell_type") == "code"]
+    except (OSError, ValueError, AttributeError, RecursionError) as exc:
         return {"notebook_error": f"cannot read {args.notebook} as a notebook: {exc}"}
     kernel = Kernel(args.connection, args.kernel_pid)
     result: dict[str, Any] = {"kernel_started": False, "cells": [], "stopped": None, "assertions": None}
@@ -196,10 +217,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if observed["status"] != "ok":
                 result["stopped"] = {"cell": index, "status": observed["status"]}
                 break
+        if result["stopped"] is None:
+            # The kernel runs the learner's code, which can change how later code runs (an input transformer
+            # that blanks cells, a patched run_cell). A cell that must fail with a random message shows
+            # whether the kernel still runs what it is sent.
+            canary = secrets.token_hex(12)
+            observed = kernel.execute(f"raise RuntimeError({canary!r})", args.cell_timeout)
+            result["canary_ok"] = _raised(observed, canary)
         if result["stopped"] is None and args.assertions:
             with open(args.assertions, encoding="utf-8") as handle:
                 code = handle.read()
-            result["assertions"] = kernel.execute(code, args.cell_timeout)
+            # The assertions pass only if execution reaches their last line, which raises a random token:
+            # a kernel that skips the code (or reports success without running it) cannot produce it.
+            done = f"shipshape-assertions-passed-{secrets.token_hex(12)}"
+            observed = kernel.execute(f"{code}\n\nraise RuntimeError({done!r})\n", args.cell_timeout)
+            observed["passed"] = _raised(observed, done)
+            if observed["passed"]:
+                observed["outputs"] = [o for o in observed["outputs"] if o.get("type") != "error"]
+            result["assertions"] = observed
     finally:
         kernel.close()
     return result

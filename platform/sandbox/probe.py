@@ -53,7 +53,7 @@ class Driver:
             obs["body"] = raw.decode("utf-8", "replace")
             try:
                 obs["json"] = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 obs["json"] = None
         except TimeoutError:
             obs["error"] = f"no answer within {timeout_s} s"
@@ -64,6 +64,11 @@ class Driver:
         obs["elapsed_s"] = round(time.monotonic() - started, 4)
         obs["upstream_calls"] = len(self.stub.log()) - n_before
         return obs
+
+
+def sku() -> str:
+    """A fresh random SKU: a service cannot recognise the probe's requests by their names."""
+    return uuid.uuid4().hex[:10]
 
 
 def wait_listening(port: int, timeout_s: float) -> float | None:
@@ -82,18 +87,18 @@ def wait_listening(port: int, timeout_s: float) -> float | None:
 
 def scenario_retries(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
     d.stub.set_scenario([{"status": 503, "count": 2}])
-    transient = d.call("/quote?sku=retry-a")
+    transient = d.call(f"/quote?sku={sku()}")
     d.stub.set_scenario(FAIL_503)
-    persistent = d.call("/quote?sku=retry-b")
+    persistent = d.call(f"/quote?sku={sku()}")
     return {"transient": transient, "persistent": persistent}
 
 
 def scenario_backoff(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
     runs = []
-    for i in range(int(p.get("runs", 4))):
+    for _ in range(int(p.get("runs", 4))):
         d.stub.set_scenario([{"status": 503, "count": 2}])
         n0 = len(d.stub.log())
-        obs = d.call(f"/quote?sku=backoff-{i}")
+        obs = d.call(f"/quote?sku={sku()}")
         obs["attempt_times"] = [r["t"] for r in d.stub.log()[n0:]]
         runs.append(obs)
     return {"runs": runs}
@@ -102,18 +107,25 @@ def scenario_backoff(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
 def scenario_timeout(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
     delay_ms = int(p.get("delay_ms", 5000))
     d.stub.set_scenario([{"delay_ms": delay_ms, "count": "inf"}])
-    slow = d.call("/quote?sku=slow", timeout_s=float(p.get("bound_s", 3.0)) + 3.0)
+    slow = d.call(f"/quote?sku={sku()}", timeout_s=float(p.get("bound_s", 3.0)) + 3.0)
     return {"slow": slow, "delay_ms": delay_ms}
 
 
 def scenario_fallback(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
+    cached_sku = sku()
     d.stub.set_scenario(OK)
-    warm = d.call("/quote?sku=fb-cached")
+    warm = d.call(f"/quote?sku={cached_sku}")
+    out: dict[str, Any] = {"warm": warm}
+    if "upstream_price_2" in p:
+        # The price moves while the upstream is healthy: a service that always replays its first answer
+        # (never calling the upstream again) must not pass as one that caches the last good price.
+        d.stub.set_scenario([{"price": p["upstream_price_2"], "count": "inf"}])
+        out["warm_again"] = d.call(f"/quote?sku={cached_sku}")
     d.stub.set_scenario(DOWN)
-    cached = d.call("/quote?sku=fb-cached")
-    uncached = d.call("/quote?sku=fb-never-seen")
+    out["cached"] = d.call(f"/quote?sku={cached_sku}")
+    out["uncached"] = d.call(f"/quote?sku={sku()}")
     d.stub.set_scenario(OK)
-    return {"warm": warm, "cached": cached, "uncached": uncached}
+    return out
 
 
 def scenario_circuit_breaker(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
@@ -121,8 +133,8 @@ def scenario_circuit_breaker(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
     min_open_s = float(p.get("min_open_s", 5.0))
     d.stub.set_scenario(FAIL_503)
     failing = []
-    for i in range(max_requests):
-        obs = d.call(f"/quote?sku=cb&i={i}")
+    for _ in range(max_requests):
+        obs = d.call(f"/quote?sku={sku()}")
         failing.append(obs)
         # Two requests in a row that did not reach the upstream: the breaker is open.
         if len(failing) >= 2 and failing[-1]["upstream_calls"] == 0 and failing[-2]["upstream_calls"] == 0:
@@ -135,18 +147,19 @@ def scenario_circuit_breaker(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
     t_open = log[-1]["t"]  # the last failed attempt: the breaker opened right after it
     during = []
     while time.monotonic() < t_open + min_open_s - 0.6:
-        during.append(d.call("/quote?sku=cb-open"))
+        during.append(d.call(f"/quote?sku={sku()}"))
         time.sleep(0.8)
     d.stub.set_scenario(OK)
     time.sleep(max(0.0, t_open + min_open_s + float(p.get("grace_s", 1.0)) - time.monotonic()))
-    after = d.call("/quote?sku=cb-after")
+    after = d.call(f"/quote?sku={sku()}")
     result.update({"t_open": t_open, "during": during, "after": after})
     return result
 
 
 def scenario_contract(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
     d.stub.set_scenario(OK)
-    baseline = d.call("/quote?sku=ct-ok")
+    good_sku = sku()
+    baseline = d.call(f"/quote?sku={good_sku}")
     bad = {
         "not_json": {"body": "<html>oops</html>"},
         "negative_price": {"price": -1},
@@ -154,11 +167,11 @@ def scenario_contract(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
         "missing_price": {"json": {"sku": "x"}},
     }
     cases = {}
-    for i, (name, step) in enumerate(bad.items()):
+    for name, step in bad.items():
         d.stub.set_scenario([{**step, "count": "inf"}])
-        cases[name] = d.call(f"/quote?sku=ct-{i}")
+        cases[name] = d.call(f"/quote?sku={sku()}")
     d.stub.set_scenario([{"price": -1, "count": "inf"}])
-    cached_case = d.call("/quote?sku=ct-ok")
+    cached_case = d.call(f"/quote?sku={good_sku}")
     d.stub.set_scenario(OK)
     return {"baseline": baseline, "cases": cases, "cached_case": cached_case}
 
@@ -176,9 +189,9 @@ def scenario_health(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
 def scenario_json_logs(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     d.stub.set_scenario(OK)
-    calls = [d.call("/quote?sku=log-a", request_id=f"log-{tag}-1"), d.call("/health", request_id=f"log-{tag}-2")]
+    calls = [d.call(f"/quote?sku={sku()}", request_id=f"log-{tag}-1"), d.call("/health", request_id=f"log-{tag}-2")]
     d.stub.set_scenario(FAIL_503)
-    calls.append(d.call("/quote?sku=log-b", request_id=f"log-{tag}-3"))
+    calls.append(d.call(f"/quote?sku={sku()}", request_id=f"log-{tag}-3"))
     d.stub.set_scenario(OK)
     calls.append(d.call("/no-such-page", request_id=f"log-{tag}-4"))
     return {"calls": calls}
@@ -188,10 +201,10 @@ def scenario_request_id(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
     d.stub.set_scenario(OK)
     given_id = f"rid-{uuid.uuid4().hex[:12]}"
     n0 = len(d.stub.log())
-    given = d.call("/quote?sku=rid-a", request_id=given_id)
+    given = d.call(f"/quote?sku={sku()}", request_id=given_id)
     given["upstream_request_ids"] = [r["headers"].get("x-request-id") for r in d.stub.log()[n0:]]
     n1 = len(d.stub.log())
-    generated = d.call("/quote?sku=rid-b")
+    generated = d.call(f"/quote?sku={sku()}")
     generated["upstream_request_ids"] = [r["headers"].get("x-request-id") for r in d.stub.log()[n1:]]
     return {"given": given, "generated": generated}
 
@@ -200,12 +213,20 @@ def scenario_metrics(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
     ok_requests = int(p.get("ok_requests", 3))
     d.stub.set_scenario(OK)
     before = d.call("/metrics")
-    sent = [d.call(f"/quote?sku=m-{i}") for i in range(ok_requests)]
+    sent = [d.call(f"/quote?sku={sku()}") for _ in range(ok_requests)]
+    # A scrape between healthy and failing traffic: upstream_errors_total must not move without errors.
+    mid = d.call("/metrics")
     d.stub.set_scenario(FAIL_503)
-    sent.append(d.call("/quote?sku=m-fail"))
+    sent.append(d.call(f"/quote?sku={sku()}"))
     d.stub.set_scenario(OK)
     after = d.call("/metrics")
-    return {"before": before, "after": after, "sent": [{"status": s.get("status")} for s in sent]}
+    return {
+        "before": before,
+        "mid": mid,
+        "after": after,
+        "sent": [{"status": s.get("status"), "upstream_calls": s.get("upstream_calls")} for s in sent],
+        "failed_upstream_calls": sent[-1].get("upstream_calls", 0),
+    }
 
 
 SCENARIOS = {
@@ -226,7 +247,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     name = spec["scenario"]
     if name not in SCENARIOS:
         return {"scenario": name, "error": f"unknown scenario; known: {sorted(SCENARIOS)}"}
-    stub = Stub(int(spec["stub_port"]))
+    params = spec.get("params") or {}
+    stub = Stub(int(spec["stub_port"]), price=float(params.get("upstream_price", 12.5)))
     stub.start()
     try:
         startup = wait_listening(int(spec["service_port"]), float(spec.get("startup_timeout_s", 5.0)))

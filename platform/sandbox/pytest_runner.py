@@ -1,6 +1,7 @@
 """Trusted pytest launcher (read-only at /opt/shipshape); runs as the learner because it imports the submission.
 
-    python3 -I /opt/shipshape/pytest_runner.py TESTS_DIR SUBMISSION_DIR   (per-run nonce on stdin)
+    python3 -I /opt/shipshape/pytest_runner.py TESTS_DIR SUBMISSION_DIR
+    stdin: a per-run nonce line, then optionally the name of the host's canary test (moved to the front)
 
 It reads the nonce from stdin before anything imports submission code, keeps a private duplicate of stdout,
 and writes one line per event there: `<nonce> {"event": ...}`: `collected` (count), `collect_error`,
@@ -25,6 +26,7 @@ LONGREPR_LIMIT = 2000
 
 def main() -> int:
     nonce = sys.stdin.readline().strip()
+    canary = sys.stdin.readline().strip()  # optional: the name of the host's canary test, run first
     if len(nonce) < 16:
         print("pytest_runner: no nonce on stdin", file=sys.stderr)
         return 2
@@ -42,6 +44,11 @@ def main() -> int:
         def pytest_collectreport(self, report):
             if report.failed:
                 emit("collect_error", nodeid=report.nodeid, longrepr=str(report.longrepr)[:LONGREPR_LIMIT])
+
+        def pytest_collection_modifyitems(self, session, config, items):
+            # The canary (a test that must fail) runs first, so a run that dies later still has its verdict.
+            if canary:
+                items.sort(key=lambda item: item.name != canary)
 
         def pytest_collection_finish(self, session):
             emit("collected", n=len(session.items), nodeids=[item.nodeid for item in session.items])

@@ -78,7 +78,7 @@ class _UpstreamHandler(BaseHTTPRequestHandler):
             return self._send(200, str(step["body"]).encode())
         if "json" in step:
             return self._send(200, json.dumps(step["json"]).encode())
-        price = step.get("price", DEFAULT_PRICE)
+        price = step.get("price", stub.default_price)
         self._send(200, json.dumps({"sku": sku, "price": price}).encode())
 
     def _send(self, status: int, body: bytes) -> None:
@@ -95,9 +95,11 @@ class _UpstreamHandler(BaseHTTPRequestHandler):
 class Stub:
     """The upstream: a listening server plus the scenario state and the request log."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", *, price: float = DEFAULT_PRICE) -> None:
         self.host = host
         self.port = port
+        # Checks pick a random price per run, so a service cannot pass by hard-coding the answer.
+        self.default_price = price
         self._lock = threading.Lock()
         self._steps: list[dict[str, Any]] = []
         self._remaining = 0  # requests left for the current step
