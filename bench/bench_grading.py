@@ -1,4 +1,4 @@
-"""Submit-to-graded latency and throughput for the sample lab (lab-hello-pinned) with real Redis, Celery, Docker.
+"""Submit-to-graded latency and throughput for the sample lab (hello-pinned) with real Redis, Celery, Docker.
 
     uv run python bench/bench_grading.py [IDLE_RUNS]
 
@@ -66,7 +66,7 @@ def make_lab() -> Lab:
     return Lab.objects.create(
         course=course,
         unit=unit,
-        slug="lab-hello-pinned",
+        slug="hello-pinned",
         title="Hello",
         source_path="x",
         spec=spec,

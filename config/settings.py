@@ -128,6 +128,8 @@ GRADING_MAX_PIDS = env_int("SHIPSHAPE_GRADING_MAX_PIDS", 1024, minimum=16)
 GRADING_MAX_OUTPUT_BYTES = env_int("SHIPSHAPE_GRADING_MAX_OUTPUT_BYTES", 16 * 1024 * 1024, minimum=1024)
 GRADING_MAX_SCRATCH_MB = env_int("SHIPSHAPE_GRADING_MAX_SCRATCH_MB", 1024, minimum=16)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": GRADING_MAX_WALL_SECONDS * 2 + 60}
+# Workers log through LOGGING above (JSON lines), not Celery's own plain-text root handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env_bool("SHIPSHAPE_CELERY_EAGER", default=False)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-revisions": {"task": "labs.tasks.revisions_sweep", "schedule": 30.0},

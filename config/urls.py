@@ -12,3 +12,5 @@ urlpatterns = [
     path("", include("labs.urls")),
     path("", include("courses.urls")),
 ]
+
+handler404 = "config.errors.not_found"

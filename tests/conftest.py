@@ -20,6 +20,9 @@ _DATA_PATH_SETTINGS = ("SUBMISSIONS_ROOT", "SANDBOX_HOST_ROOT", "STATIC_ROOT")
 def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
+    # Hashing passwords the production way dominates the suite's time; tests never need their strength.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
     if session_env.USER_DATA_DIR is not None or not settings.configured:
         return
     old, new = Path(settings.DATA_DIR), session_env.TEST_DATA_DIR

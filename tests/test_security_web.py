@@ -323,3 +323,11 @@ def test_login_follows_a_local_next():
         "/accounts/login/", {"username": "grace", "password": "pw-for-tests-only", "next": "/courses/x/"}
     )
     assert response["Location"] == "/courses/x/"
+
+
+def test_an_unknown_api_path_answers_json_not_html(client):
+    response = client.get("/api/nope")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"] == "not found"

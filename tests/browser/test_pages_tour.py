@@ -34,7 +34,7 @@ STARTER_DIR = COURSE_DIR / "week-05-containers" / "lab-quote-service" / "starter
 PASSWORD = "a-long-tour-password-42"
 COURSE = "/courses/production-systems/"
 LESSON = COURSE + "week-05-containers/containers-and-reproducible-environments/"
-LAB = COURSE + "labs/lab-quote-service/"
+LAB = COURSE + "labs/quote-service/"
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 THEMES = ("light", "dark")
 MESSAGES = {
@@ -82,7 +82,7 @@ def site(db):
     user_model = get_user_model()
     learner = user_model.objects.create_user(username="ada", password=PASSWORD)
     reviewer = user_model.objects.create_user(username="rita", password=PASSWORD)
-    lab = Lab.objects.get(course__slug="production-systems", slug="lab-quote-service")
+    lab = Lab.objects.get(course__slug="production-systems", slug="quote-service")
     Enrollment.objects.create(user=reviewer, course=lab.course, role=Enrollment.Role.REVIEWER)
     return {"learner": learner, "reviewer": reviewer, "lab": lab}
 
