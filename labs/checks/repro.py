@@ -306,11 +306,13 @@ def dockerfile_problems(text: str) -> list[DockerProblem]:
                 " so every code change reinstalls them",
             )
         )
-    pip_cache_off = any(
-        i.keyword == "ENV" and re.search(r"PIP_NO_CACHE_DIR\s*[= ]\s*(1|true|yes|on|off)", i.value, re.I)
-        for i in instructions
-    )
+    # ENV applies from its line to the end of its stage: an earlier stage's PIP_NO_CACHE_DIR does not count.
+    pip_cache_off = False
     for inst in instructions:
+        if inst.keyword == "FROM":
+            pip_cache_off = False
+        elif inst.keyword == "ENV" and re.search(r"PIP_NO_CACHE_DIR\s*[= ]\s*(1|true|yes|on|off)", inst.value, re.I):
+            pip_cache_off = True
         if inst.keyword in ("ENV", "ARG"):
             for name in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=|\s|$)", inst.value)[:1] + re.findall(
                 r"\s([A-Za-z_][A-Za-z0-9_]*)=", " " + inst.value

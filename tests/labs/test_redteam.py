@@ -190,6 +190,12 @@ DIGEST = "@sha256:" + "a" * 64
         (f"FROM python:3.11{DIGEST}\nENV A=1 \\\n    DB_PASSWORD=x\nUSER app\nHEALTHCHECK CMD true\n", "no-secrets"),
         (f"FROM python:3.11{DIGEST}\nARG API_TOKEN\nUSER app\nHEALTHCHECK CMD true\n", "no-secrets"),
         ("ARG BASE=python:latest\nFROM ${BASE}\nUSER app\nHEALTHCHECK CMD true\n", "base-digest"),
+        # PIP_NO_CACHE_DIR set in a build stage does not reach the final stage's pip install
+        (
+            f"FROM python:3.11{DIGEST} AS build\nENV PIP_NO_CACHE_DIR=1\nFROM python:3.11{DIGEST}\n"
+            "RUN pip install -r requirements.lock\nUSER app\nHEALTHCHECK CMD true\n",
+            "no-cache",
+        ),
     ],
 )
 def test_dockerfile_tricks_are_caught(dockerfile, rule):
