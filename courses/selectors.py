@@ -286,7 +286,7 @@ class LessonLink:
     title: str
     unit_id: int
     unit_slug: str
-    unit_position: int
+    unit_number: int
 
 
 @dataclass
@@ -323,13 +323,13 @@ def _neighbours(lesson: Lesson) -> tuple[LessonLink | None, LessonLink | None]:
         row = (
             Lesson.objects.filter(Q(unit_id__in=other_units) | Q(unit_id=lesson.unit_id, **same_unit))
             .order_by(*(("-unit__position", "-position") if before else ("unit__position", "position")))
-            .values("slug", "title", "unit_id", "unit__slug", "unit__position")
+            .values("slug", "title", "unit_id", "unit__slug", "unit__number")
             .first()
         )
         links.append(
             None
             if row is None
-            else LessonLink(row["slug"], row["title"], row["unit_id"], row["unit__slug"], row["unit__position"])
+            else LessonLink(row["slug"], row["title"], row["unit_id"], row["unit__slug"], row["unit__number"])
         )
     return links[0], links[1]
 
