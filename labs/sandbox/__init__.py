@@ -13,10 +13,19 @@ API (stable; check kinds build on it):
         sb.resources()       # {"wall_seconds", "peak_memory_bytes", "limits"}
         sb.image_id, sb.container_id
 
+    # Optional: leave the block without waiting for the engine to remove the container (~80 ms); store the
+    # results, then wait. Removal still always happens (the thread; the reaper if the worker dies).
+    with Sandbox(..., remove_in_background=True) as sb:
+        ...
+    store_results()
+    sb.wait_removed()   # True once the container is gone; sb.removed is a threading.Event
+
 Container (see environment.py): the runner image, `network_mode="none"` (or "container:<id>" to join
 another sandbox's namespace), read-only root, tmpfs /work (learner-owned scratch, size and inode caps), /tmp
-(small, noexec), /results (grader-only, 0700), the submission read-only at /submission (copied into /work at
-start), a per-run copy of the grader bundle at /grader readable only by uid 1001, platform/sandbox read-only
+(small, noexec), /results (grader-only, 0700), the submission read-only at /submission (copied into /work, as
+the learner, by the wrapper of the first learner command run in /work, or by an exec of its own before any other
+first command: one `docker exec` less per run; a failed copy raises SandboxUnavailable on that and every later
+command), a per-run copy of the grader bundle at /grader readable only by uid 1001, platform/sandbox read-only
 at /opt/shipshape, user 1000, cap_drop ALL, no-new-privileges, pids/memory(=swap)/CPU limits, ulimits
 nofile/fsize/core=0, tini as PID 1, capped json-file logs, labels shipshape.managed=1 / .revision / .run,
 and an explicit minimal environment (the worker's never reaches it).
