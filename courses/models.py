@@ -61,6 +61,8 @@ class Lesson(models.Model):
     class Meta:
         ordering = ["unit__position", "position"]
         constraints = [models.UniqueConstraint(fields=["unit", "slug"], name="lesson_unique_slug_per_unit")]
+        # Previous/next links walk lessons by (unit, position) on every lesson page.
+        indexes = [models.Index(fields=["unit", "position"], name="lesson_unit_position")]
 
     def __str__(self) -> str:
         return self.title
