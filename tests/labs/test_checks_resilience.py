@@ -62,10 +62,22 @@ def test_retries_pass_for_the_reference_and_fail_without_them(tmp_path):
 
 
 def test_backoff_passes_with_jitter_and_fails_without(tmp_path):
-    doc, _ = run_local(tmp_path, "reference", "backoff", {"runs": 5})
+    doc, _ = run_local(tmp_path, "reference", "backoff", {"runs": 9})
     assert r.judge_backoff(doc["observations"]["runs"]).status == "pass"
-    doc, _ = run_local(tmp_path, "broken-backoff-jitter", "backoff", {"runs": 5})
+    doc, _ = run_local(tmp_path, "broken-backoff-jitter", "backoff", {"runs": 9})
     verdict = r.judge_backoff(doc["observations"]["runs"])
+    assert verdict.status == "fail"
+    assert "same in every run" in verdict.message
+
+
+def test_backoff_without_jitter_fails_even_when_a_few_gaps_come_out_late():
+    # Fixed gaps of 0.1 s and 0.2 s; three of nine runs were delayed by a busy machine.
+    late = {2: 0.045, 5: 0.03, 7: 0.06}
+    runs = [
+        {"attempt_times": [10.0 * i, 10.0 * i + 0.1 + late.get(i, 0.002), 10.0 * i + 0.3 + late.get(i, 0.003)]}
+        for i in range(9)
+    ]
+    verdict = r.judge_backoff(runs)
     assert verdict.status == "fail"
     assert "same in every run" in verdict.message
 
