@@ -199,3 +199,45 @@ def artifacts_dir() -> Path:
     path = Path(os.environ.get("SHIPSHAPE_ARTIFACTS_DIR", REPO_ROOT / "artifacts"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# Debian's chromium, headless; the background-networking flags keep it from reaching out of this machine.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    executable = os.environ.get("SHIPSHAPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    assert Path(executable).exists(), "chromium is missing: run ./bin/test (it installs Debian's chromium)"
+    return executable
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A real chromium driven by Playwright (never Playwright's own downloaded browser)."""
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test body are still plain
+    # synchronous code, so Django's async guard is lifted for these tests only.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def screenshots(artifacts_dir: Path) -> Path:
+    path = artifacts_dir / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -3,9 +3,6 @@
 Content goes through the real Markdown renderer, so the page under test is the page learners get.
 """
 
-import os
-import shutil
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -17,16 +14,6 @@ from tests.courses import factories
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 READING = """## Why pin
 
@@ -148,30 +135,6 @@ def course(db) -> Course:
     _lesson(week1, 2, "unit-check", "Week 1 check", GRADED, estimated_minutes=10)
     factories.lesson_create(unit=week2, position=1, slug="rollouts", title="Rollouts and rollbacks")
     return course
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test body are still plain
-    # synchronous code, so Django's async guard is lifted for these tests only.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    executable = os.environ.get("SHIPSHAPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    assert Path(executable).exists(), "chromium is missing: run ./bin/test (it installs Debian's chromium)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def screenshots(artifacts_dir) -> Path:
-    path = artifacts_dir / "screenshots"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _new_page(browser, live_server, *, color_scheme="light", **options):

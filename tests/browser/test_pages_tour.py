@@ -9,8 +9,6 @@ the test stores a grading result directly so the finished revision page and the 
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import zipfile
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +22,6 @@ from playwright.sync_api import expect
 from courses.models import Enrollment
 from courses.services.importing import course_import
 from labs.models import CheckResult, GradingRun, Lab, Revision
-from tests.browser.test_learner_flows import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -42,28 +39,6 @@ MESSAGES = {
     "fail": "requirements.lock pins flask without a --hash line.",
     "skipped": "Not run: the service did not start, so there was nothing to probe.",
 }
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    executable = os.environ.get("SHIPSHAPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    assert Path(executable).exists(), "chromium is missing: run ./bin/test (it installs Debian's chromium)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def shots(artifacts_dir) -> Path:
-    path = artifacts_dir / "screenshots"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @pytest.fixture
@@ -173,13 +148,15 @@ def _assert_fits(page, name: str) -> None:
     assert overflow <= 1, f"{name}: the page is {overflow}px wider than the viewport: {culprits}"
 
 
-def _shoot(page, shots: Path, name: str, viewport: str, theme: str) -> None:
+def _shoot(page, screenshots: Path, name: str, viewport: str, theme: str) -> None:
     page.wait_for_load_state("networkidle")
     _assert_fits(page, f"{name} ({viewport}, {theme})")
-    page.screenshot(path=str(shots / f"tour-{name}-{viewport}-{theme}.png"), full_page=True)
+    page.screenshot(path=str(screenshots / f"tour-{name}-{viewport}-{theme}.png"), full_page=True)
 
 
-def test_tour_of_every_page_at_two_widths_in_both_themes(browser, live_server, site, shots, tmp_path, queue_purged):
+def test_tour_of_every_page_at_two_widths_in_both_themes(
+    browser, live_server, site, screenshots, tmp_path, queue_purged
+):
     archive = _starter_zip(tmp_path / "quote-service.zip")
 
     # The learner uploads once, through the form, at desktop width.
@@ -211,7 +188,7 @@ def test_tour_of_every_page_at_two_widths_in_both_themes(browser, live_server, s
             page = context.new_page()
             for name, path in learner_pages:
                 page.goto(live_server.url + path)
-                _shoot(page, shots, name, viewport, theme)
+                _shoot(page, screenshots, name, viewport, theme)
             assert context.offsite == []
             context.close()
 
@@ -224,7 +201,7 @@ def test_tour_of_every_page_at_two_widths_in_both_themes(browser, live_server, s
             page = context.new_page()
             for name, path in reviewer_pages:
                 page.goto(live_server.url + path)
-                _shoot(page, shots, name, viewport, theme)
+                _shoot(page, screenshots, name, viewport, theme)
             if viewport == "desktop" and theme == "light":
                 page.get_by_label("Overall quality").fill("7")
                 page.get_by_label("General comment").fill("Good start. Pin flask with a hash, then resubmit.")
@@ -242,9 +219,9 @@ def test_tour_of_every_page_at_two_widths_in_both_themes(browser, live_server, s
             page.goto(live_server.url + f"/revisions/{revision.pk}/")
             expect(page.locator(".score-total")).to_contain_text("Score:")
             expect(page.locator(".reviews")).to_contain_text("Pin flask with a hash")
-            _shoot(page, shots, "revision-graded", viewport, theme)
+            _shoot(page, screenshots, "revision-graded", viewport, theme)
             context.close()
-    assert len(list(shots.glob("tour-*.png"))) >= 4 * (len(learner_pages) + len(reviewer_pages) + 1)
+    assert len(list(screenshots.glob("tour-*.png"))) >= 4 * (len(learner_pages) + len(reviewer_pages) + 1)
 
 
 def _focus_ring(page) -> dict:

@@ -3,8 +3,6 @@ answers a reader opened, and the page fetches nothing from the network."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -38,14 +36,6 @@ questions:
 """
 
 
-def _chromium() -> str:
-    path = os.environ.get("SHIPSHAPE_CHROMIUM") or shutil.which("chromium")
-    assert (
-        path
-    ), "chromium is not installed: run ./bin/test (it installs Debian's chromium), or apt-get install chromium"
-    return path
-
-
 def _page_html(body: str) -> str:
     def url(rel: str) -> str:
         return (STATIC / rel).as_uri()
@@ -60,36 +50,29 @@ def _page_html(body: str) -> str:
 
 
 @pytest.mark.browser
-def test_math_is_typeset_and_the_quiz_counter_follows_reveals_without_network(tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_math_is_typeset_and_the_quiz_counter_follows_reveals_without_network(tmp_path, browser):
     page_file = tmp_path / "lesson.html"
     page_file.write_text(_page_html(render_markdown(LESSON).html), encoding="utf-8")
     requested: list[str] = []
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium())
-        try:
-            page = browser.new_page()
-            page.on("request", lambda request: requested.append(request.url))
-            page.goto(page_file.as_uri())
-            page.wait_for_selector(".math-inline .katex")
+    page = browser.new_page()
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(page_file.as_uri())
+    page.wait_for_selector(".math-inline .katex")
 
-            assert page.locator(".math-display .katex-display").count() == 1
-            assert page.locator(".math[data-typeset]").count() == 2
-            counter = page.locator(".quiz [data-opened]")
-            assert counter.inner_text() == "0"
-            summaries = page.locator("details.quiz-reveal > summary")
+    assert page.locator(".math-display .katex-display").count() == 1
+    assert page.locator(".math[data-typeset]").count() == 2
+    counter = page.locator(".quiz [data-opened]")
+    assert counter.inner_text() == "0"
+    summaries = page.locator("details.quiz-reveal > summary")
 
-            summaries.nth(0).click()
-            assert page.locator(".quiz-explanation").first.is_visible()
-            page.wait_for_function("document.querySelector('.quiz [data-opened]').textContent === '1'")
-            summaries.nth(0).click()  # closing an answer again keeps it counted
-            summaries.nth(1).click()
-            page.wait_for_function("document.querySelector('.quiz [data-opened]').textContent === '2'")
-            assert page.locator(".quiz-progress").inner_text() == "2 of 2 opened"
-        finally:
-            browser.close()
+    summaries.nth(0).click()
+    assert page.locator(".quiz-explanation").first.is_visible()
+    page.wait_for_function("document.querySelector('.quiz [data-opened]').textContent === '1'")
+    summaries.nth(0).click()  # closing an answer again keeps it counted
+    summaries.nth(1).click()
+    page.wait_for_function("document.querySelector('.quiz [data-opened]').textContent === '2'")
+    assert page.locator(".quiz-progress").inner_text() == "2 of 2 opened"
 
     assert requested, "the page made no requests at all: the test did not load it"
     assert all(url.startswith("file://") for url in requested), [u for u in requested if not u.startswith("file://")]

@@ -3,10 +3,6 @@ shown beside the code, and hostile submitted files stay inert text."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 from django.test import Client
 
@@ -19,7 +15,6 @@ from .test_reviews import urlpatterns as urlpatterns  # this module is the test 
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.urls(__name__)]
 
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 HOSTILE_HTML = b"<script>alert('file')</script>\n<img src=x onerror=\"alert('img')\">\n"
 
 
@@ -28,23 +23,6 @@ def root(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.SUBMISSIONS_ROOT = tmp_path / "submissions"
     return settings.SUBMISSIONS_ROOT
-
-
-@pytest.fixture
-def browser():
-    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test stay synchronous.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    executable = os.environ.get("SHIPSHAPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    assert Path(executable).exists(), "chromium is missing: run ./bin/test (it installs Debian's chromium)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 def logged_in_page(browser, live_server, user):
