@@ -9,8 +9,9 @@ Docker exec has no timeout and its output stream stays open while any process ho
 - forwards at most N+1 bytes of each stream (one byte more than the cap tells the host it was truncated)
   and drains the rest without storing it;
 - kills ARGV's session when S seconds have passed and exits 124;
-- with --kill-leftovers, after ARGV ends sends SIGKILL to every process of the same user (kill(-1) spares
-  the caller), so nothing a submission started outlives its command.
+- with --kill-leftovers, sends SIGKILL to every process of the same user (kill(-1) spares the caller) before
+  ARGV starts and after it ends, so nothing a submission started outlives its command. The sweep before
+  matters when the previous command killed its own wrapper (same user, so it can) to skip the sweep after.
 Otherwise it exits with ARGV's exit code, or 128+signal when ARGV was killed by a signal.
 
 With --copy-submission it first copies /submission into /work (as the learner, before ARGV starts: this saves
@@ -134,6 +135,9 @@ def main() -> int:
     if not argv:
         print(f"run_limited: no command given\n{USAGE}", file=sys.stderr)
         return 2
+    if kill_leftovers:
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)
     if copy_submission:
         problem = _copy_submission()
         if problem:

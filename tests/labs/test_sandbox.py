@@ -138,3 +138,34 @@ def test_clean_output_removes_nul_escapes_and_caps():
     text = clean_output(raw, limit=40)
     assert text.startswith("abred \ufffd ok\n")
     assert "[output truncated" in text
+
+
+def test_a_command_that_kills_its_own_wrapper_leaves_nothing_running_into_the_next(runner_image):
+    # The learner's program forks a child that leaves the session, then SIGKILLs the wrapper (same uid), so the
+    # wrapper's sweep after the command never runs. The next learner command must still start clean.
+    escape = (
+        "import os, signal, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid(); time.sleep(60); os._exit(0)\n"
+        "time.sleep(0.3)\n"
+        "os.kill(os.getppid(), signal.SIGKILL)\n"
+    )
+    learner_processes = (
+        "import os\n"
+        "mine = {os.getpid(), os.getppid()}\n"
+        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try:\n"
+        "        status = open(f'/proc/{pid}/status').read()\n"
+        "        cmd = open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode()\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    uid = next(line.split()[1] for line in status.splitlines() if line.startswith('Uid:'))\n"
+        "    if uid == '1000' and int(pid) not in mine:\n"
+        "        print(pid, cmd)\n"
+    )
+    with Sandbox(limits=LIMITS) as box:
+        escaped = box.exec(["python3", "-c", escape], timeout_s=10)
+        after = box.exec(["python3", "-c", learner_processes], timeout_s=5)
+    assert escaped.exit_code == 137  # the wrapper really was killed
+    assert after.exit_code == 0, after.stderr
+    assert after.stdout == b"", f"learner processes left running: {after.stdout!r}"
