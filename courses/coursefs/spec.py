@@ -15,7 +15,7 @@ REFERENCE_KINDS = ("official-doc", "article", "paper", "book", "video", "tool", 
 
 
 def lesson_url(course: str, unit: str, lesson: str) -> str:
-    """The lesson page URL as agreed in docs/contracts.md."""
+    """The lesson page URL (see "URLs" in docs/architecture.md)."""
     return f"/courses/{course}/{unit}/{lesson}/"
 
 

@@ -1,4 +1,4 @@
-"""The custom fenced blocks whose body is YAML: ```quiz, ```stages and ```compare (formats in docs/contracts.md).
+"""The custom fenced blocks whose body is YAML: ```quiz, ```stages and ```compare (formats in docs/authoring.md, "Blocks").
 
 Each block is validated; every problem becomes a MarkdownProblem with a file line and a fix hint, and a block
 with problems renders as a visible error box (never its source: a broken graded quiz must not leak answers).
