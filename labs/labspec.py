@@ -29,14 +29,15 @@ MiB = 1024 * 1024
 
 
 def platform_maxima() -> dict[str, float]:
-    """The largest values a lab may ask for; the grading wall time comes from settings so the broker timeout fits."""
+    """The largest values a lab may ask for (settings, from SHIPSHAPE_GRADING_MAX_*); the wall time also sizes the
+    broker's visibility timeout."""
     return {
-        "cpus": float(getattr(settings, "GRADING_MAX_CPUS", 4.0)),
-        "memory_mb": int(getattr(settings, "GRADING_MAX_MEMORY_MB", 4096)),
+        "cpus": float(settings.GRADING_MAX_CPUS),
+        "memory_mb": int(settings.GRADING_MAX_MEMORY_MB),
         "wall_seconds": int(settings.GRADING_MAX_WALL_SECONDS),
-        "pids": int(getattr(settings, "GRADING_MAX_PIDS", 4096)),
-        "output_bytes": int(getattr(settings, "GRADING_MAX_OUTPUT_BYTES", 16 * MiB)),
-        "scratch_mb": int(getattr(settings, "GRADING_MAX_SCRATCH_MB", 1024)),
+        "pids": int(settings.GRADING_MAX_PIDS),
+        "output_bytes": int(settings.GRADING_MAX_OUTPUT_BYTES),
+        "scratch_mb": int(settings.GRADING_MAX_SCRATCH_MB),
         "max_file_bytes": 50 * MiB,
         "max_total_bytes": 200 * MiB,
         "max_files": 10_000,
