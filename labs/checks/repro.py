@@ -16,7 +16,7 @@ import secrets
 import shlex
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 from labs.checks.base import Check, CheckOutcome, GradingContext, register
 
@@ -445,25 +445,44 @@ def _train_argv(args: dict[str, Any], seed: int, out: str) -> list[str]:
 # --- check kinds -----------------------------------------------------------------------------------------------
 
 
-@register
-class PinnedDependencies(Check):
-    kind = "repro.pinned_dependencies"
+class SubmissionFileCheck(Check):
+    """A check of one file of the submission, named by an argument; a missing file fails the check."""
+
     default_category = "reproducibility"
+    file_arg: ClassVar[str]
+    default_file: ClassVar[str]
+    file_what: ClassVar[str]  # for the args problem: what the argument names
 
     @classmethod
     def validate_args(cls, args: dict[str, Any]) -> list[str]:
         problems: list[str] = []
-        _require_str(args, "lock_file", problems, "the lock file's path in the submission")
+        _require_str(args, cls.file_arg, problems, cls.file_what)
         return problems
 
     def run(self, ctx: GradingContext) -> CheckOutcome:
-        name = self.args.get("lock_file", "requirements.lock")
+        name = self.args.get(self.file_arg, self.default_file)
         data = _submission_bytes(ctx, name)
         if data is None:
-            return self.failed(
-                f"{name} is missing; expected a lock file pinning every dependency.", hint=f"Add {name}."
-            )
-        loose = loose_requirements(data.decode("utf-8", "replace"))
+            return self.missing(name)
+        return self.check_file(ctx, name, data.decode("utf-8", "replace"))
+
+    def missing(self, name: str) -> CheckOutcome:
+        raise NotImplementedError
+
+    def check_file(self, ctx: GradingContext, name: str, text: str) -> CheckOutcome:
+        raise NotImplementedError
+
+
+@register
+class PinnedDependencies(SubmissionFileCheck):
+    kind = "repro.pinned_dependencies"
+    file_arg, default_file, file_what = "lock_file", "requirements.lock", "the lock file's path in the submission"
+
+    def missing(self, name: str) -> CheckOutcome:
+        return self.failed(f"{name} is missing; expected a lock file pinning every dependency.", hint=f"Add {name}.")
+
+    def check_file(self, ctx: GradingContext, name: str, text: str) -> CheckOutcome:
+        loose = loose_requirements(text)
         if not loose:
             return self.passed(f"every requirement in {name} is pinned with ==")
         listed = "; ".join(f"line {e.line}: {e.text}" for e in loose[:10])
@@ -476,22 +495,15 @@ class PinnedDependencies(Check):
 
 
 @register
-class OfflineInstall(Check):
+class OfflineInstall(SubmissionFileCheck):
     kind = "repro.offline_install"
-    default_category = "reproducibility"
+    file_arg, default_file, file_what = "lock_file", "requirements.lock", "the lock file's path in the submission"
 
-    @classmethod
-    def validate_args(cls, args: dict[str, Any]) -> list[str]:
-        problems: list[str] = []
-        _require_str(args, "lock_file", problems, "the lock file's path in the submission")
-        return problems
+    def missing(self, name: str) -> CheckOutcome:
+        return self.failed(f"{name} is missing, so there is nothing to install.", hint=f"Add {name}.")
 
-    def run(self, ctx: GradingContext) -> CheckOutcome:
-        name = self.args.get("lock_file", "requirements.lock")
-        data = _submission_bytes(ctx, name)
-        if data is None:
-            return self.failed(f"{name} is missing, so there is nothing to install.", hint=f"Add {name}.")
-        elsewhere = off_wheelhouse_lines(data.decode("utf-8", "replace"))
+    def check_file(self, ctx: GradingContext, name: str, text: str) -> CheckOutcome:
+        elsewhere = off_wheelhouse_lines(text)
         if elsewhere:
             listed = "; ".join(f"line {e.line}: {e.text}" for e in elsewhere[:10])
             return self.failed(
@@ -710,22 +722,15 @@ class TruthfulManifest(_TrainCheck):
 
 
 @register
-class DockerfileHygiene(Check):
+class DockerfileHygiene(SubmissionFileCheck):
     kind = "repro.dockerfile"
-    default_category = "reproducibility"
+    file_arg, default_file, file_what = "path", "Dockerfile", "the Dockerfile's path in the submission"
 
-    @classmethod
-    def validate_args(cls, args: dict[str, Any]) -> list[str]:
-        problems: list[str] = []
-        _require_str(args, "path", problems, "the Dockerfile's path in the submission")
-        return problems
+    def missing(self, name: str) -> CheckOutcome:
+        return self.failed(f"{name} is missing.", hint=f"Add a {name} next to service.py.")
 
-    def run(self, ctx: GradingContext) -> CheckOutcome:
-        name = self.args.get("path", "Dockerfile")
-        data = _submission_bytes(ctx, name)
-        if data is None:
-            return self.failed(f"{name} is missing.", hint=f"Add a {name} next to service.py.")
-        problems = dockerfile_problems(data.decode("utf-8", "replace"))
+    def check_file(self, ctx: GradingContext, name: str, text: str) -> CheckOutcome:
+        problems = dockerfile_problems(text)
         if not problems:
             return self.passed(f"{name} follows every hygiene rule")
         listed = "; ".join((f"line {p.line}: " if p.line else "") + p.message for p in problems)

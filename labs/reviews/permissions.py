@@ -65,14 +65,8 @@ def can_use_review_queue(*, user: User) -> bool:
 
 
 def can_read_reviews(*, user: User, revision: Revision) -> bool:
-    """The learner who submitted the revision, and everyone who may review it."""
-    if not user.is_authenticated:
-        return False
-    if revision.user_id == user.pk:
-        return True
-    if is_site_staff(user=user):
-        return True
-    return is_course_reviewer(user=user, course=revision.lab.course)
+    """The learner who submitted the revision, and everyone who may review it: whoever may see the revision."""
+    return can_view_revision(user=user, revision=revision)
 
 
 def is_reviewable(*, revision: Revision) -> bool:
