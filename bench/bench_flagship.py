@@ -31,13 +31,17 @@ FIXTURES = ROOT / "tests/fixtures/labs"
 
 def grade(lab_dir: Path, submission_dir: Path, *, only: set[str] | None = None) -> list[dict[str, Any]]:
     """Run every check of lab.yaml against the submission in one sandbox; one row per check, in order."""
-    import yaml
+    from labs.checks.base import CheckOutcome, GradingContext, check_kind
+    from labs.labspec import parse_lab_yaml
+    from labs.sandbox import Sandbox
 
-    from labs.checks.base import CheckOutcome, GradingContext, check_class
-    from labs.sandbox import Sandbox, SandboxLimits
-
-    spec = yaml.safe_load((lab_dir / "lab.yaml").read_text())
-    limits = SandboxLimits.from_spec(spec.get("limits"))
+    problems: list = []
+    spec = parse_lab_yaml(
+        (lab_dir / "lab.yaml").read_text(), file="lab.yaml", folder_slug=lab_dir.name, problems=problems
+    )
+    if spec is None or problems:
+        raise SystemExit("\n".join(p.format() for p in problems))
+    limits = spec.limits.sandbox_limits()
     rows = []
     started = time.monotonic()
     with Sandbox(limits=limits, submission_dir=submission_dir, grader_dir=lab_dir / "grader") as box:
@@ -45,16 +49,15 @@ def grade(lab_dir: Path, submission_dir: Path, *, only: set[str] | None = None) 
             sandbox=box,
             submission_dir=submission_dir,
             grader_dir=lab_dir / "grader",
-            spec=spec,
             limits=limits,
             deadline=time.monotonic() + limits.wall_seconds,
         )
         rows.append({"id": "(sandbox start)", "seconds": time.monotonic() - started})
-        for check in spec["checks"]:
-            if only and check["id"] not in only:
+        for check in spec.checks:
+            if only and check.id not in only:
                 continue
-            cls = check_class(check["kind"])
-            instance = cls(check_id=check["id"], args=check.get("args") or {}, points=check["points"])
+            cls = check_kind(check.kind)
+            instance = cls(check_id=check.id, args=dict(check.args), points=check.points)
             t0 = time.monotonic()
             try:
                 outcome = instance.run(ctx)
@@ -62,12 +65,12 @@ def grade(lab_dir: Path, submission_dir: Path, *, only: set[str] | None = None) 
                 outcome = CheckOutcome("error", f"{type(exc).__name__}: {exc}")
             rows.append(
                 {
-                    "id": check["id"],
-                    "kind": check["kind"],
+                    "id": check.id,
+                    "kind": check.kind,
                     "status": outcome.status,
                     "message": outcome.message,
                     "points": outcome.points,
-                    "max_points": check["points"],
+                    "max_points": check.points,
                     "seconds": time.monotonic() - t0,
                 }
             )

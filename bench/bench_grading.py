@@ -55,10 +55,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def make_lab() -> Lab:
-    import yaml
     from django.conf import settings
 
-    spec = yaml.safe_load((HELLO_LAB_DIR / "lab.yaml").read_text())
+    from labs.labspec import parse_lab_yaml
+
+    parsed = parse_lab_yaml((HELLO_LAB_DIR / "lab.yaml").read_text(), file="lab.yaml", folder_slug="x", problems=[])
+    spec = parsed.to_json()
     digest = _tree_digest(HELLO_LAB_DIR / "grader")
     shutil.copytree(HELLO_LAB_DIR / "grader", Path(settings.DATA_DIR) / "graders" / digest, dirs_exist_ok=True)
     course = Course.objects.create(slug="bench", title="Bench")

@@ -27,7 +27,8 @@ import django
 
 django.setup()
 
-from labs.sandbox import Sandbox, SandboxLimits  # noqa: E402
+from labs.labspec import LimitsSpec  # noqa: E402
+from labs.sandbox import Sandbox  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -37,7 +38,7 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    limits = SandboxLimits(wall_seconds=60)
+    limits = LimitsSpec(wall_seconds=60).sandbox_limits()
     submission = Path(tempfile.mkdtemp(prefix="bench-sub-"))
     submission.chmod(0o755)  # mkdtemp makes it 0700; the sandbox reads it as uid 1000
     (submission / "main.py").write_text("pass\n")

@@ -8,7 +8,7 @@ def navigation(request: HttpRequest) -> dict:
         return {"show_review_queue": False}
     # Fragments rendered with the request run context processors again; ask the database once.
     if not hasattr(request, "_show_review_queue"):
-        from labs.reviews.permissions import can_use_review_queue
+        from labs.permissions import can_use_review_queue
 
         request._show_review_queue = can_use_review_queue(user=user)
     return {"show_review_queue": request._show_review_queue}

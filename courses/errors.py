@@ -1,39 +1,11 @@
-"""Two exception families: the learner's (or author's) fault, shown with a fix hint, and ours (logged, retried)."""
+"""The courses app's errors: the shared families (core.errors) and the course validator's problems."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from core.errors import LearnerError, PlatformError
+from core.yamlsrc import CourseProblem
 
-
-class LearnerError(Exception):
-    """Something the person using the platform can fix; the message says what is wrong, the hint how to fix it."""
-
-    def __init__(self, message: str, *, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
-class PlatformError(Exception):
-    """Our fault (storage, database, a bug): logged and retried, never charged to a learner."""
-
-
-@dataclass(frozen=True)
-class CourseProblem:
-    """One problem found in a course directory.
-
-    `file` is relative to the course directory (posix separators), `line` is 1-based or None when the problem
-    is about a whole file or folder.
-    """
-
-    file: str
-    line: int | None
-    message: str
-    hint: str
-
-    def format(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.message} (hint: {self.hint})" if self.hint else f"{where}: {self.message}"
+__all__ = ["CourseInvalid", "CourseProblem", "LearnerError", "PlatformError"]
 
 
 class CourseInvalid(LearnerError):
@@ -44,4 +16,7 @@ class CourseInvalid(LearnerError):
             f"the course has {len(problems)} problem(s)",
             hint="run `python manage.py validate_course DIR` and fix each problem it lists",
         )
-        self.problems = problems
+        self.problems: list[CourseProblem] = problems  # type: ignore[assignment]
+
+    def as_dict(self) -> dict:
+        return {"error": self.message, "problems": [p.format() for p in self.problems], "hint": self.hint}

@@ -11,8 +11,8 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import mark_safe
 
 from courses import permissions
+from courses.extensions import course_labs
 from courses.models import Course, Enrollment, Lesson, LessonProgress, Quiz, QuizAttempt, Unit
-from labs.models import Lab
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -159,9 +159,8 @@ def course_outline(*, course: Course, user: User) -> CourseOutline:
         unit_progress = progress.units.setdefault(lesson["unit_id"], UnitProgress())
         unit_progress.total += 1
         unit_progress.done += lesson["is_done"]
-    labs_by_unit: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for lab in Lab.objects.filter(course=course).values("unit_id", "slug", "title").order_by("slug"):
-        labs_by_unit[lab["unit_id"]].append(lab)
+    labs = course_labs()
+    labs_by_unit = labs.labs_by_unit(course=course) if labs is not None else {}
     enrollment = enrollment_get(user=user, course=course)
     return CourseOutline(
         course=course,
@@ -170,7 +169,7 @@ def course_outline(*, course: Course, user: User) -> CourseOutline:
                 unit=unit,
                 lessons=by_unit[unit.id],
                 progress=progress.units.get(unit.id, UnitProgress()),
-                labs=labs_by_unit[unit.id],
+                labs=labs_by_unit.get(unit.id, []),
             )
             for unit in units
         ],

@@ -15,7 +15,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Lab)
 class LabAdmin(admin.ModelAdmin):
-    list_display = ("title", "course", "unit", "slug", "max_revisions", "cooldown_seconds", "due_at")
+    list_display = ("title", "course", "unit", "slug", "max_revisions", "cooldown_seconds", "due")
     list_filter = ("course",)
     search_fields = ("title", "slug")
     list_select_related = ("course", "unit__course")
@@ -28,6 +28,19 @@ class LabAdmin(admin.ModelAdmin):
         "grader_digest",
         "starter_digest",
     )
+
+    # The policy lives in the lab's spec (lab.yaml); these columns read it from there.
+    @admin.display(description="max revisions")
+    def max_revisions(self, lab: Lab) -> int | None:
+        return lab.labspec.policy.max_revisions
+
+    @admin.display(description="cooldown (s)")
+    def cooldown_seconds(self, lab: Lab) -> int:
+        return lab.labspec.policy.cooldown_seconds
+
+    @admin.display(description="due")
+    def due(self, lab: Lab):
+        return lab.labspec.policy.due
 
 
 class GradingRunInline(admin.TabularInline):

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from labs import selectors
 from labs.errors import LearnerError, PlatformError, SubmissionTooSoon
+from labs.permissions import access_lab_by_slugs, access_revision_by_id
 from labs.services.submissions import revision_submit
 from labs.services.tokens import api_token_authenticate
 
@@ -81,8 +82,9 @@ def methods_allowed(*methods: str) -> Callable[[Callable[..., JsonResponse]], Ca
 @token_required
 @methods_allowed("POST")
 def revision_create(request: HttpRequest, course_slug: str, lab_slug: str) -> JsonResponse:
-    lab = selectors.lab_get(course_slug=course_slug, lab_slug=lab_slug)
-    if lab is None:
+    try:
+        lab = access_lab_by_slugs(course_slug=course_slug, lab_slug=lab_slug)
+    except Http404:
         return error_response(404, f"There is no lab {course_slug}/{lab_slug}.", "Check the lab's name on its page.")
     upload = _upload_from(request)
     if upload is None:
@@ -110,8 +112,9 @@ def revision_create(request: HttpRequest, course_slug: str, lab_slug: str) -> Js
 @token_required
 @methods_allowed("GET", "HEAD")
 def revision_detail(request: HttpRequest, revision_id: int) -> JsonResponse:
-    revision = selectors.revision_get_for_user(revision_id=revision_id, user=request.user)
-    if revision is None:
+    try:
+        revision = access_revision_by_id(revision_id=revision_id, user=request.user)
+    except Http404:
         return error_response(404, f"There is no revision {revision_id} that you can see.")
     detail = selectors.revision_detail(revision=revision, viewer=request.user)
     return JsonResponse(revision_payload(detail=detail, request=request))

@@ -1,27 +1,19 @@
-"""Two exception families: the learner's fault (shown with a fix hint) and ours (logged, retried, never charged)."""
+"""The labs app's errors: subclasses of the shared families in core.errors (the learner's, with a hint; ours)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
+from core.errors import LearnerError, PlatformError
 
-class LearnerError(Exception):
-    """Something the learner can fix. `message` says what is wrong, `hint` how to fix it.
-
-    `http_status` lets the API and the pages answer with the right code without a lookup table.
-    """
-
-    http_status = 400
-
-    def __init__(self, message: str, hint: str = "", *, problems: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.problems = list(problems)
-
-    def as_dict(self) -> dict:
-        return {"error": self.message, "problems": self.problems, "hint": self.hint}
+__all__ = [
+    "LearnerError",
+    "PlatformError",
+    "SandboxUnavailable",
+    "SubmissionLimitReached",
+    "SubmissionNotAllowed",
+    "SubmissionTooSoon",
+]
 
 
 class SubmissionNotAllowed(LearnerError):
@@ -46,5 +38,5 @@ class SubmissionTooSoon(LearnerError):
         return {**super().as_dict(), "retry_at": self.retry_at.isoformat(), "retry_in_seconds": self.retry_in_seconds}
 
 
-class PlatformError(Exception):
-    """Our fault: logged, retried where that makes sense, never charged to the learner."""
+class SandboxUnavailable(PlatformError):
+    """Docker is unreachable, the runner image is missing, or a container could not be created."""

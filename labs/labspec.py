@@ -1,5 +1,12 @@
 """lab.yaml: parsing and validation into a `LabSpec` with every default filled in.
 
+`LabSpec` is the one source of a lab's rules: parsed and validated once (at import), stored as JSON in
+`Lab.spec`, and loaded back as the typed object (`Lab.labspec`, via the tolerant `LabSpec.from_json`). The
+sandbox limits, upload rules, revision policy and each check's points all come from it; every default is
+written once, as a dataclass field default below. Platform maxima (settings.GRADING_MAX_*) are enforced at
+import and again at run time (`LimitsSpec.sandbox_limits`), so a site that lowers a maximum after an import
+never runs a sandbox larger than it allows.
+
 Problems are `CourseProblem`s so `validate_course` reports labs exactly like lessons. Things that need the rest
 of the course (a check's `lesson:` link, whether `grader/` exists) are checked by `courses.coursefs`, using the
 line numbers kept here.
@@ -10,17 +17,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
-import re
 import shlex
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
 
-from courses.coursefs.yamlsrc import SLUG_RE, Checker, parse_yaml
-from courses.errors import CourseProblem
-from labs.checks.base import CATEGORIES, CHECK_KINDS, _load_builtin_kinds, validate_check_spec
+from core.yamlsrc import SLUG_RE, Checker, CourseProblem, parse_yaml
+from labs.checks.base import CATEGORIES, check_kind, check_kinds, validate_check_spec
+from labs.globs import glob_match, glob_problem, is_glob
+from labs.reviews.rubric import parse_review
+from labs.sandbox.limits import SandboxLimits
 
 VISIBILITIES = ("visible", "hidden")
 LATE_POLICIES = ("accept", "reject")
@@ -57,10 +64,22 @@ class FilesSpec:
 class LimitsSpec:
     cpus: float = 1.0
     memory_mb: int = 256
-    wall_seconds: int = 120
+    wall_seconds: int = 120  # the whole grading run
     pids: int = 128
-    output_bytes: int = 1 * MiB
+    output_bytes: int = 1 * MiB  # per stream of each command
     scratch_mb: int = 64
+
+    def sandbox_limits(self) -> SandboxLimits:
+        """The limits a sandbox gets: these, each clamped to today's platform maximum."""
+        maxima = platform_maxima()
+        return SandboxLimits(
+            cpus=min(float(self.cpus), maxima["cpus"]),
+            memory_mb=min(int(self.memory_mb), int(maxima["memory_mb"])),
+            wall_seconds=min(int(self.wall_seconds), int(maxima["wall_seconds"])),
+            pids=min(int(self.pids), int(maxima["pids"])),
+            output_bytes=min(int(self.output_bytes), int(maxima["output_bytes"])),
+            scratch_mb=min(int(self.scratch_mb), int(maxima["scratch_mb"])),
+        )
 
 
 @dataclass
@@ -90,7 +109,7 @@ class LabSpec:
     title: str
     slug: str
     unit: str = ""
-    instructions: str = "instructions.md"
+    instructions: str = "instructions.md"  # a file in the lab folder
     files: FilesSpec = field(default_factory=FilesSpec)
     run_command: list[str] = field(default_factory=list)
     limits: LimitsSpec = field(default_factory=LimitsSpec)
@@ -112,7 +131,68 @@ class LabSpec:
     def max_points(self) -> float:
         return sum(check.points for check in self.checks)
 
+    def checks_needing_grader(self) -> list[CheckSpec]:
+        """Checks whose kind reads the lab's hidden grader/ folder (validate_course then requires one)."""
+        out = []
+        for check in self.checks:
+            kind = check_kind(check.kind)
+            if kind is not None and kind.needs_grader:
+                out.append(check)
+        return out
 
+    def hidden_check_ids(self) -> set[str]:
+        return {check.id for check in self.checks if check.visibility == "hidden"}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> LabSpec:
+        """The typed spec from `Lab.spec`. Tolerant: labs stored by earlier imports may lack fields added since
+        (each then takes its default) or carry fields since removed (ignored). Values are not re-validated:
+        the importer did that; the platform maxima are applied again by `LimitsSpec.sandbox_limits`."""
+        data = data if isinstance(data, dict) else {}
+        policy = _known(PolicySpec, data.get("policy"))
+        due = policy.pop("due", None)
+        return cls(
+            title=str(data.get("title") or ""),
+            slug=str(data.get("slug") or ""),
+            unit=str(data.get("unit") or ""),
+            instructions=str(data.get("instructions") or _INSTRUCTIONS_DEFAULT),
+            files=FilesSpec(**_known(FilesSpec, data.get("files"))),
+            run_command=[str(word) for word in ((data.get("run") or {}).get("command") or [])],
+            limits=LimitsSpec(**_known(LimitsSpec, data.get("limits"))),
+            checks=[_stored_check(raw, position) for position, raw in enumerate(data.get("checks") or [])],
+            policy=PolicySpec(**policy, due=_stored_due(due)),
+            review=data.get("review") if isinstance(data.get("review"), dict) else None,
+        )
+
+
+def _known(kind: type, raw: Any) -> dict[str, Any]:
+    """The keys of `raw` that `kind` (a dataclass) has, without None values (those take the field default)."""
+    names = {f.name for f in dataclasses.fields(kind) if f.name not in ("line", "lesson_line")}
+    return {k: v for k, v in (raw or {}).items() if k in names and v is not None} if isinstance(raw, dict) else {}
+
+
+def _stored_check(raw: Any, position: int) -> CheckSpec:
+    values = _known(CheckSpec, raw)
+    values.setdefault("id", f"check-{position + 1}")
+    values.setdefault("kind", "")
+    if "category" not in values:
+        kind = check_kind(values["kind"])
+        values["category"] = kind.default_category if kind is not None else "correctness"
+    return CheckSpec(**values)
+
+
+def _stored_due(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+_CHECK_DEFAULTS = CheckSpec(id="", kind="", category="")
+_INSTRUCTIONS_DEFAULT = LabSpec.instructions
 LAB_FIELDS = ("title", "slug", "unit", "instructions", "files", "run", "limits", "checks", "policy", "review")
 FILES_FIELDS = tuple(f.name for f in dataclasses.fields(FilesSpec))
 LIMITS_FIELDS = tuple(f.name for f in dataclasses.fields(LimitsSpec))
@@ -135,7 +215,7 @@ def parse_lab_yaml(text: str, *, file: str, folder_slug: str, problems: list[Cou
         title=c.text(root, (), "title", what="lab.yaml", required=True, max_len=200),
         slug=c.slug(root, (), "slug", what="lab.yaml") or folder_slug,
         unit=c.slug(root, (), "unit", what="lab.yaml"),
-        instructions=c.text(root, (), "instructions", what="lab.yaml", default="instructions.md"),
+        instructions=c.text(root, (), "instructions", what="lab.yaml", default=_INSTRUCTIONS_DEFAULT),
     )
     if not SLUG_RE.match(spec.slug):
         c.add(
@@ -155,9 +235,6 @@ def parse_lab_yaml(text: str, *, file: str, folder_slug: str, problems: list[Cou
 
 
 def _review(c: Checker, root: dict) -> dict[str, Any] | None:
-    # Imported here: labs.reviews pulls in Django models, and lab.yaml parsing must work without a database.
-    from labs.reviews.rubric import parse_review
-
     raw = root.get("review")
     _, review_problems = parse_review(raw)
     for problem in review_problems:
@@ -193,7 +270,7 @@ def _files(c: Checker, root: dict) -> FilesSpec:
             if problem:
                 c.add((*path, key, index), f"bad glob {pattern!r} in files.{key}: {problem}", _GLOB_HINT)
     for index, required in enumerate(spec.required):
-        if any(ch in required for ch in "*?["):
+        if is_glob(required):
             c.add(
                 (*path, "required", index),
                 f"required file {required!r} is a glob",
@@ -274,7 +351,6 @@ def _checks(c: Checker, root: dict) -> list[CheckSpec]:
     if not isinstance(raw, list) or not raw:
         c.add(("checks",), "checks must be a non-empty list", "write one `- id: … kind: …` entry per check")
         return []
-    _load_builtin_kinds()
     seen: dict[str, int] = {}
     checks = []
     for index, item in enumerate(raw):
@@ -286,7 +362,7 @@ def _checks(c: Checker, root: dict) -> list[CheckSpec]:
         c.unknown_keys(entry, path, CHECK_FIELDS, "a check")
         check_id = c.slug(entry, path, "id", what=what, required=True)
         kind = c.text(entry, path, "kind", what=what, required=True)
-        kind_cls = CHECK_KINDS.get(kind)
+        kind_cls = check_kind(kind)
         category = c.choice(
             entry,
             path,
@@ -295,8 +371,8 @@ def _checks(c: Checker, root: dict) -> list[CheckSpec]:
             what=what,
             default=getattr(kind_cls, "default_category", "correctness"),
         )
-        points = c.number(entry, path, "points", what=what, default=1.0, minimum=0)
-        visibility = c.choice(entry, path, "visibility", VISIBILITIES, what=what, default="visible")
+        points = c.number(entry, path, "points", what=what, default=_CHECK_DEFAULTS.points, minimum=0)
+        visibility = c.choice(entry, path, "visibility", VISIBILITIES, what=what, default=_CHECK_DEFAULTS.visibility)
         lesson = c.text(entry, path, "lesson", what=what)
         args = entry.get("args")
         if args is None:
@@ -314,7 +390,7 @@ def _checks(c: Checker, root: dict) -> list[CheckSpec]:
             messages = validate_check_spec(kind, args) if isinstance(args, dict) else ["args must be a mapping"]
             for message in messages:
                 if kind_cls is None:
-                    close = difflib.get_close_matches(kind, sorted(CHECK_KINDS), n=1, cutoff=0.6)
+                    close = difflib.get_close_matches(kind, sorted(check_kinds()), n=1, cutoff=0.6)
                     hint = f"did you mean {close[0]!r}?" if close else "use one of the registered kinds listed"
                     c.add((*path, "kind"), message, hint)
                 else:
@@ -345,8 +421,10 @@ def _policy(c: Checker, root: dict) -> PolicySpec:
     path = ("policy",)
     c.unknown_keys(policy, path, POLICY_FIELDS, "policy")
     spec.max_revisions = c.integer(policy, path, "max_revisions", what="policy", minimum=1)
-    spec.cooldown_seconds = c.integer(policy, path, "cooldown_seconds", what="policy", default=0, minimum=0) or 0
-    spec.late = c.choice(policy, path, "late", LATE_POLICIES, what="policy", default="accept")
+    spec.cooldown_seconds = c.integer(
+        policy, path, "cooldown_seconds", what="policy", default=spec.cooldown_seconds, minimum=0
+    )
+    spec.late = c.choice(policy, path, "late", LATE_POLICIES, what="policy", default=spec.late)
     due = policy.get("due")
     if due is not None:
         spec.due = _due(c, due)
@@ -376,65 +454,9 @@ def _due(c: Checker, value: Any) -> dt.datetime | None:
     return parsed.astimezone(dt.UTC)
 
 
-_GLOB_HINT = "write a path relative to the submission root using *, ** and ?, e.g. `src/**/*.py` or `*.md`"
+_GLOB_HINT = (
+    "write a path relative to the submission root using *, ?, [abc] and **, e.g. `src/**/*.py` or `*.md` "
+    '(docs/authoring.md, "File patterns")'
+)
 _COMMAND_HINT = 'write a list of words, e.g. `command: ["python", "service.py"]`'
 _ARGS_HINT = "fix the check's `args:` as the message says; the authoring guide lists each kind's arguments"
-
-
-def glob_problem(pattern: str) -> str:
-    """Why a files glob is unusable, or "" when it is fine."""
-    if not pattern.strip():
-        return "it is empty"
-    if pattern.startswith("/") or re.match(r"^[A-Za-z]:", pattern):
-        return "it is absolute; globs are relative to the submission root"
-    if "\\" in pattern:
-        return "it contains a backslash; use / between folders"
-    if ".." in pattern.split("/"):
-        return "it contains '..', which would leave the submission root"
-    if pattern.count("[") != pattern.count("]"):
-        return "it has an unbalanced '[' or ']'"
-    return ""
-
-
-def glob_match(pattern: str, path: str) -> bool:
-    """Whether a submission path matches a files glob.
-
-    `*` and `?` stay within one folder, `**` crosses folders. A pattern without a `/` matches the file name in any
-    folder (like .gitignore), so `*.py` allows `pkg/mod.py`.
-    """
-    if "/" not in pattern:
-        return bool(_glob_regex(pattern).match(path.rsplit("/", 1)[-1])) or bool(_glob_regex(pattern).match(path))
-    return bool(_glob_regex(pattern).match(path))
-
-
-@lru_cache(maxsize=512)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out, i = [], 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "[":
-            end = pattern.find("]", i + 1)
-            if end == -1:
-                out.append(re.escape(ch))
-            else:
-                body = pattern[i + 1 : end].replace("\\", "\\\\")
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = end
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return re.compile("".join(out) + r"\Z")

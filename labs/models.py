@@ -1,7 +1,10 @@
+from functools import cached_property
+
 from django.conf import settings
 from django.db import models
 
 from courses.models import Course, Unit
+from labs.labspec import LabSpec
 
 
 class Lab(models.Model):
@@ -16,9 +19,6 @@ class Lab(models.Model):
     content_hash = models.CharField(max_length=64)
     grader_digest = models.CharField(max_length=64, help_text="sha256 of the stored grader bundle.")
     starter_digest = models.CharField(max_length=64, blank=True)
-    max_revisions = models.PositiveIntegerField(null=True, blank=True)
-    cooldown_seconds = models.PositiveIntegerField(default=0)
-    due_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["unit__position", "slug"]
@@ -26,6 +26,15 @@ class Lab(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    @cached_property
+    def labspec(self) -> LabSpec:
+        """The lab's rules, typed: the one source for limits, upload rules, policy and check points."""
+        return LabSpec.from_json(self.spec)
+
+    def refresh_from_db(self, *args, **kwargs) -> None:
+        self.__dict__.pop("labspec", None)
+        super().refresh_from_db(*args, **kwargs)
 
 
 class Revision(models.Model):
@@ -37,6 +46,16 @@ class Revision(models.Model):
         GRADED = "graded"
         FAILED = "failed"  # the submission's fault: timeout, out of memory, crash
         ERROR = "error"  # ours: retried automatically, never charged to the learner
+
+    class FailureReason(models.TextChoices):
+        """Why a `failed` revision's code was stopped. Limits that only cut something short (output, scratch
+        space, processes) are noted on the run (`GradingRun.resources["limits_hit"]`) and fail the check
+        concerned, not the whole revision."""
+
+        NONE = "", "none"
+        TIMEOUT = "timeout", "ran past the time limit"
+        OOM = "oom", "ran out of memory"
+        CRASH = "crash", "the sandbox stopped while it ran"
 
     lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="revisions")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="revisions")
@@ -51,7 +70,7 @@ class Revision(models.Model):
     score = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
     max_score = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
     scores_by_category = models.JSONField(default=dict, blank=True)
-    failure_reason = models.CharField(max_length=40, blank=True, help_text="timeout, oom, crash, output_limit")
+    failure_reason = models.CharField(max_length=40, blank=True, choices=FailureReason.choices, default="")
     failure_message = models.TextField(blank=True)
     error_count = models.PositiveIntegerField(default=0)
     is_late = models.BooleanField(default=False)
@@ -85,6 +104,32 @@ class Revision(models.Model):
 class GradingRun(models.Model):
     """One attempt at grading a revision; a revision retried after our error has several."""
 
+    class Phase(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        STARTED = "started", "Started"
+        SANDBOX_READY = "sandbox_ready", "Sandbox ready"
+        CHECKS = "checks", "Running checks"  # check_position says which, without naming a hidden one
+        CHECKS_FINISHED = "checks_finished", "Checks finished"
+        RESULTS_STORED = "results_stored", "Results stored"
+        ERROR = "error", "Stopped by a problem on our side"
+        ABANDONED = "abandoned", "Abandoned: the worker stopped"
+
+    # The phases a run passes through in order, each stamped with the time it was reached (queued: the revision's).
+    STAMPED_PHASES = (
+        (Phase.QUEUED, "queued_at"),
+        (Phase.STARTED, "started_at"),
+        (Phase.SANDBOX_READY, "sandbox_ready_at"),
+        (Phase.CHECKS_FINISHED, "checks_finished_at"),
+        (Phase.RESULTS_STORED, "results_stored_at"),
+    )
+
+    class Outcome(models.TextChoices):
+        RUNNING = "", "running"
+        GRADED = "graded"
+        FAILED = "failed"
+        ERROR = "error"
+        ABANDONED = "abandoned"
+
     revision = models.ForeignKey(Revision, on_delete=models.CASCADE, related_name="runs")
     attempt = models.PositiveIntegerField()
     worker = models.CharField(max_length=200, blank=True)
@@ -94,11 +139,14 @@ class GradingRun(models.Model):
     sandbox_ready_at = models.DateTimeField(null=True, blank=True)
     checks_finished_at = models.DateTimeField(null=True, blank=True)
     results_stored_at = models.DateTimeField(null=True, blank=True)
-    phase = models.CharField(max_length=40, default="queued")
-    outcome = models.CharField(max_length=10, blank=True)
+    phase = models.CharField(max_length=40, choices=Phase.choices, default=Phase.QUEUED)
+    check_position = models.PositiveIntegerField(null=True, blank=True, help_text="0-based; during `checks`.")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True, default=Outcome.RUNNING)
     error_detail = models.TextField(blank=True, help_text="Staff only.")
     log = models.TextField(blank=True, help_text="Size-capped, cleaned output.")
-    resources = models.JSONField(default=dict, blank=True, help_text="wall_seconds, peak_memory_bytes, limits")
+    resources = models.JSONField(
+        default=dict, blank=True, help_text="wall_seconds, peak_memory_bytes, limits, limits_hit"
+    )
 
     class Meta:
         ordering = ["revision", "attempt"]

@@ -1,7 +1,7 @@
-"""Celery tasks: thin, take ids, delegate to labs.grading / labs.services.grading.
+"""Celery tasks: thin, take ids, delegate to labs.grading and labs.sandbox.
 
 Platform errors (ours) are retried with backoff and never turn into a learner-visible failure; soft and hard
-time limits are passed per call by labs.services.grading.revision_send, derived from the lab's wall budget.
+time limits are passed per call by `revision_send`, derived from the lab's wall budget.
 """
 
 import logging
@@ -9,7 +9,11 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 
-from labs.sandbox.errors import PlatformError
+from labs.errors import PlatformError
+from labs.grading import state as grading_state
+from labs.grading.orchestrator import grade_revision
+from labs.models import Revision
+from labs.sandbox import reaper
 
 logger = logging.getLogger(__name__)
 
@@ -25,31 +29,29 @@ logger = logging.getLogger(__name__)
     max_retries=5,
 )
 def revision_grade(self, revision_id: int) -> str | None:
-    from labs.grading.orchestrator import grade_revision
-
     return grade_revision(revision_id=revision_id, worker=self.request.hostname or "")
+
+
+def revision_send(revision: Revision) -> None:
+    """Publish the grading task, with time limits derived from the lab's wall budget."""
+    soft, hard = grading_state.task_time_limits(revision=revision)
+    revision_grade.apply_async(args=[revision.pk], soft_time_limit=soft, time_limit=hard)
 
 
 @shared_task(name="labs.tasks.revisions_sweep")
 def revisions_sweep() -> dict:
-    from labs.services.grading import revisions_sweep as sweep
-
-    return sweep()
+    return grading_state.revisions_sweep(send=revision_send)
 
 
 @shared_task(name="labs.tasks.containers_reap")
 def containers_reap() -> int:
-    from labs.services.grading import containers_reap as reap
-
-    return reap()
+    return reaper.containers_reap(live_runs=grading_state.runs_live)
 
 
 @worker_ready.connect
 def _reap_at_worker_start(**_: object) -> None:
     # A worker that died (kill -9, host reboot) leaves containers behind; clean up before taking work.
     try:
-        from labs.services.grading import containers_reap as reap
-
-        reap()
+        reaper.containers_reap(live_runs=grading_state.runs_live)
     except Exception:
         logger.exception("reaping sandbox containers at worker start failed")

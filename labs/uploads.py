@@ -16,15 +16,15 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from labs.errors import LearnerError
+from labs.globs import globs_match_any, required_match
 
-DEFAULT_MAX_FILE_BYTES = 1024 * 1024
-DEFAULT_MAX_TOTAL_BYTES = 5 * 1024 * 1024
-DEFAULT_MAX_FILES = 100
-DEFAULT_MAX_DEPTH = 8
+if TYPE_CHECKING:
+    from labs.labspec import FilesSpec
+
+MAX_DEPTH = 8  # folders deep; an upload-only limit, not part of lab.yaml
 # Deflate tops out near 1032:1; ordinary source code compresses 3-10:1.
 MAX_COMPRESSION_RATIO = 100
 # Tiny members (a file of blank lines) may legitimately compress well; the ratio check starts above this.
@@ -55,25 +55,35 @@ class UploadRejected(LearnerError):
         )
 
 
+def _files_default(name: str) -> Any:
+    """The default of lab.yaml's `files.<name>`, read from FilesSpec so it is written down once. Imported late:
+    labs.labspec needs Django, this module does not."""
+    from labs.labspec import FilesSpec
+
+    value = getattr(FilesSpec(), name)
+    return tuple(value) if isinstance(value, list) else value
+
+
 @dataclass(frozen=True)
 class UploadRules:
-    required: tuple[str, ...] = ()
-    allowed: tuple[str, ...] = ("**",)
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
-    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
-    max_files: int = DEFAULT_MAX_FILES
-    max_depth: int = DEFAULT_MAX_DEPTH
+    """What an upload may hold: `UploadRules.for_files(lab_spec.files)`; `UploadRules()` has lab.yaml's defaults."""
+
+    required: tuple[str, ...] = field(default_factory=lambda: _files_default("required"))
+    allowed: tuple[str, ...] = field(default_factory=lambda: _files_default("allowed"))
+    max_file_bytes: int = field(default_factory=lambda: _files_default("max_file_bytes"))
+    max_total_bytes: int = field(default_factory=lambda: _files_default("max_total_bytes"))
+    max_files: int = field(default_factory=lambda: _files_default("max_files"))
+    max_depth: int = MAX_DEPTH
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any] | None) -> UploadRules:
-        """Rules from Lab.spec (lab.yaml after validation); missing keys fall back to the documented defaults."""
-        files = (spec or {}).get("files") or {}
+    def for_files(cls, files: FilesSpec) -> UploadRules:
+        """Rules from a lab's validated `files:` section (a labs.labspec.FilesSpec)."""
         return cls(
-            required=tuple(files.get("required") or ()),
-            allowed=tuple(files.get("allowed") or ("**",)),
-            max_file_bytes=int(files.get("max_file_bytes") or DEFAULT_MAX_FILE_BYTES),
-            max_total_bytes=int(files.get("max_total_bytes") or DEFAULT_MAX_TOTAL_BYTES),
-            max_files=int(files.get("max_files") or DEFAULT_MAX_FILES),
+            required=tuple(files.required),
+            allowed=tuple(files.allowed),
+            max_file_bytes=int(files.max_file_bytes),
+            max_total_bytes=int(files.max_total_bytes),
+            max_files=int(files.max_files),
         )
 
     @property
@@ -122,6 +132,7 @@ def validate_files(files: Sequence[tuple[str, bytes | IO[bytes]]], *, rules: Upl
     per-file cap is never read."""
     found = _Collector()
     entries: list[tuple[str, bytes]] = []
+    names: list[str] = []  # every safe path, also of files too large to read, for the set-of-paths checks
     if not files:
         found.add("The upload is empty: choose the files of your submission or a .zip of them.")
     if len(files) > rules.max_files:
@@ -130,6 +141,8 @@ def validate_files(files: Sequence[tuple[str, bytes | IO[bytes]]], *, rules: Upl
     for raw_name, data in files[: rules.max_files * 2]:
         name = str(raw_name)
         path = _check_path(name, found, rules.max_depth)
+        if path is not None and not _is_junk(path):
+            names.append(path)
         size = len(data) if isinstance(data, bytes | bytearray) else getattr(data, "size", None)
         if size is not None and size > rules.max_file_bytes:
             found.add(_too_big(path or name, size, rules))
@@ -143,7 +156,7 @@ def validate_files(files: Sequence[tuple[str, bytes | IO[bytes]]], *, rules: Upl
             entries.append((path, content))
     if total > rules.max_total_bytes:
         found.add(f"The files add up to {total} bytes; this lab accepts at most {rules.max_total_bytes} bytes in all.")
-    return _finish(entries, found, rules)
+    return _finish(entries, found, rules, names)
 
 
 def validate_archive(archive: bytes | IO[bytes], *, rules: UploadRules) -> ValidatedTree:
@@ -282,11 +295,11 @@ def _finish(
         if path in folders:
             found.add(f"{path!r} is both a file and a folder.")
     for path in paths:
-        allowed = any(_glob_match(pattern, path) for pattern in rules.allowed)
-        if not allowed and not any(_required_match(req, path) for req in rules.required):
+        allowed = globs_match_any(rules.allowed, path)
+        if not allowed and not any(required_match(req, path) for req in rules.required):
             found.add(f"{path!r} is not one of the files this lab accepts ({', '.join(rules.allowed)}).")
     for required in rules.required:
-        if not any(_required_match(required, path) for path in paths):
+        if not any(required_match(required, path) for path in paths):
             found.add(f"The required file {required!r} is missing.")
     if found.problems:
         raise UploadRejected(found.problems)
@@ -309,12 +322,12 @@ def _strip_common_folder(entries: list[tuple[str, bytes]], rules: UploadRules) -
     stripped = [(path.split("/", 1)[1], data) for path, data in entries]
 
     def hits(items: list[tuple[str, bytes]]) -> int:
-        return sum(any(_required_match(req, path) for path, _ in items) for req in rules.required)
+        return sum(any(required_match(req, path) for path, _ in items) for req in rules.required)
 
     return stripped if hits(stripped) > hits(entries) else entries
 
 
-def _check_path(name: str, found: _Collector, max_depth: int = DEFAULT_MAX_DEPTH) -> str | None:
+def _check_path(name: str, found: _Collector, max_depth: int = MAX_DEPTH) -> str | None:
     """Return the normalised relative path, or None after recording why the name is unsafe."""
     if name == "" or name.strip("/") == "":
         found.add("A file has an empty name.")
@@ -388,38 +401,3 @@ def _is_junk(path: str) -> bool:
 
 def _too_big(label: str, size: int, rules: UploadRules) -> str:
     return f"{label!r} is {size} bytes; the per-file cap is {rules.max_file_bytes} bytes."
-
-
-def _required_match(pattern: str, path: str) -> bool:
-    """Required files are paths from the submission's root; globs in them match full paths."""
-    return _glob_regex(pattern).fullmatch(path) is not None
-
-
-def _glob_match(pattern: str, path: str) -> bool:
-    """gitignore-like: a pattern without '/' matches the file name at any depth; '**' crosses folders."""
-    if "/" not in pattern and pattern != "**":
-        return _glob_regex(pattern).fullmatch(path.rsplit("/", 1)[-1]) is not None
-    return _glob_regex(pattern).fullmatch(path) is not None
-
-
-@lru_cache(maxsize=256)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out))

@@ -14,21 +14,15 @@ from labs import selectors
 from labs.errors import LearnerError
 from labs.forms import SubmissionForm
 from labs.models import ApiToken
+from labs.permissions import access_lab_by_slugs, access_revision_by_id
 from labs.reviews.selectors import reviews_for_revision
 from labs.services.submissions import revision_submit
 from labs.services.tokens import api_token_create, api_token_revoke
 
 
-def _lab_or_404(course_slug: str, lab_slug: str):
-    lab = selectors.lab_get(course_slug=course_slug, lab_slug=lab_slug)
-    if lab is None:
-        raise Http404("No such lab.")
-    return lab
-
-
 @require_http_methods(["GET", "POST"])
 def lab_detail(request: HttpRequest, course_slug: str, lab_slug: str) -> HttpResponse:
-    lab = _lab_or_404(course_slug, lab_slug)
+    lab = access_lab_by_slugs(course_slug=course_slug, lab_slug=lab_slug)
     wants_json = request.headers.get("Accept", "").startswith("application/json")
     error: LearnerError | None = None
     status = 200
@@ -56,7 +50,7 @@ def lab_detail(request: HttpRequest, course_slug: str, lab_slug: str) -> HttpRes
 
 
 def lab_starter(request: HttpRequest, course_slug: str, lab_slug: str) -> FileResponse:
-    lab = _lab_or_404(course_slug, lab_slug)
+    lab = access_lab_by_slugs(course_slug=course_slug, lab_slug=lab_slug)
     digest = lab.starter_digest
     if not digest or not all(ch in "0123456789abcdef" for ch in digest):
         raise Http404("This lab has no starter files.")
@@ -66,17 +60,10 @@ def lab_starter(request: HttpRequest, course_slug: str, lab_slug: str) -> FileRe
     return FileResponse(path.open("rb"), as_attachment=True, filename=f"{lab.slug}-starter.zip")
 
 
-def _revision_or_404(request: HttpRequest, revision_id: int):
-    revision = selectors.revision_get_for_user(revision_id=revision_id, user=request.user)
-    if revision is None:
-        raise Http404("No such revision.")
-    return revision
-
-
 def revision_detail(request: HttpRequest, revision_id: int) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    revision = _revision_or_404(request, revision_id)
+    revision = access_revision_by_id(revision_id=revision_id, user=request.user)
     detail = selectors.revision_detail(revision=revision, viewer=request.user)
     reviews = reviews_for_revision(revision=revision, viewer=request.user)
     return render(
@@ -88,7 +75,7 @@ def revision_detail(request: HttpRequest, revision_id: int) -> HttpResponse:
 
 def revision_status(request: HttpRequest, revision_id: int) -> HttpResponse:
     """The live part of the revision page, polled by htmx every second until the revision is finished."""
-    revision = _revision_or_404(request, revision_id)
+    revision = access_revision_by_id(revision_id=revision_id, user=request.user)
     detail = selectors.revision_detail(revision=revision, viewer=request.user)
     response = render(request, "labs/_revision_status.html", {"d": detail, "revision": revision})
     response["Cache-Control"] = "no-store"

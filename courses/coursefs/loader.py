@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
+from core.yamlsrc import SLUG_RE, Checker, parse_yaml
 from courses.coursefs.spec import (
     EMPTY_TREE_DIGEST,
     REFERENCE_KINDS,
@@ -33,11 +34,9 @@ from courses.coursefs.spec import (
     UnitSpec,
     lesson_url,
 )
-from courses.coursefs.yamlsrc import SLUG_RE, Checker, parse_yaml
 from courses.errors import CourseProblem
+from courses.extensions import course_labs
 from courses.markdown import RENDERER_VERSION, render_markdown
-from labs import labspec  # module import: labs.labspec imports this package's yamlsrc
-from labs.checks.base import CHECK_KINDS
 
 MAX_TEXT_BYTES = 1024 * 1024  # one lesson or YAML file
 MAX_BUNDLE_FILE_BYTES = 20 * 1024 * 1024  # one file in starter/ or grader/
@@ -58,6 +57,7 @@ LESSON_FIELDS = (
     "references",
 )
 REFERENCE_FIELDS = ("kind", "title", "url")
+_NO_LABS_HINT = "add 'labs' to INSTALLED_APPS, or remove the lab folder from the course"
 BLOCK_NAMES = ("quiz", "stages", "compare")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _NUMBER_PREFIX = re.compile(r"^\d+[-_]")
@@ -432,7 +432,11 @@ class _CourseReader:
         text = self.read_text(yaml_rel)
         if text is None:
             return None
-        spec = labspec.parse_lab_yaml(text, file=yaml_rel, folder_slug=name, problems=self.problems)
+        labs = course_labs()
+        if labs is None:
+            self.problem(yaml_rel, None, "this site cannot grade labs (the labs app is not installed)", _NO_LABS_HINT)
+            return None
+        spec = labs.lab_parse(text, file=yaml_rel, folder_slug=name, problems=self.problems)
         if spec is None:
             return None
         if spec.unit and spec.unit != unit.slug:
@@ -455,10 +459,8 @@ class _CourseReader:
             lab.render_key = render_key(course=course.slug, file=instructions_rel, offset=0, body=body)
         lab.starter = self._tree(f"{rel}/starter")
         lab.grader = self._tree(f"{rel}/grader")
-        for check in spec.checks:
-            kind_cls = CHECK_KINDS.get(check.kind)
-            needs = kind_cls is not None and kind_cls.needs_grader
-            if needs and (lab.grader is None or not lab.grader.files):
+        for check in spec.checks_needing_grader():
+            if lab.grader is None or not lab.grader.files:
                 self.problem(
                     yaml_rel,
                     check.line,

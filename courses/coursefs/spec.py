@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from courses.errors import CourseProblem
-
-if TYPE_CHECKING:
-    from labs.labspec import LabSpec
 
 REFERENCE_KINDS = ("official-doc", "article", "paper", "book", "video", "tool", "notebook", "repository")
 
@@ -77,12 +75,37 @@ class TreeDigest:
         return sum(f[1] for f in self.files)
 
 
+class LabCheckRef(Protocol):
+    """The parts of one check of a lab that the course loader checks (its link into a lesson)."""
+
+    id: str
+    kind: str
+    line: int | None
+    lesson: str  # "<unit>/<lesson>#<anchor>", or ""
+    lesson_line: int | None
+    lesson_url: str  # set by the loader once `lesson` resolves
+
+
+class LabDefinition(Protocol):
+    """A lab.yaml after validation: what the course loader reads of it."""
+
+    slug: str
+    unit: str
+    title: str
+    instructions: str
+    checks: Sequence[LabCheckRef]
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    def checks_needing_grader(self) -> Sequence[LabCheckRef]: ...
+
+
 @dataclass
 class LabEntry:
     slug: str
     folder: str  # relative to the course directory
     unit_slug: str
-    spec: LabSpec
+    spec: LabDefinition
     instructions_file: str = ""
     instructions_body: str = ""
     instructions_offset: int = 0

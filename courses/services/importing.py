@@ -8,26 +8,19 @@ leaves unreferenced, immutable files behind).
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import os
-import shutil
 import subprocess
-import tempfile
-import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from courses.coursefs import CourseSpec, LabEntry, LessonSpec, Rendered, TreeDigest, load_course, tree_digest
-from courses.errors import CourseInvalid, PlatformError
+from courses.coursefs import CourseSpec, LessonSpec, Rendered, load_course
+from courses.errors import CourseInvalid
+from courses.extensions import course_labs
 from courses.models import Course, Lesson, LessonProgress, Quiz, QuizAttempt, RenderedMarkdown, Unit
-from labs.models import Lab, Revision
 
 logger = logging.getLogger(__name__)
 
@@ -47,20 +40,6 @@ _LESSON_FIELDS = [
     "content_hash",
     "html",
     "toc",
-]
-_LAB_FIELDS = [
-    "unit",
-    "title",
-    "source_path",
-    "instructions_html",
-    "toc",
-    "spec",
-    "content_hash",
-    "grader_digest",
-    "starter_digest",
-    "max_revisions",
-    "cooldown_seconds",
-    "due_at",
 ]
 
 
@@ -131,9 +110,10 @@ def course_import(*, path: str | os.PathLike[str], dry_run: bool = False) -> Imp
     spec = result.course
     report = ImportReport(course_slug=spec.slug, content_version=content_version(spec), dry_run=dry_run)
     report.rendered = sum(1 for doc in _documents(spec) if doc.fresh)
-    if not dry_run:
+    labs = course_labs()
+    if not dry_run and labs is not None:
         for lab in spec.labs():
-            _store_bundles(lab)
+            labs.lab_bundles_store(lab=lab)
     with transaction.atomic():
         _write(spec, report)
         if dry_run:
@@ -160,7 +140,9 @@ def _write(spec: CourseSpec, report: ImportReport) -> None:
         report.changed.append(f"course {spec.slug}")
     units, removed_units = _units_upsert(course=course, spec=spec, report=report)
     _lessons_upsert(course=course, spec=spec, units=units, report=report)
-    _labs_upsert(course=course, spec=spec, units=units, report=report)
+    labs = course_labs()
+    if labs is not None:
+        labs.labs_upsert(course=course, labs=spec.labs(), units=units, report=report)
     _units_delete(units=removed_units, report=report)
     _render_cache_store(spec=spec)
     _course_finish(course=course, report=report)
@@ -289,51 +271,10 @@ def _quizzes_sync(
     Quiz.objects.bulk_update(to_update, ["title", "graded", "max_attempts", "questions", "position"], batch_size=100)
 
 
-def _labs_upsert(*, course: Course, spec: CourseSpec, units: dict[str, Unit], report: ImportReport) -> None:
-    existing = {lab.slug: lab for lab in Lab.objects.filter(course=course)}
-    for lab_spec in spec.labs():
-        row = existing.pop(lab_spec.slug, None)
-        values = _lab_values(lab_spec, unit=units[lab_spec.unit_slug])
-        if row is None:
-            Lab.objects.create(course=course, slug=lab_spec.slug, **values)
-            report.added.append(f"lab {lab_spec.slug}")
-        elif row.content_hash != lab_spec.content_hash or row.unit_id != values["unit"].id:
-            for name, value in values.items():
-                setattr(row, name, value)
-            row.save(update_fields=_LAB_FIELDS)
-            report.changed.append(f"lab {lab_spec.slug}")
-        else:
-            report.unchanged += 1
-    removed = list(existing.values())
-    for lab in removed:
-        report.removed.append(f"lab {lab.slug}")
-    if removed:
-        report.learner_data_removed["lab revisions"] = Revision.objects.filter(lab__in=removed).count()
-    _delete_in_chunks(Lab, [lab.id for lab in removed])
-
-
-def _lab_values(lab: LabEntry, *, unit: Unit) -> dict:
-    policy = lab.spec.policy
-    return {
-        "unit": unit,
-        "title": lab.spec.title,
-        "source_path": lab.folder,
-        "instructions_html": lab.rendered.html if lab.rendered else "",
-        "toc": lab.rendered.toc if lab.rendered else [],
-        "spec": lab.spec.to_json(),
-        "content_hash": lab.content_hash,
-        "grader_digest": lab.grader_digest,
-        "starter_digest": lab.starter.digest if lab.starter and lab.starter.files else "",
-        "max_revisions": policy.max_revisions,
-        "cooldown_seconds": policy.cooldown_seconds,
-        "due_at": policy.due,
-    }
-
-
 def _units_delete(*, units: list[Unit], report: ImportReport) -> None:
     if not units:
         return
-    # Their lessons were reported and counted by _lessons_upsert; their labs by _labs_upsert.
+    # Their lessons were reported and counted by _lessons_upsert; their labs by the labs app's labs_upsert.
     for unit in units:
         report.removed.append(f"unit {unit.slug}")
     Unit.objects.filter(id__in=[unit.id for unit in units]).delete()
@@ -406,68 +347,6 @@ def content_version(spec: CourseSpec) -> str:
     return f"sha256:{spec.content_digest}"
 
 
-def _store_bundles(lab: LabEntry) -> None:
-    if lab.grader is not None and lab.grader.files:
-        grader_store(tree=lab.grader)
-    if lab.starter is not None and lab.starter.files:
-        starter_store(tree=lab.starter)
-
-
-def grader_store(*, tree: TreeDigest) -> Path:
-    """Copy a grader folder to DATA_DIR/graders/<digest>/ unless that digest is already stored. Never overwrites."""
-    base = Path(settings.DATA_DIR) / "graders"
-    dest = base / tree.digest
-    if dest.exists():
-        return dest
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{tree.digest[:12]}-", dir=base))
-    try:
-        copied = []
-        for rel, size, _sha, executable in tree.files:
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(tree.root / rel, target)
-            target.chmod(0o555 if executable else 0o444)
-            copied.append((rel, size, _sha256(target), executable))
-        if tree_digest(copied) != tree.digest:
-            raise PlatformError(f"{tree.root} changed while it was being imported; run the import again")
-        try:
-            tmp.rename(dest)
-        except OSError:
-            # Another import stored the same digest first: same content, keep theirs.
-            if not dest.exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
-def starter_store(*, tree: TreeDigest) -> Path:
-    """Zip a starter folder deterministically to DATA_DIR/starters/<digest>.zip unless already stored."""
-    base = Path(settings.DATA_DIR) / "starters"
-    dest = base / f"{tree.digest}.zip"
-    if dest.exists():
-        return dest
-    base.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{tree.digest[:12]}-", suffix=".zip", dir=base)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
-            for rel, _size, _sha, executable in sorted(tree.files):
-                # Fixed timestamps and modes: the same files always give the same bytes.
-                info = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.create_system = 3
-                info.external_attr = (0o100755 if executable else 0o100644) << 16
-                archive.writestr(info, (tree.root / rel).read_bytes(), compresslevel=6)
-        with contextlib.suppress(FileExistsError):  # another import stored the same archive first
-            os.link(tmp, dest)  # link, not rename: it fails rather than overwrite an existing archive
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
-
-
 # --- helpers -----------------------------------------------------------------------------------------------------
 
 
@@ -485,7 +364,3 @@ def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
 def _delete_in_chunks(model: type, ids: list[int]) -> None:
     for chunk in _chunks(ids):
         model.objects.filter(id__in=chunk).delete()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

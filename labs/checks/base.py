@@ -69,7 +69,6 @@ class GradingContext:
     sandbox: Sandbox
     submission_dir: Path  # host path, read-only content-addressed tree
     grader_dir: Path  # host path of the lab's grader bundle
-    spec: dict[str, Any]  # lab.yaml after validation
     limits: SandboxLimits
     course_slug: str = ""
     revision_id: int | None = None
@@ -153,7 +152,7 @@ class Check:
         return CheckOutcome("error", message, evidence=evidence)
 
 
-CHECK_KINDS: dict[str, type[Check]] = {}
+CHECK_KINDS: dict[str, type[Check]] = {}  # filled by @register; read it through check_kind() / check_kinds()
 
 
 def register(cls: type[Check]) -> type[Check]:
@@ -163,30 +162,42 @@ def register(cls: type[Check]) -> type[Check]:
     return cls
 
 
+def check_kinds() -> dict[str, type[Check]]:
+    """Every registered kind by name (the built-in ones are loaded first)."""
+    _load_builtin_kinds()
+    return dict(CHECK_KINDS)
+
+
+def check_kind(kind: str) -> type[Check] | None:
+    """The registered class for `kind`, or None when no kind has that name."""
+    _load_builtin_kinds()
+    return CHECK_KINDS.get(kind)
+
+
 def validate_check_spec(kind: str, args: dict[str, Any]) -> list[str]:
     """Problems with a check declared in lab.yaml; an empty list means it is valid."""
-    _load_builtin_kinds()
-    if kind not in CHECK_KINDS:
-        known = ", ".join(sorted(CHECK_KINDS)) or "none registered"
+    cls = check_kind(kind)
+    if cls is None:
+        known = ", ".join(sorted(check_kinds())) or "none registered"
         return [f"unknown check kind {kind!r}; known kinds: {known}"]
     if not isinstance(args, dict):
         return ["args must be a mapping of argument names to values"]
-    return CHECK_KINDS[kind].validate_args(args)
+    return cls.validate_args(args)
 
 
-def check_class(kind: str) -> type[Check]:
-    """The registered class for a kind (KeyError when unknown)."""
-    _load_builtin_kinds()
-    return CHECK_KINDS[kind]
+_BUILTIN_LOADED = False
 
 
 def _load_builtin_kinds() -> None:
-    # Importing the kind modules registers them; done lazily so importing the registry stays cheap.
+    # Importing the kind modules (this module's siblings) registers them; done lazily so importing the
+    # registry stays cheap. By file name rather than through the package, which imports nothing.
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
+        return
     import importlib
     import pkgutil
 
-    import labs.checks as package
-
-    for module in pkgutil.iter_modules(package.__path__):
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if module.name != "base":
-            importlib.import_module(f"labs.checks.{module.name}")
+            importlib.import_module(f"{__package__}.{module.name}")
+    _BUILTIN_LOADED = True

@@ -16,7 +16,6 @@ trusted program run as the grader user.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 import secrets
@@ -24,6 +23,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from labs.checks.base import Check, CheckOutcome, GradingContext, register
+from labs.globs import glob_problem, required_match
 
 
 def _is_str_list(value: Any) -> bool:
@@ -44,14 +44,16 @@ class FilesRequired(Check):
     def validate_args(cls, args: dict[str, Any]) -> list[str]:
         if not _is_str_list(args.get("paths")):
             return ["args.paths must be a non-empty list of file paths or globs, e.g. [greet.py, '*.lock']"]
-        return []
+        return [
+            f"args.paths has a bad glob {path!r}: {problem}"
+            for path in args["paths"]
+            if (problem := glob_problem(path))
+        ]
 
     def run(self, ctx: GradingContext) -> CheckOutcome:
         present = _submitted_paths(ctx)
         missing = [
-            pattern
-            for pattern in self.args["paths"]
-            if not any(fnmatch.fnmatchcase(path, pattern) or path == pattern for path in present)
+            pattern for pattern in self.args["paths"] if not any(required_match(pattern, path) for path in present)
         ]
         if missing:
             return self.failed(

@@ -1,14 +1,19 @@
-"""Grade one revision: claim it, run the lab's checks in order in one sandbox, store each result as it lands.
+"""Grade one revision: the director. Each step is one function; the state it changes is owned elsewhere.
 
-Verdicts: `graded` (score computed), `failed` (a learner command hit a limit: timeout or out of memory; the
-partial score is still stored and the page says which limit), or our error (requeued with backoff by
-labs.services.grading.revision_error, then `error` after MAX_ERRORS).
+    grade_revision ─▶ claim ─▶ prepare ─▶ open sandbox ─▶ run each check ─▶ our failures? ─▶ store verdict
+                      (state)  (RunState)  (labs.sandbox)  (labs.checks)                    (scoring, state)
 
-Scoring: the maximum is always every declared check's points. A check that could not decide because of the
-submission (its service never listened, its kernel died) reports `error` and earns nothing: leaving it out of
-the maximum would let a submission that breaks everything score full marks on what is left. A check that
-crashed or was misconfigured is our fault instead: the whole run becomes a platform error and is retried, so
-the learner is never charged for it.
+Verdicts: `graded` (score computed), `failed` (a learner command hit a limit that stopped it: timeout or out of
+memory; the partial score is still stored and the page says which limit), or our error (requeued with backoff by
+`labs.grading.state.revision_error`, then `error` after MAX_ERRORS).
+
+Not in charge of: transitions and row writes (labs.grading.state), scores (labs.grading.scoring), containers
+(labs.sandbox), what a check observes (labs.checks), Celery (labs.tasks).
+
+A check that could not decide because of the submission (its service never listened, its kernel died) reports
+`error` and earns nothing, and still counts towards the maximum (see labs.grading.scoring). A check that crashed
+or was misconfigured is our fault instead: the whole run becomes a platform error and is retried, so the learner
+is never charged for it.
 """
 
 from __future__ import annotations
@@ -21,19 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 
-from labs.checks.base import CATEGORIES, CheckOutcome, GradingContext, check_class
+from labs.checks.base import CheckOutcome, GradingContext, check_kind
+from labs.errors import PlatformError
+from labs.grading import state as grading_state
+from labs.grading.scoring import score_results
+from labs.labspec import CheckSpec, LabSpec
 from labs.models import CheckResult, GradingRun, Revision
-from labs.sandbox import PlatformError, Sandbox, SandboxLimits, clean_output
-from labs.services.grading import (
-    database_label,
-    revision_claim,
-    revision_error,
-    revision_finish,
-    run_next_attempt,
-    run_phase_mark,
-)
+from labs.sandbox import Sandbox, SandboxLimits, clean_output
+from labs.sandbox.reaper import database_label
 from labs.storage import tree_files_dir
 
 logger = logging.getLogger(__name__)
@@ -48,15 +49,16 @@ class RunState:
 
     revision: Revision
     run: GradingRun
+    spec: LabSpec
     limits: SandboxLimits
     submission_dir: Path
     grader_dir: Path
-    deadline: float = 0.0
     results: list[CheckResult] = field(default_factory=list)
     log_parts: list[str] = field(default_factory=list)
-    limit_reason: str = ""
-    limit_message: str = ""
     our_failures: list[str] = field(default_factory=list)  # checks that crashed or are misconfigured
+    resources: dict[str, Any] = field(default_factory=dict)
+    failure_reason: str = ""
+    failure_message: str = ""
 
 
 def grade_revision(*, revision_id: int, worker: str = "") -> str | None:
@@ -64,41 +66,37 @@ def grade_revision(*, revision_id: int, worker: str = "") -> str | None:
 
     Raises PlatformError when our side failed and the revision went back to the queue (the task retries).
     """
-    if not revision_claim(revision_id=revision_id):
+    revision = grading_state.revision_claim(revision_id=revision_id)
+    if revision is None:
         logger.info("revision %s is not queued any more; nothing to do", revision_id)
         return None
-    revision = Revision.objects.select_related("lab", "lab__course").get(pk=revision_id)
-    run = GradingRun.objects.create(
-        revision=revision,
-        attempt=run_next_attempt(revision=revision),
-        worker=worker[:200],
-        queued_at=revision.queued_at or revision.created_at,
-        started_at=timezone.now(),
-        phase="started",
-    )
+    run = grading_state.run_start(revision=revision, worker=worker)
     try:
-        return _grade(revision, run)
+        state = _prepare(revision, run)
+        _grade_in_sandbox(state)
+        _raise_our_failures(state)
+        return _store_verdict(state)
     except PlatformError as exc:
         logger.warning("grading revision %s failed on our side: %s", revision_id, exc)
-        state = revision_error(revision=revision, run=run, detail=str(exc))
-        if state == Revision.State.QUEUED:
+        final = grading_state.revision_error(revision=revision, run=run, detail=str(exc))
+        if final == Revision.State.QUEUED:
             raise
-        return state
+        return final
     except Exception as exc:
         logger.exception("grading revision %s crashed", revision_id)
-        state = revision_error(revision=revision, run=run, detail=f"{type(exc).__name__}: {exc}")
-        if state == Revision.State.QUEUED:
+        final = grading_state.revision_error(revision=revision, run=run, detail=f"{type(exc).__name__}: {exc}")
+        if final == Revision.State.QUEUED:
             raise PlatformError(f"grading crashed: {type(exc).__name__}") from exc
-        return state
+        return final
 
 
-def _grade(revision: Revision, run: GradingRun) -> str:
+def _prepare(revision: Revision, run: GradingRun) -> RunState:
     lab = revision.lab
-    spec: dict[str, Any] = lab.spec or {}
     state = RunState(
         revision=revision,
         run=run,
-        limits=SandboxLimits.from_spec(spec.get("limits")),
+        spec=lab.labspec,
+        limits=lab.labspec.limits.sandbox_limits(),
         submission_dir=tree_files_dir(tree_sha256=revision.tree_sha256),
         grader_dir=Path(settings.DATA_DIR) / "graders" / lab.grader_digest,
     )
@@ -106,93 +104,113 @@ def _grade(revision: Revision, run: GradingRun) -> str:
         raise PlatformError(f"stored submission {state.submission_dir} is missing")
     if not state.grader_dir.is_dir():
         raise PlatformError(f"grader bundle {state.grader_dir} is missing; re-import the course")
+    return state
+
+
+def _grade_in_sandbox(state: RunState) -> None:
     labels = {"shipshape.db": database_label()}
     with Sandbox(
         limits=state.limits,
         submission_dir=state.submission_dir,
         grader_dir=state.grader_dir,
-        revision_id=revision.pk,
-        run_id=run.pk,
+        revision_id=state.revision.pk,
+        run_id=state.run.pk,
         labels=labels,
     ) as box:
-        state.deadline = time.monotonic() + state.limits.wall_seconds
-        run_phase_mark(run=run, phase="sandbox_ready", image_digest=box.image_id[:100])
+        grading_state.run_phase_mark(
+            run=state.run, phase=GradingRun.Phase.SANDBOX_READY, image_digest=box.image_id[:100]
+        )
         ctx = GradingContext(
             sandbox=box,
             submission_dir=state.submission_dir,
             grader_dir=state.grader_dir,
-            spec=spec,
             limits=state.limits,
-            course_slug=lab.course.slug,
-            revision_id=revision.pk,
-            run_id=run.pk,
-            deadline=state.deadline,
+            course_slug=state.revision.lab.course.slug,
+            revision_id=state.revision.pk,
+            run_id=state.run.pk,
+            deadline=time.monotonic() + state.limits.wall_seconds,
             sandbox_labels=labels,
         )
-        for position, check_spec in enumerate(spec.get("checks", [])):
-            run_phase_mark(run=run, phase=f"check:{check_spec.get('id', position)}"[:40])
+        for position, check_spec in enumerate(state.spec.checks):
+            grading_state.run_check_started(run=state.run, position=position)
             state.results.append(_run_check(ctx, state, position, check_spec))
-        run_phase_mark(run=run, phase="checks_finished")
-        resources = box.resources()
-    if state.our_failures:
-        raise PlatformError(f"grader problem in check(s) {', '.join(state.our_failures)}; see the worker log")
-    if box.limit_events:
-        state.limit_reason = box.limit_events[0].reason
-        state.limit_message = box.limit_events[0].message
-    return _finish(state, resources)
+        grading_state.run_phase_mark(run=state.run, phase=GradingRun.Phase.CHECKS_FINISHED)
+        state.resources = box.resources()
+        state.resources["limits_hit"] = [{"reason": e.reason, "message": e.message} for e in box.limit_events]
+        stopping = [event for event in box.limit_events if event.stops_run]
+        if stopping:
+            state.failure_reason = stopping[0].reason
+            state.failure_message = f"Your code was stopped: {stopping[0].message}."
 
 
-def _run_check(ctx: GradingContext, state: RunState, position: int, check_spec: dict[str, Any]) -> CheckResult:
-    check_id = str(check_spec.get("id", f"check-{position + 1}"))
-    kind = str(check_spec.get("kind", ""))
-    max_points = float(check_spec.get("points", 0))
-    category = check_spec.get("category")
+def _run_check(ctx: GradingContext, state: RunState, position: int, check_spec: CheckSpec) -> CheckResult:
     started = time.monotonic()
-    try:
-        cls = check_class(kind)
-        category = category or cls.default_category
-        if ctx.remaining_s() <= 0.1:
-            outcome = CheckOutcome(
-                "skipped", f"Not run: the grading run used its whole wall-clock budget of {ctx.limits.wall_seconds} s."
-            )
-            if not ctx.sandbox.limit_events:
-                from labs.sandbox import LimitEvent
-
-                ctx.sandbox.limit_events.append(
-                    LimitEvent("timeout", f"timed out after {ctx.limits.wall_seconds} s (the whole grading run)")
-                )
-        elif problems := cls.validate_args(dict(check_spec.get("args") or {})):
-            logger.error("check %s of lab %s has invalid args: %s", check_id, state.revision.lab_id, problems)
-            state.our_failures.append(check_id)
-            outcome = CheckOutcome("error", ERROR_MESSAGE, evidence={"lab_problems": problems})
-        else:
-            outcome = cls(check_id=check_id, args=dict(check_spec.get("args") or {}), points=max_points).run(ctx)
-    except PlatformError:
-        raise
-    except Exception:
-        logger.exception("check %s (%s) crashed on revision %s", check_id, kind, state.revision.pk)
-        state.our_failures.append(check_id)
-        outcome = CheckOutcome("error", ERROR_MESSAGE)
+    outcome = _outcome(ctx, state, check_spec)
+    max_points = float(check_spec.points)
     points = max(0.0, min(float(outcome.points), max_points)) if outcome.status in ("pass", "fail") else 0.0
-    evidence = outcome.evidence if isinstance(outcome.evidence, dict) else {}
-    result = CheckResult.objects.create(
+    result = grading_state.result_store(
         run=state.run,
         position=position,
-        check_id=check_id[:100],
-        kind=kind[:60],
-        category=(category or "correctness")[:40],
+        check_id=check_spec.id[:100],
+        kind=check_spec.kind[:60],
+        category=check_spec.category[:40],
         status=outcome.status,
         points=Decimal(str(round(points, 2))),
         max_points=Decimal(str(round(max_points, 2))),
         message=clean_output(outcome.message, limit=4000),
         hint=clean_output(outcome.hint, limit=2000),
-        hint_url=ctx.lesson_url(str(check_spec.get("lesson") or ""))[:500],
-        evidence=evidence,
-        hidden_until_due=check_spec.get("visibility") == "hidden",
+        hint_url=ctx.lesson_url(check_spec.lesson)[:500],
+        evidence=outcome.evidence if isinstance(outcome.evidence, dict) else {},
+        hidden_until_due=check_spec.visibility == "hidden",
         duration_ms=int((time.monotonic() - started) * 1000),
     )
     state.log_parts.append(_log_section(result))
     return result
+
+
+def _outcome(ctx: GradingContext, state: RunState, check_spec: CheckSpec) -> CheckOutcome:
+    """What one check concluded. Our failures (a crash, bad args) are collected so the whole run is retried."""
+    cls = check_kind(check_spec.kind)
+    if cls is None:
+        logger.error("check %s of lab %s has an unknown kind %r", check_spec.id, state.revision.lab_id, check_spec.kind)
+        state.our_failures.append(check_spec.id)
+        return CheckOutcome("error", ERROR_MESSAGE)
+    if ctx.remaining_s() <= 0.1:
+        ctx.sandbox.note_limit("timeout", f"timed out after {ctx.limits.wall_seconds} s (the whole grading run)")
+        return CheckOutcome(
+            "skipped", f"Not run: the grading run used its whole wall-clock budget of {ctx.limits.wall_seconds} s."
+        )
+    args = dict(check_spec.args)
+    if problems := cls.validate_args(args):
+        logger.error("check %s of lab %s has invalid args: %s", check_spec.id, state.revision.lab_id, problems)
+        state.our_failures.append(check_spec.id)
+        return CheckOutcome("error", ERROR_MESSAGE, evidence={"lab_problems": problems})
+    try:
+        return cls(check_id=check_spec.id, args=args, points=float(check_spec.points)).run(ctx)
+    except PlatformError:
+        raise
+    except Exception:
+        logger.exception("check %s (%s) crashed on revision %s", check_spec.id, check_spec.kind, state.revision.pk)
+        state.our_failures.append(check_spec.id)
+        return CheckOutcome("error", ERROR_MESSAGE)
+
+
+def _raise_our_failures(state: RunState) -> None:
+    if state.our_failures:
+        raise PlatformError(f"grader problem in check(s) {', '.join(state.our_failures)}; see the worker log")
+
+
+def _store_verdict(state: RunState) -> str:
+    log = clean_output("\n\n".join(state.log_parts), limit=LOG_LIMIT)
+    grading_state.run_record(run=state.run, log=log, resources=state.resources)
+    done = grading_state.revision_finish(
+        revision=state.revision,
+        run=state.run,
+        score=score_results(state.results),
+        failure_reason=state.failure_reason,
+        failure_message=state.failure_message,
+    )
+    return (Revision.State.FAILED if state.failure_reason else Revision.State.GRADED) if done else state.revision.state
 
 
 def _log_section(result: CheckResult) -> str:
@@ -202,29 +220,3 @@ def _log_section(result: CheckResult) -> str:
         if isinstance(value, str) and value.strip():
             parts.append(f"-- {key}\n{value.rstrip()}")
     return "\n".join(parts)
-
-
-def _finish(state: RunState, resources: dict[str, Any]) -> str:
-    counted = state.results  # see the module docstring: undecided checks still count towards the maximum
-    score = sum((r.points for r in counted), Decimal("0"))
-    max_score = sum((r.max_points for r in counted), Decimal("0"))
-    by_category: dict[str, dict[str, float]] = {}
-    for r in counted:
-        entry = by_category.setdefault(r.category, {"score": 0.0, "max": 0.0})
-        entry["score"] += float(r.points)
-        entry["max"] += float(r.max_points)
-    ordered = {
-        c: by_category[c] for c in [*CATEGORIES, *sorted(set(by_category) - set(CATEGORIES))] if c in by_category
-    }
-    run = state.run
-    run_phase_mark(run=run, phase="checks_finished")
-    log = "\n\n".join(state.log_parts)
-    GradingRun.objects.filter(pk=run.pk).update(log=clean_output(log, limit=LOG_LIMIT), resources=resources)
-    final = Revision.State.FAILED if state.limit_reason else Revision.State.GRADED
-    fields: dict[str, Any] = {"score": score, "max_score": max_score, "scores_by_category": ordered}
-    if state.limit_reason:
-        fields["failure_reason"] = state.limit_reason
-        fields["failure_message"] = f"Your code was stopped: {state.limit_message}."
-    if not revision_finish(revision=state.revision, run=run, state=final, **fields):
-        return state.revision.state
-    return final

@@ -26,14 +26,7 @@ from labs import selectors as lab_selectors
 from labs import storage
 from labs.errors import PlatformError
 from labs.models import Lab, Review, Revision
-from labs.reviews.permissions import (
-    REVIEW_ROLES,
-    REVIEWABLE_STATES,
-    User,
-    can_read_reviews,
-    can_review,
-    is_site_staff,
-)
+from labs.permissions import REVIEW_ROLES, REVIEWABLE_STATES, User, can_read_reviews, is_site_staff
 from labs.reviews.rubric import ReviewSpec, review_spec_for_lab
 
 logger = logging.getLogger(__name__)
@@ -92,19 +85,6 @@ def review_queue_labs(*, reviewer: User) -> list[Lab]:
 
 def review_queue_page(*, reviewer: User, lab_id: int | None = None, page: Any = 1) -> Page:
     return Paginator(review_queue(reviewer=reviewer, lab_id=lab_id), QUEUE_PAGE_SIZE).get_page(page)
-
-
-# --- access ----------------------------------------------------------------------------------------------------
-
-
-def revision_get_for_review(*, revision_id: int, user: User) -> Revision | None:
-    """The revision if `user` may review it, else None (the view answers 404)."""
-    if not user.is_authenticated:
-        return None
-    revision = Revision.objects.select_related("lab", "lab__course", "lab__unit", "user").filter(pk=revision_id).first()
-    if revision is None or not can_review(user=user, revision=revision):
-        return None
-    return revision
 
 
 # --- source files ----------------------------------------------------------------------------------------------
@@ -364,7 +344,7 @@ class ReviewPage:
 
 
 def review_page(*, revision: Revision, reviewer: User) -> ReviewPage:
-    """Everything the review page shows `reviewer`, who has already passed revision_get_for_review."""
+    """Everything the review page shows `reviewer`, who passed permissions.access_revision_for_review_by_id."""
     spec = review_spec_for_lab(revision.lab)
     history = review_history(revision=revision)
     current = next((h for h in history if h.is_current), None)

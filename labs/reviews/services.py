@@ -13,7 +13,7 @@ from django.db import transaction
 
 from labs.errors import LearnerError
 from labs.models import Review, Revision
-from labs.reviews.permissions import User, can_review, is_reviewable
+from labs.permissions import User, can_review, is_reviewable
 from labs.reviews.rubric import Criterion, review_spec_for_lab
 from labs.reviews.selectors import revision_file_line_count, revision_paths
 

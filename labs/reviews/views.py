@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from labs.errors import LearnerError
+from labs.permissions import access_review_queue, access_revision_for_review_by_id
 from labs.reviews import selectors
-from labs.reviews.permissions import can_use_review_queue
 from labs.reviews.rubric import ReviewSpec
 from labs.reviews.services import review_submit
 
@@ -22,8 +22,7 @@ BLANK_COMMENT_ROWS = 2
 def review_queue(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    if not can_use_review_queue(user=request.user):
-        raise Http404("No such page.")
+    access_review_queue(user=request.user)
     lab_id = _int_or_none(request.GET.get("lab"))
     page = selectors.review_queue_page(reviewer=request.user, lab_id=lab_id, page=request.GET.get("page") or 1)
     labs = selectors.review_queue_labs(reviewer=request.user)
@@ -34,9 +33,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
 def revision_review(request: HttpRequest, revision_id: int) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    revision = selectors.revision_get_for_review(revision_id=revision_id, user=request.user)
-    if revision is None:
-        raise Http404("No such revision.")
+    revision = access_revision_for_review_by_id(revision_id=revision_id, user=request.user)
     page = selectors.review_page(revision=revision, reviewer=request.user)
     error: LearnerError | None = None
     status = 200

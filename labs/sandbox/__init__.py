@@ -4,12 +4,13 @@ API (stable; check kinds build on it):
 
     from labs.sandbox import Sandbox, SandboxLimits, ExecResult, SandboxUnavailable, clean_output
 
-    with Sandbox(limits=SandboxLimits.from_spec(spec["limits"]), submission_dir=..., grader_dir=...,
+    with Sandbox(limits=lab.labspec.limits.sandbox_limits(), submission_dir=..., grader_dir=...,
                  revision_id=..., run_id=...) as sb:
         r: ExecResult = sb.exec(["python", "greet.py"], user="learner", timeout_s=10)
         r.exit_code, r.stdout, r.stderr, r.timed_out, r.oom_killed, r.output_truncated, r.duration_s
         sb.exec(["cat", "/grader/expected.txt"], user="grader", timeout_s=5)   # trusted reads
-        sb.limit_events      # [LimitEvent(reason="timeout"|"oom", message)] hit by learner commands
+        sb.limit_events      # [LimitEvent(reason, message)] hit by learner commands, once per reason:
+                             # timeout, oom (stop the code: .stops_run) or output_limit, pids, disk, crash
         sb.resources()       # {"wall_seconds", "peak_memory_bytes", "limits"}
         sb.image_id, sb.container_id
 
@@ -38,13 +39,13 @@ Guarantees: every exec has a timeout enforced twice (the wrapper /opt/shipshape/
 command's session; the host kills the whole container HOST_GRACE_S later if the wrapper does not end) and an
 output cap per stream enforced twice; after a learner command every learner process is killed (no
 daemonised leftovers); `__exit__` always kills and removes the container, also on exceptions, and the
-reaper (labs.services.grading.containers_reap) removes containers a dead worker left. Docker or image
+reaper (labs.sandbox.reaper.containers_reap) removes containers a dead worker left. Docker or image
 problems raise SandboxUnavailable (a PlatformError: ours, retried). Output is bytes: show it only through
 clean_output() (UTF-8 with replacement, no NUL, no terminal escapes, capped).
 """
 
+from labs.errors import PlatformError, SandboxUnavailable
 from labs.sandbox.environment import ExecResult, LimitEvent, Sandbox, docker_client
-from labs.sandbox.errors import PlatformError, SandboxUnavailable
 from labs.sandbox.limits import SandboxLimits
 from labs.sandbox.output import clean_output
 

@@ -31,7 +31,7 @@ import docker.errors
 import requests.exceptions
 from django.conf import settings
 
-from labs.sandbox.errors import SandboxUnavailable
+from labs.errors import SandboxUnavailable
 from labs.sandbox.limits import SandboxLimits
 
 logger = logging.getLogger(__name__)
@@ -73,12 +73,24 @@ class ExecResult:
         return self.exit_code == 0 and not self.timed_out and not self.oom_killed
 
 
+# Why a learner command was stopped or cut short. The first two stop the code: the orchestrator turns them into a
+# `failed` revision. The others are noted on the run and fail only the check that observed their effect.
+STOPPING_REASONS = ("timeout", "oom")
+NOTED_REASONS = ("output_limit", "pids", "disk", "crash")
+_CRASH_SIGNALS = {4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 11: "SIGSEGV"}
+_DISK_FULL_BYTES = 64 * 1024  # less free scratch than this after a failed command: the learner filled it
+
+
 @dataclass
 class LimitEvent:
-    """A limit a submission's command hit; the orchestrator turns these into a 'failed' verdict."""
+    """A limit a submission's command hit (see STOPPING_REASONS and NOTED_REASONS)."""
 
-    reason: str  # timeout | oom
+    reason: str
     message: str
+
+    @property
+    def stops_run(self) -> bool:
+        return self.reason in STOPPING_REASONS
 
 
 @dataclass
@@ -168,6 +180,7 @@ class Sandbox:
         self._started = 0.0
         self._lifetime_s = limits.wall_seconds + LIFETIME_MARGIN_S
         self._oom_kills_seen = 0
+        self._pids_max_seen = 0
         self._copy_pending = False
         self._copy_problem = ""  # once the copy failed, every later command raises it (never an empty /work)
 
@@ -440,12 +453,50 @@ class Sandbox:
             if kills > self._oom_kills_seen:
                 self._oom_kills_seen = kills
                 result.oom_killed = True
-                self.limit_events.append(
-                    LimitEvent("oom", f"out of memory: used more than the limit of {self.limits.memory_mb} MB")
-                )
+                self.note_limit("oom", f"out of memory: used more than the limit of {self.limits.memory_mb} MB")
                 return
         if result.timed_out:
-            self.limit_events.append(LimitEvent("timeout", f"timed out after {timeout_s:.0f} s"))
+            self.note_limit("timeout", f"timed out after {timeout_s:.0f} s")
+            return
+        if result.output_truncated:
+            self.note_limit("output_limit", f"printed more than {self.limits.output_bytes} bytes; the rest was cut")
+        signal_number = _signal_of(result.exit_code)
+        if signal_number in _CRASH_SIGNALS:
+            self.note_limit("crash", f"a program crashed ({_CRASH_SIGNALS[signal_number]})")
+        if result.exit_code not in (0, None):
+            self._note_exhaustion()
+
+    def _note_exhaustion(self) -> None:
+        """After a failed learner command: was the process limit reached, or scratch space left full? One read of
+        the container's own counters, as the grader user (the learner cannot forge them)."""
+        probe = (
+            "import os\n"
+            "s = os.statvfs('/work')\n"
+            "print(s.f_bavail * s.f_frsize, s.f_favail)\n"
+            "for p in ('/sys/fs/cgroup/pids/pids.events', '/sys/fs/cgroup/pids.events'):\n"
+            "    try:\n"
+            "        print(open(p).read().split()[-1]); break\n"
+            "    except OSError:\n"
+            "        pass\n"
+        )
+        try:
+            out = self.exec(["python3", "-I", "-S", "-c", probe], user="grader", timeout_s=10)
+        except SandboxUnavailable:
+            return
+        words = out.stdout.decode("ascii", "replace").split()
+        if out.exit_code != 0 or len(words) < 2 or not all(w.isdigit() for w in words):
+            return
+        free_bytes, free_inodes = int(words[0]), int(words[1])
+        if free_bytes < _DISK_FULL_BYTES or free_inodes == 0:
+            self.note_limit("disk", f"filled the scratch space of {self.limits.scratch_mb} MB")
+        if len(words) > 2 and int(words[2]) > self._pids_max_seen:
+            self._pids_max_seen = int(words[2])
+            self.note_limit("pids", f"tried to start more than {self.limits.pids} processes")
+
+    def note_limit(self, reason: str, message: str) -> None:
+        """Record a limit hit (once per reason; the first message is kept)."""
+        if not any(event.reason == reason for event in self.limit_events):
+            self.limit_events.append(LimitEvent(reason, message))
 
     def _grader_read(self, path: str) -> str:
         if self.container is None or self.dead:
@@ -503,6 +554,15 @@ class Sandbox:
             "peak_memory_bytes": self.peak_memory_bytes,
             "limits": self.limits.as_dict(),
         }
+
+
+def _signal_of(exit_code: int | None) -> int | None:
+    """The signal that ended a command (run_limited exits 128+N), or None."""
+    if exit_code is None:
+        return None
+    if exit_code < 0:
+        return -exit_code
+    return exit_code - 128 if 128 < exit_code < 160 else None
 
 
 def _read_frames(raw: socket.socket, frames: _Frames, cap: int, deadline: float, *, stdout_prefix: int = 0) -> bool:

@@ -17,7 +17,7 @@ from courses.services.learning import enrollment_create
 from labs import storage
 from labs.errors import LearnerError, SubmissionLimitReached, SubmissionNotAllowed, SubmissionTooSoon
 from labs.models import Lab, Revision
-from labs.selectors import RevisionPolicy, revision_next_allowed_at
+from labs.selectors import revision_next_allowed_at
 from labs.uploads import UploadRules, validate_upload
 
 logger = logging.getLogger(__name__)
@@ -34,11 +34,11 @@ def lab_submit_access_check(*, lab: Lab, user: AbstractBaseUser | AnonymousUser)
 
 def revision_policy_check(*, lab: Lab, user: AbstractBaseUser, now: datetime) -> bool:
     """Raise a LearnerError if the policy refuses a new revision now; return whether it would be late."""
-    policy = RevisionPolicy.for_lab(lab)
-    is_late = policy.due_at is not None and now > policy.due_at
+    policy = lab.labspec.policy
+    is_late = policy.due is not None and now > policy.due
     if is_late and policy.late == "reject":
         raise SubmissionNotAllowed(
-            f"The due date ({_fmt(policy.due_at)}) has passed and this lab does not accept late submissions.",
+            f"The due date ({_fmt(policy.due)}) has passed and this lab does not accept late submissions.",
             "Ask the course staff if you think you should be given an extension.",
         )
     if policy.max_revisions is not None:
@@ -70,7 +70,7 @@ def revision_submit(*, lab: Lab, user: AbstractBaseUser, upload: Any) -> Revisio
     lab_submit_access_check(lab=lab, user=user)
     # Checked before the (costly) validation so a learner in cooldown gets the cooldown message.
     revision_policy_check(lab=lab, user=user, now=timezone.now())
-    tree = validate_upload(upload, rules=UploadRules.from_spec(lab.spec))
+    tree = validate_upload(upload, rules=UploadRules.for_files(lab.labspec.files))
     try:
         with transaction.atomic():
             # Serialises concurrent submits of one learner in one course (SQLite: the IMMEDIATE transaction).

@@ -90,8 +90,9 @@ def test_import_creates_the_course_units_lessons_quizzes_and_lab() -> None:
     graded = Quiz.objects.get(key="unit-quiz")
     assert (graded.graded, graded.max_attempts, graded.lesson.slug) == (True, 2, "second")
     lab = Lab.objects.get(slug="hello-lab")
-    assert (lab.unit.slug, lab.max_revisions, lab.cooldown_seconds) == ("unit-two", 5, 10)
-    assert lab.due_at.isoformat() == "2030-01-31T23:59:00+00:00"
+    policy = lab.labspec.policy
+    assert (lab.unit.slug, policy.max_revisions, policy.cooldown_seconds) == ("unit-two", 5, 10)
+    assert policy.due.isoformat() == "2030-01-31T23:59:00+00:00"
     assert lab.spec["checks"][1]["visibility"] == "hidden"
     assert "lesson intro" not in report.added and "lesson unit-one/intro" in report.added
     assert report.rendered == 4  # three lessons and the lab's instructions

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "labs"
@@ -29,7 +28,7 @@ def managed_containers(client) -> list:
 
 def own_containers(client) -> list:
     """Sandbox containers of this test session's database (other sessions may share the engine)."""
-    from labs.services.grading import database_label
+    from labs.sandbox.reaper import database_label
 
     label = database_label()
     return [c for c in managed_containers(client) if c.labels.get("shipshape.db") == label]
@@ -124,11 +123,17 @@ def celery_worker(redis_server, runner_image, grading_db_path, tmp_path_factory)
 def lab_factory(settings):
     """Creates a Lab from a folder holding lab.yaml and grader/ (as the importer would)."""
     from courses.models import Unit
+    from labs.labspec import parse_lab_yaml
     from labs.models import Lab
     from tests.labs.factories import make_course
 
     def create(lab_dir: Path, *, spec_overrides: dict | None = None):
-        spec = yaml.safe_load((lab_dir / "lab.yaml").read_text())
+        problems: list = []
+        parsed = parse_lab_yaml(
+            (lab_dir / "lab.yaml").read_text(), file="lab.yaml", folder_slug=lab_dir.name, problems=problems
+        )
+        assert parsed is not None and not problems, [p.format() for p in problems]
+        spec = parsed.to_json()
         spec.update(spec_overrides or {})
         digest = _tree_digest(lab_dir / "grader")
         target = Path(settings.DATA_DIR) / "graders" / digest

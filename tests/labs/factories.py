@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -55,7 +57,25 @@ def make_course(slug: str | None = None) -> Course:
     return Course.objects.create(slug=slug, title=f"Course {slug}")
 
 
-def make_lab(*, course: Course | None = None, slug: str | None = None, spec: dict | None = None, **fields: Any) -> Lab:
+def make_lab(
+    *,
+    course: Course | None = None,
+    slug: str | None = None,
+    spec: dict | None = None,
+    max_revisions: int | None = None,
+    cooldown_seconds: int | None = None,
+    due_at: datetime | None = None,
+    **fields: Any,
+) -> Lab:
+    """A lab row; the policy keywords go into the spec's `policy:`, the one place a lab's policy lives."""
+    spec = copy.deepcopy(spec if spec is not None else DEFAULT_SPEC)
+    policy = spec.setdefault("policy", {})
+    if max_revisions is not None:
+        policy["max_revisions"] = max_revisions
+    if cooldown_seconds is not None:
+        policy["cooldown_seconds"] = cooldown_seconds
+    if due_at is not None:
+        policy["due"] = due_at.isoformat()
     course = course or make_course()
     unit = course.units.first() or Unit.objects.create(course=course, slug="week-01", title="Week one", position=1)
     slug = slug or f"lab-{next(_seq)}"
@@ -65,7 +85,7 @@ def make_lab(*, course: Course | None = None, slug: str | None = None, spec: dic
         slug=slug,
         title=fields.pop("title", f"Lab {slug}"),
         source_path=f"week-01/{slug}",
-        spec=spec if spec is not None else DEFAULT_SPEC,
+        spec=spec,
         content_hash="0" * 64,
         grader_digest="1" * 64,
         **fields,

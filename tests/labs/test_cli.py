@@ -22,7 +22,7 @@ def sent(monkeypatch, settings, tmp_path) -> list[int]:
     """Record what would be published to the broker: these tests stop at the queued state, without a worker."""
     settings.SUBMISSIONS_ROOT = tmp_path / "submissions"
     published: list[int] = []
-    monkeypatch.setattr("labs.services.grading.revision_send", lambda *, revision: published.append(revision.pk))
+    monkeypatch.setattr("labs.services.grading.revision_send", lambda revision: published.append(revision.pk))
     return published
 
 

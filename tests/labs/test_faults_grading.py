@@ -5,8 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from labs.grading.state import revisions_sweep, runs_live
 from labs.models import CheckResult, GradingRun, Revision
-from labs.services.grading import containers_reap, revisions_sweep
+from labs.sandbox.reaper import containers_reap
+from labs.tasks import revision_send
 from tests.labs.conftest import FIXTURES, HELLO_LAB_DIR, own_containers, wait_for_state
 
 pytestmark = [pytest.mark.docker, pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -26,15 +28,15 @@ def worker(celery_worker):
         celery_worker.start()
 
 
-def _wait_for_phase(revision, prefix: str, timeout: float = 60) -> None:
+def _wait_for_check(revision, position: int, timeout: float = 60) -> None:
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if GradingRun.objects.filter(revision=revision, phase__startswith=prefix).exists():
+        if GradingRun.objects.filter(revision=revision, phase="checks", check_position=position).exists():
             return
         time.sleep(0.1)
-    raise AssertionError(f"revision {revision.pk} never reached phase {prefix!r}")
+    raise AssertionError(f"revision {revision.pk} never started check {position + 1}")
 
 
 def _later(seconds: int = 3600):
@@ -44,14 +46,14 @@ def _later(seconds: int = 3600):
 def test_a_worker_killed_mid_grading_loses_nothing_and_grades_once(worker, lab_factory, submit, docker_client):
     lab = lab_factory(HELLO_LAB_DIR, spec_overrides={"checks": SLOW_CHECKS})
     revision = submit(lab, GOOD)
-    _wait_for_phase(revision, "check:slow")
+    _wait_for_check(revision, 0)  # "slow"
 
     worker.kill()  # SIGKILL to the main process and its pool child, mid-check
     revision.refresh_from_db()
     assert revision.state == "running"
     worker.start()
     # The sweeper finds it running past its deadline (simulated by sweeping "later") and sends it again.
-    assert revisions_sweep(now=_later())["requeued"] == 1
+    assert revisions_sweep(send=revision_send, now=_later())["requeued"] == 1
     wait_for_state(revision, DONE)
 
     assert revision.state == "graded" and revision.score == 2
@@ -59,7 +61,7 @@ def test_a_worker_killed_mid_grading_loses_nothing_and_grades_once(worker, lab_f
     assert [r.outcome for r in runs] == ["abandoned", "graded"]
     assert CheckResult.objects.filter(run=runs[1]).count() == 2
     assert revision.error_count == 1
-    containers_reap()  # the killed worker's container belongs to an abandoned run
+    containers_reap(live_runs=runs_live)  # the killed worker's container belongs to an abandoned run
     assert own_containers(docker_client) == []
 
 
@@ -96,7 +98,7 @@ def test_an_unreachable_docker_is_our_error_retried_then_graded(worker, lab_fact
 
     worker.stop()
     worker.start()  # the engine is "back"
-    revisions_sweep(now=_later())
+    revisions_sweep(send=revision_send, now=_later())
     wait_for_state(revision, DONE)
 
     assert revision.state == "graded" and revision.score == 10

@@ -16,8 +16,8 @@ from django.utils import timezone
 from config import urls as config_urls
 from courses.models import Enrollment
 from labs.models import CheckResult, GradingRun, Review, Revision
+from labs.permissions import can_read_reviews, can_review, can_use_review_queue
 from labs.reviews import selectors
-from labs.reviews.permissions import can_read_reviews, can_review, can_use_review_queue
 from labs.reviews.services import ReviewNotAllowed, ReviewRejected, review_submit
 from labs.storage import tree_store
 from labs.uploads import UploadRules, validate_files

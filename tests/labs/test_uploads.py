@@ -12,11 +12,13 @@ import zipfile
 
 import pytest
 
+from labs.labspec import FilesSpec
 from labs.uploads import UploadRejected, UploadRules, validate_archive, validate_files, validate_upload
 
 from .factories import DEFAULT_SPEC
 
-RULES = UploadRules.from_spec(DEFAULT_SPEC)  # service.py required; *.py, requirements.lock, *.md; 64 KiB/256 KiB/10
+# service.py required; *.py, requirements.lock, *.md; 64 KiB/256 KiB/10
+RULES = UploadRules.for_files(FilesSpec(**DEFAULT_SPEC["files"]))
 
 
 def make_zip(*members: tuple[str | zipfile.ZipInfo, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -222,13 +224,23 @@ def test_it_does_not_read_an_oversized_uploaded_file():
     assert "'service.py' is 1000000000 bytes; the per-file cap is 65536 bytes." in caught.value.problems
 
 
+def test_an_oversized_required_file_is_reported_as_too_large_not_as_missing():
+    with pytest.raises(UploadRejected) as caught:
+        validate_files([("service.py", b"x" * 70_000)], rules=RULES)
+    assert caught.value.problems == ["'service.py' is 70000 bytes; the per-file cap is 65536 bytes."]
+    with pytest.raises(UploadRejected) as caught:
+        validate_archive(make_zip(("service.py", os.urandom(70_000))), rules=RULES)
+    assert caught.value.problems == ["'service.py' is 70000 bytes; the per-file cap is 65536 bytes."]
+
+
 def test_a_single_zip_in_a_file_list_is_treated_as_the_archive():
     tree = validate_upload([("work.zip", make_zip(GOOD))], rules=RULES)
     assert [path for path, _, _ in tree.files] == ["service.py"]
 
 
 def test_rules_default_when_the_spec_leaves_files_out():
-    rules = UploadRules.from_spec({})
+    rules = UploadRules.for_files(FilesSpec())
+    assert rules == UploadRules()
     assert (rules.required, rules.allowed, rules.max_files) == ((), ("**",), 100)
     tree = validate_archive(make_zip(("any/thing.bin", b"\x00\x01")), rules=rules)
     assert tree.files[0][0] == "any/thing.bin"

@@ -1,4 +1,8 @@
-"""YAML parsing that remembers where each key sits, so problems can name a file line."""
+"""YAML parsing that remembers where each key sits, so problems can name a file line.
+
+Used by the course loader (course.yaml, lesson front matter, quizzes) and by the labs app (lab.yaml). The
+`CourseProblem` these report is defined here so both can use it without importing each other.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,24 @@ from typing import Any
 
 import yaml
 
-from courses.errors import CourseProblem
+
+@dataclass(frozen=True)
+class CourseProblem:
+    """One problem found in a course directory.
+
+    `file` is relative to the course directory (posix separators), `line` is 1-based or None when the problem
+    is about a whole file or folder.
+    """
+
+    file: str
+    line: int | None
+    message: str
+    hint: str
+
+    def format(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message} (hint: {self.hint})" if self.hint else f"{where}: {self.message}"
+
 
 # The C loader is an order of magnitude faster on 1,000 front matters and keeps the same marks.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -1,0 +1,211 @@
+"""The owner of grading state: every change to a Revision's grading fields and to its GradingRun and CheckResult
+rows goes through a function here, and nothing else writes them.
+
+Revision.state changes only through `revision_transition`, a conditional UPDATE that checks the transition is
+allowed and that nobody changed the state meanwhile, so a message delivered twice, a worker that died, and the
+sweeper can never grade one revision twice or overwrite each other.
+
+    queued ──claim──▶ running ──finish──▶ graded | failed
+       ▲                 │
+       └──── error ◀─────┘  (ours: back to queued with a backoff; parked in `error` after MAX_ERRORS)
+
+This module knows nothing of Celery or Docker: the sweeper is handed the function that re-sends a revision.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from labs.grading.scoring import Score
+from labs.models import CheckResult, GradingRun, Revision
+
+logger = logging.getLogger(__name__)
+
+S = Revision.State
+Phase = GradingRun.Phase
+Outcome = GradingRun.Outcome
+ALLOWED = {
+    S.QUEUED: {S.RUNNING, S.ERROR},
+    S.RUNNING: {S.GRADED, S.FAILED, S.QUEUED, S.ERROR},
+    S.ERROR: {S.QUEUED},  # staff requeue
+    S.GRADED: set(),
+    S.FAILED: set(),
+}
+MAX_ERRORS = 5  # attempts that failed on our side before a revision is parked in `error` for staff
+QUEUED_RESEND_AFTER_S = 120  # a queued revision nobody claimed by then gets its message sent again
+TASK_SOFT_MARGIN_S = 60  # the task's soft time limit: the lab's wall budget plus this
+TASK_HARD_MARGIN_S = 90  # the task's hard time limit
+CLAIM_MARGIN_S = 120  # beyond the task's hard time limit, so the sweeper never takes a live run
+_STAMPS = dict(GradingRun.STAMPED_PHASES)
+
+
+def grading_wall_seconds(*, revision: Revision) -> int:
+    """The run's wall budget: the lab's, clamped to today's platform maximum."""
+    return revision.lab.labspec.limits.sandbox_limits().wall_seconds
+
+
+def task_time_limits(*, revision: Revision) -> tuple[int, int]:
+    """(soft, hard) Celery time limits for grading `revision`."""
+    wall = grading_wall_seconds(revision=revision)
+    return wall + TASK_SOFT_MARGIN_S, wall + TASK_HARD_MARGIN_S
+
+
+def error_backoff_s(error_count: int) -> int:
+    return min(300, 10 * 2 ** max(0, error_count - 1))
+
+
+def revision_transition(*, revision: Revision, to_state: str, **fields: Any) -> bool:
+    """Move `revision` from its current state to `to_state`, setting `fields`; False if someone else moved it."""
+    from_state = revision.state
+    if to_state not in ALLOWED[from_state]:
+        raise ValueError(f"revision {revision.pk}: {from_state} -> {to_state} is not an allowed transition")
+    updated = Revision.objects.filter(pk=revision.pk, state=from_state).update(state=to_state, **fields)
+    if updated:
+        revision.refresh_from_db()
+    return bool(updated)
+
+
+def revision_queue_deadline_set(*, revision: Revision, now: datetime | None = None) -> None:
+    """When the sweeper re-sends `revision` if no worker has claimed it by then."""
+    deadline = (now or timezone.now()) + timedelta(seconds=QUEUED_RESEND_AFTER_S)
+    Revision.objects.filter(pk=revision.pk, state=S.QUEUED).update(deadline_at=deadline)
+
+
+def revision_claim(*, revision_id: int) -> Revision | None:
+    """queued -> running, for exactly one caller, who gets the revision; None for everyone else. The deadline
+    tells the sweeper when the worker is gone."""
+    revision = Revision.objects.select_related("lab", "lab__course").filter(pk=revision_id).first()
+    if revision is None or revision.state != S.QUEUED:
+        return None
+    _soft, hard = task_time_limits(revision=revision)
+    deadline = timezone.now() + timedelta(seconds=hard + CLAIM_MARGIN_S)
+    if not revision_transition(revision=revision, to_state=S.RUNNING, deadline_at=deadline):
+        return None
+    return Revision.objects.select_related("lab", "lab__course").get(pk=revision_id)
+
+
+def run_start(*, revision: Revision, worker: str) -> GradingRun:
+    """A new attempt at grading a claimed revision."""
+    last = GradingRun.objects.filter(revision=revision).order_by("-attempt").values_list("attempt", flat=True).first()
+    return GradingRun.objects.create(
+        revision=revision,
+        attempt=(last or 0) + 1,
+        worker=worker[:200],
+        queued_at=revision.queued_at or revision.created_at,
+        started_at=timezone.now(),
+        phase=Phase.STARTED,
+    )
+
+
+def run_phase_mark(*, run: GradingRun, phase: str, **fields: Any) -> None:
+    """Record that `run` reached `phase` now (the revision page shows it live)."""
+    values: dict[str, Any] = {"phase": Phase(phase), **fields}
+    if phase in _STAMPS:
+        values[_STAMPS[phase]] = timezone.now()
+    GradingRun.objects.filter(pk=run.pk).update(**values)
+    for name, value in values.items():
+        setattr(run, name, value)
+
+
+def run_check_started(*, run: GradingRun, position: int) -> None:
+    """The run started its check at `position` (0-based); pages say "check 3 of 16", never a check's id."""
+    run_phase_mark(run=run, phase=Phase.CHECKS, check_position=position)
+
+
+def result_store(*, run: GradingRun, position: int, **fields: Any) -> CheckResult:
+    """One check's result, stored as soon as the check ends so the page shows it live."""
+    return CheckResult.objects.create(run=run, position=position, **fields)
+
+
+def revision_finish(
+    *, revision: Revision, run: GradingRun, score: Score, failure_reason: str = "", failure_message: str = ""
+) -> bool:
+    """running -> graded (or failed, when `failure_reason` names a limit that stopped the code), with the score;
+    False when the run was taken over (sweeper) meanwhile."""
+    latest = GradingRun.objects.filter(revision=revision).order_by("-attempt").values_list("pk", flat=True).first()
+    if latest != run.pk:
+        logger.warning("run %s of revision %s is stale; not storing its verdict", run.pk, revision.pk)
+        return False
+    state = S.FAILED if failure_reason else S.GRADED
+    with transaction.atomic():
+        done = revision_transition(
+            revision=revision,
+            to_state=state,
+            deadline_at=None,
+            score=Decimal(str(score.points)),
+            max_score=Decimal(str(score.max_points)),
+            scores_by_category=score.by_category_json(),
+            failure_reason=Revision.FailureReason(failure_reason),
+            failure_message=failure_message,
+        )
+        if done:
+            run_phase_mark(run=run, phase=Phase.RESULTS_STORED, outcome=Outcome(state))
+    return done
+
+
+def run_record(*, run: GradingRun, log: str, resources: dict[str, Any]) -> None:
+    """The run's cleaned log and what it used, once its checks have finished."""
+    GradingRun.objects.filter(pk=run.pk).update(log=log, resources=resources)
+    run.log, run.resources = log, resources
+
+
+def revision_error(*, revision: Revision, run: GradingRun | None, detail: str) -> str:
+    """Our failure: back to queued with a backoff, or parked in `error` after MAX_ERRORS. Returns the state."""
+    if run is not None:
+        GradingRun.objects.filter(pk=run.pk).update(
+            outcome=Outcome.ERROR, error_detail=detail[:10000], phase=Phase.ERROR
+        )
+    count = revision.error_count + 1
+    if count >= MAX_ERRORS:
+        revision_transition(revision=revision, to_state=S.ERROR, error_count=count, deadline_at=None)
+    else:
+        revision_transition(
+            revision=revision,
+            to_state=S.QUEUED,
+            error_count=count,
+            deadline_at=timezone.now() + timedelta(seconds=error_backoff_s(count) + QUEUED_RESEND_AFTER_S),
+        )
+    return revision.state
+
+
+def revisions_sweep(*, send: Callable[[Revision], None], now: datetime | None = None) -> dict[str, int]:
+    """Requeue revisions whose worker died (running past deadline) and re-send lost queued messages with `send`."""
+    now = now or timezone.now()
+    requeued = parked = resent = 0
+    for revision in Revision.objects.select_related("lab").filter(state=S.RUNNING, deadline_at__lt=now):
+        GradingRun.objects.filter(revision=revision, outcome=Outcome.RUNNING).update(
+            outcome=Outcome.ABANDONED, phase=Phase.ABANDONED, error_detail="worker stopped before finishing"
+        )
+        state = revision_error(revision=revision, run=None, detail="")
+        if state == S.QUEUED:
+            revision_queue_deadline_set(revision=revision, now=now)
+            send(revision)
+            requeued += 1
+        else:
+            parked += 1
+    for revision in Revision.objects.select_related("lab").filter(state=S.QUEUED, deadline_at__lt=now):
+        revision_queue_deadline_set(revision=revision, now=now)
+        send(revision)
+        resent += 1
+    if requeued or parked or resent:
+        logger.info("sweep: requeued %s, parked %s, re-sent %s", requeued, parked, resent)
+    return {"requeued": requeued, "parked": parked, "resent": resent}
+
+
+def runs_live(run_ids: Iterable[int]) -> set[int]:
+    """Which of `run_ids` are still being graded: unfinished, the latest attempt, their revision running."""
+    ids = set(run_ids)
+    runs = GradingRun.objects.filter(pk__in=ids, outcome=Outcome.RUNNING, revision__state=S.RUNNING)
+    live = set()
+    for run in runs.only("pk", "revision_id", "attempt"):
+        newer = GradingRun.objects.filter(revision_id=run.revision_id, attempt__gt=run.attempt).exists()
+        if not newer:
+            live.add(run.pk)
+    return live

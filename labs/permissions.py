@@ -1,0 +1,128 @@
+"""Who may see and do what with labs, revisions and reviews: every access rule in one place.
+
+The rule: a page a user may not use answers 404, never 403. The id of someone else's revision reveals nothing,
+so a missing object and a forbidden one raise the same `Http404`; config/errors.py turns it into the HTML page
+or, under /api/, the JSON answer.
+
+Two kinds of functions live here:
+
+- predicates (`is_*`, `can_*`): one condition per line, keyword-only, returning a bool; each condition is tested
+  in tests/labs/test_permissions.py;
+- access functions (`access_*`, after Zulip's `access_stream_by_id`): fetch an object and authorise the user in
+  one call, returning the object or raising `Http404`. Views call these instead of fetching and checking apart.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import Http404
+
+from courses.models import Course, Enrollment
+from labs.models import Lab, Revision
+
+User = AbstractBaseUser | AnonymousUser
+
+REVIEW_ROLES = (Enrollment.Role.REVIEWER, Enrollment.Role.INSTRUCTOR)
+REVIEWABLE_STATES = (Revision.State.GRADED, Revision.State.FAILED)
+
+
+# --- predicates --------------------------------------------------------------------------------------------------
+
+
+def is_site_staff(*, user: User) -> bool:
+    """Django's staff and superusers."""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff:
+        return True
+    return bool(user.is_superuser)
+
+
+def is_course_staff(*, user: User, course: Course) -> bool:
+    """Site staff, or a reviewer or instructor of the course: they see every revision of the course in full."""
+    if not user.is_authenticated:
+        return False
+    if is_site_staff(user=user):
+        return True
+    return Enrollment.objects.filter(user=user, course=course, role__in=REVIEW_ROLES).exists()
+
+
+def can_view_revision(*, user: User, revision: Revision) -> bool:
+    """The revision page, its live status and the API: its author, the course's staff (see is_course_staff)."""
+    if not user.is_authenticated:
+        return False
+    if not user.is_active:
+        return False
+    if revision.user_id == user.pk:
+        return True
+    return is_course_staff(user=user, course=revision.lab.course)
+
+
+def can_review(*, user: User, revision: Revision) -> bool:
+    """The course's staff (see is_course_staff); never the revision's own author."""
+    if not user.is_authenticated:
+        return False
+    if revision.user_id == user.pk:
+        return False
+    return is_course_staff(user=user, course=revision.lab.course)
+
+
+def can_use_review_queue(*, user: User) -> bool:
+    """Site staff, or anyone who reviews or teaches at least one course."""
+    if not user.is_authenticated:
+        return False
+    if is_site_staff(user=user):
+        return True
+    return Enrollment.objects.filter(user=user, role__in=REVIEW_ROLES).exists()
+
+
+def can_read_reviews(*, user: User, revision: Revision) -> bool:
+    """The learner who submitted the revision, and everyone who may review it: whoever may see the revision."""
+    return can_view_revision(user=user, revision=revision)
+
+
+def is_reviewable(*, revision: Revision) -> bool:
+    """Grading has finished, so the reviewer has the grader's evidence to read (a failed run is evidence too)."""
+    return revision.state in REVIEWABLE_STATES
+
+
+# --- access: fetch and authorise in one call; missing and forbidden alike raise Http404 ------------------------------
+
+
+def access_lab_by_slugs(*, course_slug: str, lab_slug: str) -> Lab:
+    """The lab (with its course and unit). Labs are public to read, like lessons: only a missing one is 404."""
+    lab = Lab.objects.select_related("course", "unit").filter(course__slug=course_slug, slug=lab_slug).first()
+    if lab is None:
+        raise Http404("No such lab.")
+    return lab
+
+
+def access_revision_by_id(*, revision_id: int, user: User) -> Revision:
+    """The revision (with its lab, course and author) if `user` may view it: the revision page, its live status
+    fragment and the API."""
+    if not user.is_authenticated:
+        raise Http404("No such revision.")
+    revision = Revision.objects.select_related("lab", "lab__course", "user").filter(pk=revision_id).first()
+    if revision is None:
+        raise Http404("No such revision.")
+    if not can_view_revision(user=user, revision=revision):
+        raise Http404("No such revision.")
+    return revision
+
+
+def access_revision_for_review_by_id(*, revision_id: int, user: User) -> Revision:
+    """The revision (with its lab, course, unit and author) if `user` may review it: the review page."""
+    if not user.is_authenticated:
+        raise Http404("No such revision.")
+    revision = Revision.objects.select_related("lab", "lab__course", "lab__unit", "user").filter(pk=revision_id).first()
+    if revision is None:
+        raise Http404("No such revision.")
+    if not can_review(user=user, revision=revision):
+        raise Http404("No such revision.")
+    return revision
+
+
+def access_review_queue(*, user: User) -> None:
+    """Returns quietly if `user` may use the review queue (see can_use_review_queue); raises Http404 otherwise."""
+    if not can_use_review_queue(user=user):
+        raise Http404("No such page.")
