@@ -19,15 +19,7 @@ class LabAdmin(admin.ModelAdmin):
     list_filter = ("course",)
     search_fields = ("title", "slug")
     list_select_related = ("course", "unit__course")
-    readonly_fields = (
-        "source_path",
-        "instructions_html",
-        "toc",
-        "spec",
-        "content_hash",
-        "grader_digest",
-        "starter_digest",
-    )
+    readonly_fields = Lab.IMPORTED_FIELDS
 
     # The policy lives in the lab's spec (lab.yaml); these columns read it from there.
     @admin.display(description="max revisions")

@@ -14,17 +14,7 @@ from labs.labspec import LabSpec, parse_lab_yaml
 from labs.models import Lab, Revision
 
 _CHUNK = 500  # stays well below SQLite's bound-parameter limit
-_LAB_FIELDS = [
-    "unit",
-    "title",
-    "source_path",
-    "instructions_html",
-    "toc",
-    "spec",
-    "content_hash",
-    "grader_digest",
-    "starter_digest",
-]
+_LAB_FIELDS = ["unit", "title", *Lab.IMPORTED_FIELDS]
 
 
 class LabsForCourses:

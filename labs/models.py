@@ -20,6 +20,17 @@ class Lab(models.Model):
     grader_digest = models.CharField(max_length=64, help_text="sha256 of the stored grader bundle.")
     starter_digest = models.CharField(max_length=64, blank=True)
 
+    # Written by the course import from the lab's folder; read-only everywhere else.
+    IMPORTED_FIELDS = (
+        "source_path",
+        "instructions_html",
+        "toc",
+        "spec",
+        "content_hash",
+        "grader_digest",
+        "starter_digest",
+    )
+
     class Meta:
         ordering = ["unit__position", "slug"]
         constraints = [models.UniqueConstraint(fields=["course", "slug"], name="lab_unique_slug_per_course")]

@@ -189,3 +189,19 @@ def test_other_learners_outsiders_and_other_courses_reviewers_get_404():
         response = api_client(viewer).get(f"/api/revisions/{revision.pk}")
         assert response.status_code == 404
         assert "secret" not in response.content.decode()
+
+
+def test_scores_by_category_are_numbers_with_and_without_concealed_checks():
+    lab = make_lab()
+    learner = make_user()
+    revision = _graded_revision(lab, learner)  # stored as strings, as an earlier version wrote them
+
+    concealed = api_client(learner).get(f"/api/revisions/{revision.pk}").json()
+    revealed = api_client(make_user(is_staff=True)).get(f"/api/revisions/{revision.pk}").json()
+
+    assert concealed["hidden_checks"] == 1
+    assert concealed["scores_by_category"] == {"correctness": {"score": 5.0, "max": 5.0}}
+    assert revealed["scores_by_category"] == {"correctness": {"score": 15.0, "max": 15.0}}
+    for body in (concealed, revealed):
+        numbers = [body["score"], body["max_score"], *body["scores_by_category"]["correctness"].values()]
+        assert all(type(number) is float for number in numbers), numbers

@@ -160,3 +160,27 @@ def test_missing_runner_image_is_our_error_not_the_learners(lab_factory, submit,
     assert revision.error_count == 1
     run = revision.runs.get()
     assert run.outcome == "error" and "does-not-exist" in run.error_detail
+
+
+def test_a_lab_yaml_that_omits_every_optional_field_grades_with_the_documented_defaults(lab_factory, submit, tmp_path):
+    lab_dir = tmp_path / "minimal"
+    (lab_dir / "grader").mkdir(parents=True)
+    (lab_dir / "grader" / "README").write_text("no hidden files needed\n")
+    (lab_dir / "lab.yaml").write_text(
+        "title: Minimal\n"
+        "checks:\n"
+        "  - {id: has-greet, kind: files.required, args: {paths: [greet.py]}}\n"
+        "  - {id: runs, kind: command, args: {argv: [python, greet.py, Ada], stdout_contains: 'Hello, Ada!'}}\n"
+    )
+    lab = lab_factory(lab_dir)
+    revision = submit(lab, HELLO / "good", enqueue=False)
+
+    assert grade_revision(revision_id=revision.pk) == "graded"
+
+    revision.refresh_from_db()
+    assert (revision.score, revision.max_score) == (2, 2)  # points default to 1 each
+    assert revision.scores_by_category == {"correctness": {"score": 2.0, "max": 2.0}}
+    limits = revision.runs.get().resources["limits"]
+    documented = {"cpus": 1.0, "memory_mb": 256, "wall_seconds": 120, "pids": 128, "output_bytes": 1048576}
+    assert {key: limits[key] for key in documented} == documented
+    assert limits["scratch_mb"] == 64

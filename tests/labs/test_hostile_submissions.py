@@ -50,10 +50,15 @@ def test_a_submission_hitting_a_limit_fails_with_the_limit_named(grade, case, re
     assert results["tests"].status == "fail"  # answer() is wrong; the sandbox still ran the tests
 
 
+def limits_hit(revision) -> set[str]:
+    return {hit["reason"] for hit in revision.runs.get().resources.get("limits_hit", [])}
+
+
 def test_filling_scratch_disk_and_inodes_only_fails_the_submission(grade):
     revision, results = grade("fill-disk")
 
     assert revision.state == "graded"
+    assert limits_hit(revision) == {"disk"}  # noted on the run, named on the page, not a failed revision
     assert results["run"].status == "fail"
     assert "exited with code 3" in results["run"].message
     assert "errors [28, 28]" in results["run"].evidence["stdout"]  # ENOSPC for bytes, then for inodes
@@ -65,9 +70,27 @@ def test_a_100_mb_stdout_flood_is_cut_at_the_output_cap(grade):
     assert revision.state == "graded"
     run = results["run"]
     assert run.status == "fail"  # "done" came after the cap
+    assert limits_hit(revision) == {"output_limit"}
     assert "cut at 65536 bytes" in run.evidence["note"]
     assert len(run.evidence["stdout"]) < 5000
     assert len(revision.runs.get().log) <= 70_000
+
+
+@pytest.mark.parametrize(
+    ("case", "reason", "page_text"),
+    [
+        ("segfault", "crash", "A program crashed (SIGSEGV)."),
+        ("many-processes", "pids", "more processes than the limit of 32"),
+    ],
+)
+def test_a_crash_or_the_process_limit_is_named_and_fails_only_the_check(grade, client, case, reason, page_text):
+    revision, results = grade(case)
+
+    assert revision.state == "graded"
+    assert results["run"].status == "fail"
+    assert reason in limits_hit(revision)
+    client.force_login(revision.user)
+    assert page_text in client.get(f"/revisions/{revision.pk}/").content.decode()
 
 
 def test_nul_bytes_invalid_utf8_and_terminal_escapes_are_shown_as_plain_text(grade):
