@@ -140,7 +140,6 @@ CELERY_BEAT_SCHEDULE = {
 SUBMISSIONS_ROOT = Path(env_str("SHIPSHAPE_SUBMISSIONS_ROOT", str(DATA_DIR / "submissions")))
 RUNNER_IMAGE = env_str("SHIPSHAPE_RUNNER_IMAGE", "shipshape-runner:latest")
 DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
-SANDBOX_HOST_ROOT = Path(env_str("SHIPSHAPE_SANDBOX_HOST_ROOT", str(DATA_DIR / "sandboxes")))
 
 # Courses
 COURSE_CONTENT_DIR = BASE_DIR / "courses" / "content"

@@ -138,7 +138,7 @@ def revision_payload(*, detail: selectors.RevisionDetail, request: HttpRequest) 
         "scores_by_category": detail.scores_by_category,
         "hidden_checks": detail.concealed_count,
         "checks": [
-            {"id": c.check_id, "category": c.category, "status": "hidden", "hidden_until": _iso(detail.due_at)}
+            {"id": c.check_id, "status": "hidden", "hidden_until": _iso(detail.due_at)}
             if c.concealed
             else {
                 "id": c.check_id,

@@ -142,7 +142,10 @@ def follow(config: Config, revision_id: int, out: TextIO, *, poll_seconds: float
                 continue
             seen_checks.add(check["id"])
             if check.get("status") == "hidden":
-                print(f"  [hidden] {check['id']}: hidden until {check.get('hidden_until') or 'the due date'}", file=out)
+                print(
+                    f"  [hidden] {check['id']}: hidden until {check.get('hidden_until') or 'the course staff reveal it'}",
+                    file=out,
+                )
                 continue
             print(f"  [{check['status']}] {check['id']} {_points(check)}: {check.get('message', '')}", file=out)
             if check.get("hint") and check.get("status") != "pass":

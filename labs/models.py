@@ -19,6 +19,9 @@ class Lab(models.Model):
     content_hash = models.CharField(max_length=64)
     grader_digest = models.CharField(max_length=64, help_text="sha256 of the stored grader bundle.")
     starter_digest = models.CharField(max_length=64, blank=True)
+    hidden_revealed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an instructor revealed the hidden checks (labs without a due date)."
+    )
 
     # Written by the course import from the lab's folder; read-only everywhere else.
     IMPORTED_FIELDS = (
@@ -56,7 +59,7 @@ class Revision(models.Model):
         RUNNING = "running"
         GRADED = "graded"
         FAILED = "failed"  # the submission's fault: timeout, out of memory, crash
-        ERROR = "error"  # ours: retried automatically, never charged to the learner
+        ERROR = "error", "Needs attention"  # ours, still failing after retries: waits for staff, never charged
 
     class FailureReason(models.TextChoices):
         """Why a `failed` revision's code was stopped. Limits that only cut something short (output, scratch
@@ -154,7 +157,10 @@ class GradingRun(models.Model):
     check_position = models.PositiveIntegerField(null=True, blank=True, help_text="0-based; during `checks`.")
     outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True, default=Outcome.RUNNING)
     error_detail = models.TextField(blank=True, help_text="Staff only.")
-    log = models.TextField(blank=True, help_text="Size-capped, cleaned output.")
+    log = models.TextField(blank=True, help_text="Size-capped, cleaned output of the visible checks.")
+    hidden_log = models.TextField(
+        blank=True, help_text="The hidden checks' output: staff only, and the learner once hidden checks are revealed."
+    )
     resources = models.JSONField(
         default=dict, blank=True, help_text="wall_seconds, peak_memory_bytes, limits, limits_hit"
     )

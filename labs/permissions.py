@@ -47,6 +47,15 @@ def is_course_staff(*, user: User, course: Course) -> bool:
     return Enrollment.objects.filter(user=user, course=course, role__in=REVIEW_ROLES).exists()
 
 
+def is_course_instructor(*, user: User, course: Course) -> bool:
+    """Site staff, or an instructor of the course: who runs a lab (reveals hidden checks, grades again)."""
+    if not user.is_authenticated:
+        return False
+    if is_site_staff(user=user):
+        return True
+    return Enrollment.objects.filter(user=user, course=course, role=Enrollment.Role.INSTRUCTOR).exists()
+
+
 def can_view_revision(*, user: User, revision: Revision) -> bool:
     """The revision page, its live status and the API: its author, the course's staff (see is_course_staff)."""
     if not user.is_authenticated:
@@ -118,6 +127,22 @@ def access_revision_for_review_by_id(*, revision_id: int, user: User) -> Revisio
     if revision is None:
         raise Http404("No such revision.")
     if not can_review(user=user, revision=revision):
+        raise Http404("No such revision.")
+    return revision
+
+
+def access_lab_for_instructor_by_slugs(*, course_slug: str, lab_slug: str, user: User) -> Lab:
+    """The lab if `user` runs it (is_course_instructor); 404 otherwise, as for a missing lab."""
+    lab = access_lab_by_slugs(course_slug=course_slug, lab_slug=lab_slug)
+    if not is_course_instructor(user=user, course=lab.course):
+        raise Http404("No such lab.")
+    return lab
+
+
+def access_revision_for_instructor_by_id(*, revision_id: int, user: User) -> Revision:
+    """The revision if `user` runs its lab; 404 otherwise (missing and forbidden alike)."""
+    revision = access_revision_by_id(revision_id=revision_id, user=user)
+    if not is_course_instructor(user=user, course=revision.lab.course):
         raise Http404("No such revision.")
     return revision
 

@@ -19,10 +19,11 @@ from courses.models import Course
 from labs.grading.scoring import category_scores_json, score_results
 from labs.labspec import PolicySpec
 from labs.models import CheckResult, GradingRun, Lab, Revision
-from labs.permissions import is_course_staff
+from labs.permissions import is_course_instructor, is_course_staff
 
 User = AbstractBaseUser | AnonymousUser
 Phase = GradingRun.Phase
+_OUR_OUTCOMES = (GradingRun.Outcome.ERROR, GradingRun.Outcome.ABANDONED)
 
 LOG_DISPLAY_BYTES = 64 * 1024
 EVIDENCE_DISPLAY_CHARS = 16 * 1024
@@ -67,8 +68,11 @@ def labs_by_unit(*, course: Course) -> dict[int, list[dict[str, Any]]]:
 def hidden_checks_revealed(*, lab: Lab, user: User, now: datetime | None = None) -> bool:
     if is_course_staff(user=user, course=lab.course):
         return True
+    now = now or timezone.now()
+    if lab.hidden_revealed_at is not None and now >= lab.hidden_revealed_at:
+        return True
     due = lab.labspec.policy.due
-    return due is not None and (now or timezone.now()) >= due
+    return due is not None and now >= due
 
 
 @dataclass
@@ -125,9 +129,14 @@ def revision_detail(*, revision: Revision, viewer: User) -> RevisionDetail:
     is_staff_view = is_course_staff(user=viewer, course=lab.course)
     reveal = is_staff_view or hidden_checks_revealed(lab=lab, user=viewer)
     run = revision.runs.order_by("-attempt").first()
-    results = list(run.check_results.all()) if run else []
+    # A run that ended in our error is evidence for staff only: nothing of it was scored.
+    learner_may_see_run = is_staff_view or (run is not None and run.outcome not in _OUR_OUTCOMES)
+    results = list(run.check_results.all()) if run and learner_may_see_run else []
     hidden_ids = lab.labspec.hidden_check_ids()
-    checks = [_check_view(result, concealed=not reveal and _is_hidden(result, hidden_ids)) for result in results]
+    checks = []
+    for result in results:
+        concealed = not reveal and _is_hidden(result, hidden_ids)
+        checks.append(_check_view(result, concealed=concealed, number=sum(c.concealed for c in checks) + 1))
     concealed = [c for c in checks if c.concealed]
     if concealed:
         # The total would give the hidden checks away; show only what the learner may see.
@@ -136,7 +145,9 @@ def revision_detail(*, revision: Revision, viewer: User) -> RevisionDetail:
     else:
         score, max_score = _number(revision.score), _number(revision.max_score)
         by_category = category_scores_json(revision.scores_by_category)
-    log = run.log if run else ""
+    log = (run.log if run and learner_may_see_run else "") or ""
+    if reveal and run and run.hidden_log:
+        log = f"{log}\n\n{run.hidden_log}".strip()
     limits = _limits(lab, run)
     return RevisionDetail(
         revision=revision,
@@ -164,7 +175,11 @@ def revision_detail(*, revision: Revision, viewer: User) -> RevisionDetail:
         due_at=lab.labspec.policy.due,
         finished=revision.is_finished,
         is_staff_view=is_staff_view,
-        extra={"error_detail": run.error_detail if (run and is_staff_view) else ""},
+        extra={
+            "error_detail": run.error_detail if (run and is_staff_view) else "",
+            "can_grade_again": revision.state == Revision.State.ERROR
+            and is_course_instructor(user=viewer, course=lab.course),
+        },
     )
 
 
@@ -179,6 +194,7 @@ class LabPage:
     starter_available: bool
     accept_hint: str
     instructions_html: str
+    can_reveal_hidden: bool = False
 
 
 def lab_page(*, lab: Lab, user: User) -> LabPage:
@@ -209,6 +225,11 @@ def lab_page(*, lab: Lab, user: User) -> LabPage:
         starter_available=bool(lab.starter_digest),
         accept_hint=", ".join(lab.labspec.files.allowed or ["any file"]),
         instructions_html=instructions_without_title(html_text=lab.instructions_html, title=lab.title),
+        can_reveal_hidden=(
+            bool(lab.labspec.hidden_check_ids())
+            and lab.hidden_revealed_at is None
+            and is_course_instructor(user=user, course=lab.course)
+        ),
     )
 
 
@@ -228,9 +249,10 @@ def _is_hidden(result: CheckResult, hidden_ids: set[str]) -> bool:
     return result.hidden_until_due or result.check_id in hidden_ids
 
 
-def _check_view(result: CheckResult, *, concealed: bool) -> CheckView:
+def _check_view(result: CheckResult, *, concealed: bool, number: int) -> CheckView:
     if concealed:
-        return CheckView(check_id=result.check_id, category=result.category, concealed=True)
+        # Not even its id or category: they would say what the hidden check looks at.
+        return CheckView(check_id=f"hidden-{number}", category="", concealed=True)
     evidence = ""
     if result.evidence:
         evidence = json.dumps(result.evidence, indent=2, ensure_ascii=False, default=str)[:EVIDENCE_DISPLAY_CHARS]

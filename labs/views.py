@@ -14,8 +14,14 @@ from labs import selectors
 from labs.errors import LearnerError
 from labs.forms import SubmissionForm
 from labs.models import ApiToken
-from labs.permissions import access_lab_by_slugs, access_revision_by_id
+from labs.permissions import (
+    access_lab_by_slugs,
+    access_lab_for_instructor_by_slugs,
+    access_revision_by_id,
+    access_revision_for_instructor_by_id,
+)
 from labs.reviews.selectors import reviews_for_revision
+from labs.services.grading import lab_hidden_checks_reveal, revision_grade_again
 from labs.services.submissions import revision_submit
 from labs.services.tokens import api_token_create, api_token_revoke
 
@@ -97,3 +103,19 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")
     base_url = request.build_absolute_uri("/").rstrip("/")
     return render(request, "labs/api_tokens.html", {"tokens": tokens, "new_token": new_token, "base_url": base_url})
+
+
+@login_required
+@require_http_methods(["POST"])
+def lab_reveal_hidden(request: HttpRequest, course_slug: str, lab_slug: str) -> HttpResponse:
+    lab = access_lab_for_instructor_by_slugs(course_slug=course_slug, lab_slug=lab_slug, user=request.user)
+    lab_hidden_checks_reveal(lab=lab, by=request.user)
+    return redirect("lab_detail", course_slug=course_slug, lab_slug=lab_slug)
+
+
+@login_required
+@require_http_methods(["POST"])
+def revision_regrade(request: HttpRequest, revision_id: int) -> HttpResponse:
+    revision = access_revision_for_instructor_by_id(revision_id=revision_id, user=request.user)
+    revision_grade_again(revision=revision, by=request.user)
+    return redirect("revision_detail", revision_id=revision.pk)

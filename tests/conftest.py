@@ -14,7 +14,7 @@ import pytest
 from tests.platform import session_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_DATA_PATH_SETTINGS = ("SUBMISSIONS_ROOT", "SANDBOX_HOST_ROOT", "STATIC_ROOT")
+_DATA_PATH_SETTINGS = ("SUBMISSIONS_ROOT", "STATIC_ROOT")
 
 
 def pytest_configure(config: pytest.Config) -> None:

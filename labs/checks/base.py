@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 CATEGORIES = ("reproducibility", "resilience", "observability", "correctness")
 STATUSES = ("pass", "fail", "error", "skipped")
 EVIDENCE_TEXT_LIMIT = 4000  # characters per evidence field the page shows
+# What the grader's own parts get at least (GradingContext.grader_sandbox), whatever the lab's limits.
+GRADER_PART = {"memory_mb": 1024, "pids": 256, "scratch_mb": 1024, "scratch_inodes": 65536}
 
 
 @dataclass
@@ -102,6 +104,36 @@ class GradingContext:
             yield box
         # Limits a learner hit in the second sandbox count for the run too.
         self.sandbox.limit_events.extend(box.limit_events)
+
+    @contextlib.contextmanager
+    def grader_sandbox(self, *, copy_submission: bool = True) -> Iterator[Sandbox]:
+        """A sandbox for the grader's own heavy parts (an offline install of the learner's lock, say), with room
+        of its own: the lab's limits raised to GRADER_PART (clamped to the platform maxima), so a correct
+        submission never fails for lack of space or memory the lab did not promise it. No learner code should
+        run in it; limits hit there are not the learner's and are not added to the run's."""
+        from django.conf import settings
+
+        from labs.sandbox import Sandbox, SandboxLimits
+
+        limits = SandboxLimits(
+            cpus=self.limits.cpus,
+            memory_mb=min(max(self.limits.memory_mb, GRADER_PART["memory_mb"]), settings.GRADING_MAX_MEMORY_MB),
+            wall_seconds=self.limits.wall_seconds,
+            pids=min(max(self.limits.pids, GRADER_PART["pids"]), settings.GRADING_MAX_PIDS),
+            output_bytes=self.limits.output_bytes,
+            scratch_mb=min(max(self.limits.scratch_mb, GRADER_PART["scratch_mb"]), settings.GRADING_MAX_SCRATCH_MB),
+            scratch_inodes=max(self.limits.scratch_inodes, GRADER_PART["scratch_inodes"]),
+        )
+        with Sandbox(
+            limits=limits,
+            submission_dir=self.submission_dir,
+            grader_dir=self.grader_dir,
+            revision_id=self.revision_id,
+            run_id=self.run_id,
+            copy_submission=copy_submission,
+            labels=self.sandbox_labels,
+        ) as box:
+            yield box
 
     def lesson_url(self, ref: str) -> str:
         """URL of a `lesson:` reference `unit-slug/lesson-slug#anchor` (empty when there is no course)."""

@@ -10,14 +10,17 @@ memory; the partial score is still stored and the page says which limit), or our
 Not in charge of: transitions and row writes (labs.grading.state), scores (labs.grading.scoring), containers
 (labs.sandbox), what a check observes (labs.checks), Celery (labs.tasks).
 
-A check that could not decide because of the submission (its service never listened, its kernel died) reports
-`error` and earns nothing, and still counts towards the maximum (see labs.grading.scoring). A check that crashed
-or was misconfigured is our fault instead: the whole run becomes a platform error and is retried, so the learner
-is never charged for it.
+Attribution: a check ends `pass`, `fail` (the submission's doing, with the cause named) or `error` (ours only).
+An `error` is never scored: like a check that crashed or was misconfigured, it makes the whole run a platform
+error, retried with a backoff; if it persists the revision waits in `error` ("needs attention") for staff.
+
+Hidden checks run in a sandbox of their own, so nothing the submission does while one runs (files it writes, the
+hidden tests it reads) reaches a later visible check; their log is stored apart from the visible log.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -55,7 +58,8 @@ class RunState:
     grader_dir: Path
     results: list[CheckResult] = field(default_factory=list)
     log_parts: list[str] = field(default_factory=list)
-    our_failures: list[str] = field(default_factory=list)  # checks that crashed or are misconfigured
+    hidden_log_parts: list[str] = field(default_factory=list)
+    our_failures: list[str] = field(default_factory=list)  # checks that ended in error, crashed or are misconfigured
     resources: dict[str, Any] = field(default_factory=dict)
     failure_reason: str = ""
     failure_message: str = ""
@@ -131,16 +135,49 @@ def _grade_in_sandbox(state: RunState) -> None:
             deadline=time.monotonic() + state.limits.wall_seconds,
             sandbox_labels=labels,
         )
+        hidden_events = []
         for position, check_spec in enumerate(state.spec.checks):
             grading_state.run_check_started(run=state.run, position=position)
-            state.results.append(_run_check(ctx, state, position, check_spec))
+            if check_spec.visibility == "hidden":
+                hidden_events += _run_hidden_check(ctx, state, position, check_spec)
+            else:
+                state.results.append(_run_check(ctx, state, position, check_spec))
         grading_state.run_phase_mark(run=state.run, phase=GradingRun.Phase.CHECKS_FINISHED)
         state.resources = box.resources()
         state.resources["limits_hit"] = [{"reason": e.reason, "message": e.message} for e in box.limit_events]
-        stopping = [event for event in box.limit_events if event.stops_run]
-        if stopping:
-            state.failure_reason = stopping[0].reason
-            state.failure_message = f"Your code was stopped: {stopping[0].message}."
+        _note_stopping_limit(state, visible=box.limit_events, hidden=hidden_events)
+
+
+def _run_hidden_check(ctx: GradingContext, state: RunState, position: int, check_spec: CheckSpec) -> list:
+    """A hidden check, in a sandbox of its own; returns the limits the submission hit there."""
+    with Sandbox(
+        limits=state.limits,
+        submission_dir=state.submission_dir,
+        grader_dir=state.grader_dir,
+        revision_id=state.revision.pk,
+        run_id=state.run.pk,
+        labels=ctx.sandbox_labels,
+    ) as box:
+        state.results.append(_run_check(dataclasses.replace(ctx, sandbox=box), state, position, check_spec))
+    return list(box.limit_events)
+
+
+def _note_stopping_limit(state: RunState, *, visible: list, hidden: list) -> None:
+    """A limit that stopped the code fails the revision. One hit during a hidden check is named without the
+    check's details, which would give it away; limits that only cut something short are listed as notes, and
+    only those of visible checks."""
+    stopping = [event for event in visible if event.stops_run]
+    if stopping:
+        state.failure_reason = stopping[0].reason
+        state.failure_message = f"Your code was stopped: {stopping[0].message}."
+        return
+    stopping = [event for event in hidden if event.stops_run]
+    if stopping:
+        state.failure_reason = stopping[0].reason
+        state.failure_message = (
+            "Your code was stopped by a limit during a check that stays hidden until the due date "
+            f"({Revision.FailureReason(stopping[0].reason).label})."
+        )
 
 
 def _run_check(ctx: GradingContext, state: RunState, position: int, check_spec: CheckSpec) -> CheckResult:
@@ -164,7 +201,12 @@ def _run_check(ctx: GradingContext, state: RunState, position: int, check_spec: 
         hidden_until_due=check_spec.visibility == "hidden",
         duration_ms=int((time.monotonic() - started) * 1000),
     )
-    state.log_parts.append(_log_section(result))
+    if outcome.status == "error" and check_spec.id not in state.our_failures:
+        # Undecided is ours: never scored, the run is retried (see the module docstring).
+        logger.warning("check %s of revision %s could not decide: %s", check_spec.id, state.revision.pk, result.message)
+        state.our_failures.append(check_spec.id)
+    parts = state.hidden_log_parts if check_spec.visibility == "hidden" else state.log_parts
+    parts.append(_log_section(result))
     return result
 
 
@@ -197,12 +239,14 @@ def _outcome(ctx: GradingContext, state: RunState, check_spec: CheckSpec) -> Che
 
 def _raise_our_failures(state: RunState) -> None:
     if state.our_failures:
-        raise PlatformError(f"grader problem in check(s) {', '.join(state.our_failures)}; see the worker log")
+        details = "; ".join(f"{r.check_id}: {r.message}" for r in state.results if r.check_id in state.our_failures)
+        raise PlatformError(f"check(s) {', '.join(state.our_failures)} could not decide ({details[:2000]})")
 
 
 def _store_verdict(state: RunState) -> str:
     log = clean_output("\n\n".join(state.log_parts), limit=LOG_LIMIT)
-    grading_state.run_record(run=state.run, log=log, resources=state.resources)
+    hidden_log = clean_output("\n\n".join(state.hidden_log_parts), limit=LOG_LIMIT)
+    grading_state.run_record(run=state.run, log=log, hidden_log=hidden_log, resources=state.resources)
     done = grading_state.revision_finish(
         revision=state.revision,
         run=state.run,

@@ -150,10 +150,10 @@ def revision_finish(
     return done
 
 
-def run_record(*, run: GradingRun, log: str, resources: dict[str, Any]) -> None:
-    """The run's cleaned log and what it used, once its checks have finished."""
-    GradingRun.objects.filter(pk=run.pk).update(log=log, resources=resources)
-    run.log, run.resources = log, resources
+def run_record(*, run: GradingRun, log: str, hidden_log: str, resources: dict[str, Any]) -> None:
+    """The run's cleaned logs (visible checks', hidden checks' apart) and what it used, once its checks finished."""
+    GradingRun.objects.filter(pk=run.pk).update(log=log, hidden_log=hidden_log, resources=resources)
+    run.log, run.hidden_log, run.resources = log, hidden_log, resources
 
 
 def revision_error(*, revision: Revision, run: GradingRun | None, detail: str) -> str:
@@ -173,6 +173,17 @@ def revision_error(*, revision: Revision, run: GradingRun | None, detail: str) -
             deadline_at=timezone.now() + timedelta(seconds=error_backoff_s(count) + QUEUED_RESEND_AFTER_S),
         )
     return revision.state
+
+
+def revision_requeue(*, revision: Revision, send: Callable[[Revision], None]) -> bool:
+    """error ("needs attention") -> queued, by staff once the cause is fixed; the retry count starts afresh."""
+    if revision.state != S.ERROR:
+        return False
+    if not revision_transition(revision=revision, to_state=S.QUEUED, error_count=0, deadline_at=None):
+        return False
+    revision_queue_deadline_set(revision=revision)
+    send(revision)
+    return True
 
 
 def revisions_sweep(*, send: Callable[[Revision], None], now: datetime | None = None) -> dict[str, int]:

@@ -12,6 +12,7 @@ API (stable; check kinds build on it):
         sb.limit_events      # [LimitEvent(reason, message)] hit by learner commands, once per reason:
                              # timeout, oom (stop the code: .stops_run) or output_limit, pids, disk, crash
         sb.resources()       # {"wall_seconds", "peak_memory_bytes", "limits"}
+        sb.pressure()        # Pressure: free space in /work, /tmp, /results; pids refusals; OOM kills
         sb.image_id, sb.container_id
 
     # Optional: leave the block without waiting for the engine to remove the container (~80 ms); store the
@@ -23,10 +24,12 @@ API (stable; check kinds build on it):
 
 Container (see environment.py): the runner image, `network_mode="none"` (or "container:<id>" to join
 another sandbox's namespace), read-only root, tmpfs /work (learner-owned scratch, size and inode caps), /tmp
-(small, noexec), /results (grader-only, 0700), the submission read-only at /submission (copied into /work, as
+(small, noexec), /grader (the lab's grader bundle, staged at start by a command run as the grader: a tmpfs
+readable only by uid 1001, whatever user the worker runs as), /results (GRADER_SCRATCH: the grader's own
+writable space, 0700), the submission read-only at /submission (copied into /work, as
 the learner, by the wrapper of the first learner command run in /work, or by an exec of its own before any other
 first command: one `docker exec` less per run; a failed copy raises SandboxUnavailable on that and every later
-command), a per-run copy of the grader bundle at /grader readable only by uid 1001, platform/sandbox read-only
+command), platform/sandbox read-only
 at /opt/shipshape, user 1000, cap_drop ALL, no-new-privileges, pids/memory(=swap)/CPU limits, ulimits
 nofile/fsize/core=0, tini as PID 1, capped json-file logs, labels shipshape.managed=1 / .revision / .run,
 and an explicit minimal environment (the worker's never reaches it).
@@ -45,14 +48,16 @@ clean_output() (UTF-8 with replacement, no NUL, no terminal escapes, capped).
 """
 
 from labs.errors import PlatformError, SandboxUnavailable
-from labs.sandbox.environment import ExecResult, LimitEvent, Sandbox, docker_client
+from labs.sandbox.environment import GRADER_SCRATCH, ExecResult, LimitEvent, Pressure, Sandbox, docker_client
 from labs.sandbox.limits import SandboxLimits
 from labs.sandbox.output import clean_output
 
 __all__ = [
+    "GRADER_SCRATCH",
     "ExecResult",
     "LimitEvent",
     "PlatformError",
+    "Pressure",
     "Sandbox",
     "SandboxLimits",
     "SandboxUnavailable",

@@ -14,14 +14,14 @@ first learner command's wrapper instead of an exec of its own, peak memory read 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
-import shutil
 import socket
 import struct
+import tarfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,11 @@ logger = logging.getLogger(__name__)
 
 USERS = {"learner": "1000:1000", "grader": "1001:1001"}
 GRADER_UID = 1001
+GRADER_SCRATCH = (
+    "/results"  # the grader's writable space (tmpfs, 0700, uid 1001): the learner can neither read nor fill it
+)
+GRADER_SCRATCH_MB = 64
+GRADER_BUNDLE_MB = 128  # /grader: the lab's grader bundle, staged at start (courses allow 100 MB of grader files)
 WRAPPER = "/opt/shipshape/run_limited.py"
 TIMEOUT_EXIT = 124  # run_limited's exit code for "ran out of time"
 COPY_OK = b"\x00shipshape:submission-copied\n"  # run_limited --copy-submission's first bytes on stdout
@@ -91,6 +96,50 @@ class LimitEvent:
     @property
     def stops_run(self) -> bool:
         return self.reason in STOPPING_REASONS
+
+
+@dataclass(frozen=True)
+class Pressure:
+    """What a sandbox's limits look like right now (see Sandbox.pressure)."""
+
+    work_free_bytes: int
+    work_free_inodes: int
+    tmp_free_bytes: int
+    tmp_free_inodes: int
+    grader_free_bytes: int
+    grader_free_inodes: int
+    pids_refused: int  # forks the pids limit refused since the container started
+    oom_kills: int  # processes the OOM killer ended since the container started
+
+    @property
+    def work_full(self) -> bool:
+        return self.work_free_bytes < _DISK_FULL_BYTES or self.work_free_inodes == 0
+
+    @property
+    def tmp_full(self) -> bool:
+        return self.tmp_free_bytes < _DISK_FULL_BYTES or self.tmp_free_inodes == 0
+
+
+_PRESSURE_PROGRAM = """
+import os
+out = []
+for path in ('/work', '/tmp', '/results'):
+    s = os.statvfs(path)
+    out += [s.f_bavail * s.f_frsize, s.f_favail]
+def counter(paths, name):
+    for path in paths:
+        try:
+            for line in open(path):
+                key, _, value = line.partition(' ')
+                if key == name:
+                    return int(value)
+        except OSError:
+            pass
+    return -1
+out.append(counter(('/sys/fs/cgroup/pids/pids.events', '/sys/fs/cgroup/pids.events'), 'max'))
+out.append(counter(('/sys/fs/cgroup/memory/memory.oom_control', '/sys/fs/cgroup/memory.events'), 'oom_kill'))
+print(*out)
+"""
 
 
 @dataclass
@@ -176,7 +225,6 @@ class Sandbox:
         self.peak_memory_bytes: int | None = None
         self.final_state: dict[str, Any] = {}
         self._client: docker.DockerClient | None = None
-        self._staging: Path | None = None
         self._started = 0.0
         self._lifetime_s = limits.wall_seconds + LIFETIME_MARGIN_S
         self._oom_kills_seen = 0
@@ -220,8 +268,6 @@ class Sandbox:
         volumes = {str(PLATFORM_SANDBOX_DIR): {"bind": "/opt/shipshape", "mode": "ro"}}
         if self.submission_dir:
             volumes[str(self.submission_dir)] = {"bind": "/submission", "mode": "ro"}
-        if self.grader_dir:
-            volumes[str(self._stage_grader(self.grader_dir))] = {"bind": "/grader", "mode": "ro"}
         lim = self.limits
         memory = f"{lim.memory_mb}m"
         api = self._client.api
@@ -235,7 +281,10 @@ class Sandbox:
                     "/work": f"rw,exec,nosuid,nodev,size={lim.scratch_mb}m,nr_inodes={lim.scratch_inodes},"
                     "uid=1000,gid=1000,mode=0755",
                     "/tmp": "rw,noexec,nosuid,nodev,size=16m,nr_inodes=2048,mode=1777",
-                    "/results": "rw,noexec,nosuid,nodev,size=8m,nr_inodes=256,uid=1001,gid=1001,mode=0700",
+                    # The grader's own space: its bundle and its scratch, unreadable to the learner (0700, uid 1001).
+                    "/grader": f"rw,noexec,nosuid,nodev,size={GRADER_BUNDLE_MB}m,uid=1001,gid=1001,mode=0700",
+                    GRADER_SCRATCH: f"rw,noexec,nosuid,nodev,size={GRADER_SCRATCH_MB}m,nr_inodes=4096,"
+                    "uid=1001,gid=1001,mode=0700",
                 },
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
@@ -275,6 +324,8 @@ class Sandbox:
             _forget_shared_client()
             raise SandboxUnavailable(f"cannot start a sandbox container: {exc}") from exc
         self._started = time.monotonic()
+        if self.grader_dir:
+            self._stage_grader(self.grader_dir)
         # The first learner command copies the submission into /work itself (run_limited --copy-submission);
         # any other first command gets a copy exec of its own before it (see exec()).
         self._copy_pending = bool(self.copy_submission and self.submission_dir)
@@ -293,21 +344,33 @@ class Sandbox:
         )
         raise SandboxUnavailable(self._copy_problem)
 
-    def _stage_grader(self, grader_dir: Path) -> Path:
-        """A per-run copy of the grader bundle that only the grader user (1001) can read."""
-        root = Path(settings.SANDBOX_HOST_ROOT)
-        root.mkdir(parents=True, exist_ok=True)
-        self._staging = root / f"run-{uuid.uuid4().hex}"
-        target = self._staging / "grader"
-        shutil.copytree(grader_dir, target, symlinks=False)
-        try:
-            for path in [target, *target.rglob("*")]:
-                os.chown(path, GRADER_UID, GRADER_UID, follow_symlinks=False)
-            target.chmod(0o700)
-        except PermissionError:
-            # Not root: learners could read hidden tests. Acceptable on a laptop, logged so production notices.
-            logger.warning("cannot chown the grader bundle to uid %s; hidden tests are readable", GRADER_UID)
-        return target
+    def _stage_grader(self, grader_dir: Path) -> None:
+        """Copy the grader bundle into /grader, a tmpfs only the grader user (1001) can read.
+
+        The files travel as a tar on the standard input of a command run as the grader, so they are owned by 1001
+        whatever user the worker runs as (root or not, compose included): no chown on the host is needed.
+        """
+        files = sorted(p for p in grader_dir.rglob("*") if p.is_file() and not p.is_symlink())
+        if not files:
+            return
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for path in files:
+                info = tarfile.TarInfo(path.relative_to(grader_dir).as_posix())
+                info.size = path.stat().st_size
+                info.mode = 0o500 if path.stat().st_mode & 0o111 else 0o400
+                with path.open("rb") as handle:
+                    archive.addfile(info, handle)
+        staged = self._exec(
+            ["tar", "-x", "-C", "/grader", "--no-same-owner", "--no-same-permissions", "--delay-directory-restore"],
+            user="grader",
+            timeout_s=COPY_TIMEOUT_S,
+            stdin=buffer.getvalue(),
+        )
+        if staged.exit_code != 0:
+            raise SandboxUnavailable(
+                f"could not stage the grader bundle (exit {staged.exit_code}): {staged.stderr[-500:]!r}"
+            )
 
     def _cleanup(self) -> None:
         # What needs the container alive is read now; the removal itself may go to a thread.
@@ -318,15 +381,15 @@ class Sandbox:
                 with contextlib.suppress(*_DOCKER_ERRORS):
                     self.container.reload()
                     self.final_state = dict(self.container.attrs.get("State", {}))
-        container, staging, self.container, self._staging = self.container, self._staging, None, None
+        container, self.container = self.container, None
         if self.remove_in_background and container is not None:
             threading.Thread(
-                target=self._remove, args=(container, staging), name=f"sandbox-remove-{self.container_id[:12]}"
+                target=self._remove, args=(container,), name=f"sandbox-remove-{self.container_id[:12]}"
             ).start()
         else:
-            self._remove(container, staging)
+            self._remove(container)
 
-    def _remove(self, container: Any, staging: Path | None) -> None:
+    def _remove(self, container: Any) -> None:
         try:
             if container is not None:
                 for attempt in range(3):
@@ -342,8 +405,6 @@ class Sandbox:
                         )
                         _forget_shared_client()
                         time.sleep(0.5)
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
         finally:
             self.removed.set()
 
@@ -375,14 +436,37 @@ class Sandbox:
             raise SandboxUnavailable(self._copy_problem)
         if self.container is None or self.dead:
             return ExecResult(None, b"", b"sandbox is no longer running", True, 0.0, False)
-        if kill_leftovers is None:
-            kill_leftovers = user == "learner"
         # Only a learner command in /work can do the copy itself: /work is the learner's, and docker enters
         # the workdir before the wrapper runs.
         copy_here = self._copy_pending and user == "learner" and workdir == "/work"
         if self._copy_pending and not copy_here:
             self._copy_now()
         self._copy_pending = False
+        return self._exec(
+            argv,
+            user=user,
+            timeout_s=timeout_s,
+            env=env,
+            workdir=workdir,
+            stdin=stdin,
+            kill_leftovers=kill_leftovers,
+            copy_here=copy_here,
+        )
+
+    def _exec(
+        self,
+        argv: list[str],
+        *,
+        user: str,
+        timeout_s: float,
+        env: dict[str, str] | None = None,
+        workdir: str = "/work",
+        stdin: bytes | None = None,
+        kill_leftovers: bool | None = None,
+        copy_here: bool = False,
+    ) -> ExecResult:
+        if kill_leftovers is None:
+            kill_leftovers = user == "learner"
         cap = self.limits.output_bytes
         timeout_s = max(0.1, min(float(timeout_s), self.remaining_s()))
         # -S: the wrapper needs only the standard library, and site's .pth files cost ~6 ms per command.
@@ -467,31 +551,38 @@ class Sandbox:
             self._note_exhaustion()
 
     def _note_exhaustion(self) -> None:
-        """After a failed learner command: was the process limit reached, or scratch space left full? One read of
-        the container's own counters, as the grader user (the learner cannot forge them)."""
-        probe = (
-            "import os\n"
-            "s = os.statvfs('/work')\n"
-            "print(s.f_bavail * s.f_frsize, s.f_favail)\n"
-            "for p in ('/sys/fs/cgroup/pids/pids.events', '/sys/fs/cgroup/pids.events'):\n"
-            "    try:\n"
-            "        print(open(p).read().split()[-1]); break\n"
-            "    except OSError:\n"
-            "        pass\n"
-        )
-        try:
-            out = self.exec(["python3", "-I", "-S", "-c", probe], user="grader", timeout_s=10)
-        except SandboxUnavailable:
+        """After a failed learner command: was the process limit reached, or scratch space left full?"""
+        pressure = self.pressure()
+        if pressure is None:
             return
-        words = out.stdout.decode("ascii", "replace").split()
-        if out.exit_code != 0 or len(words) < 2 or not all(w.isdigit() for w in words):
-            return
-        free_bytes, free_inodes = int(words[0]), int(words[1])
-        if free_bytes < _DISK_FULL_BYTES or free_inodes == 0:
+        if pressure.work_full:
             self.note_limit("disk", f"filled the scratch space of {self.limits.scratch_mb} MB")
-        if len(words) > 2 and int(words[2]) > self._pids_max_seen:
-            self._pids_max_seen = int(words[2])
+        if pressure.pids_refused > self._pids_max_seen:
+            self._pids_max_seen = pressure.pids_refused
             self.note_limit("pids", f"tried to start more than {self.limits.pids} processes")
+
+    def pressure(self) -> Pressure | None:
+        """The container's own counters, read as the grader user (the learner cannot forge them): free space in
+        /work, /tmp and the grader's scratch, how often the process limit refused a fork, OOM kills so far. None
+        when they cannot be read (the sandbox is gone)."""
+        try:
+            out = self._exec(["python3", "-I", "-S", "-c", _PRESSURE_PROGRAM], user="grader", timeout_s=10)
+        except SandboxUnavailable:
+            return None
+        words = out.stdout.decode("ascii", "replace").split()
+        if out.exit_code != 0 or len(words) != 8 or not all(w.lstrip("-").isdigit() for w in words):
+            return None
+        numbers = [int(w) for w in words]
+        return Pressure(
+            work_free_bytes=numbers[0],
+            work_free_inodes=numbers[1],
+            tmp_free_bytes=numbers[2],
+            tmp_free_inodes=numbers[3],
+            grader_free_bytes=numbers[4],
+            grader_free_inodes=numbers[5],
+            pids_refused=max(0, numbers[6]),
+            oom_kills=max(0, numbers[7]),
+        )
 
     def note_limit(self, reason: str, message: str) -> None:
         """Record a limit hit (once per reason; the first message is kept)."""
