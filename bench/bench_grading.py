@@ -44,9 +44,9 @@ from django.db.models import Sum
 from courses.models import Course, Unit
 from labs.models import CheckResult, Lab, Revision
 from tests.conftest import RedisServer
-from tests.labs.conftest import FIXTURES, HELLO_LAB_DIR, CeleryWorker, _tree_digest
+from tests.labs.conftest import HELLO_LAB_DIR, CeleryWorker, _tree_digest
 
-GOOD = FIXTURES / "hello-pinned" / "good"
+GOOD = HELLO_LAB_DIR / "examples" / "good"
 
 
 def pct(values: list[float], q: float) -> float:

@@ -23,8 +23,12 @@ class CourseLabs(Protocol):
     ) -> LabDefinition | None:
         """Validate one lab.yaml; append every problem to `problems`; None when unusable."""
 
+    def lab_check(self, *, lab: LabEntry, problems: list[CourseProblem]) -> None:
+        """Check a lab once its folders are read (grader files its checks need, examples against its upload rules);
+        append every problem to `problems`. Reads files, writes nothing."""
+
     def lab_bundles_store(self, *, lab: LabEntry) -> None:
-        """Store the lab's grader and starter folders (before the import's transaction; content-addressed)."""
+        """Store the lab's grader, starter and example folders (before the import's transaction; content-addressed)."""
 
     def labs_upsert(self, *, course: Course, labs: Sequence[LabEntry], units: dict[str, Unit], report: Any) -> None:
         """Bring the course's lab rows in line with `labs`, inside the import's transaction; record what changed

@@ -9,9 +9,10 @@ from typing import Any
 from core.yamlsrc import CourseProblem
 from courses.coursefs import LabEntry
 from courses.models import Course, Unit
-from labs import bundles, selectors
+from labs import bundles, selectors, storage
 from labs.labspec import LabSpec, parse_lab_yaml
 from labs.models import Lab, Revision
+from labs.uploads import UploadRejected, UploadRules, validate_upload
 
 _CHUNK = 500  # stays well below SQLite's bound-parameter limit
 _LAB_FIELDS = ["unit", "title", *Lab.IMPORTED_FIELDS]
@@ -21,11 +22,51 @@ class LabsForCourses:
     def lab_parse(self, text: str, *, file: str, folder_slug: str, problems: list[CourseProblem]) -> LabSpec | None:
         return parse_lab_yaml(text, file=file, folder_slug=folder_slug, problems=problems)
 
+    def lab_check(self, *, lab: LabEntry, problems: list[CourseProblem]) -> None:
+        spec: LabSpec = lab.spec  # type: ignore[assignment]
+        yaml_file = f"{lab.folder}/lab.yaml"
+        for check in spec.checks_needing_grader():
+            if lab.grader is None or not lab.grader.files:
+                problems.append(
+                    CourseProblem(
+                        yaml_file,
+                        check.line,
+                        f"check {check.id!r} ({check.kind}) reads the grader's files but {lab.folder}/grader/ is "
+                        "missing or empty",
+                        f"create {lab.folder}/grader/ with the hidden tests or fixtures this check needs",
+                    )
+                )
+        rules = UploadRules.for_files(spec.files)
+        for example in spec.examples:
+            tree = lab.examples.get(example.folder)
+            if tree is None:
+                continue  # the loader reported the missing folder
+            try:
+                validated = validate_upload(
+                    [(rel, (tree.root / rel).read_bytes()) for rel, *_ in tree.files], rules=rules
+                )
+            except UploadRejected as exc:
+                problems.append(
+                    CourseProblem(
+                        yaml_file,
+                        example.line,
+                        f"example {example.folder} is not a submission this lab accepts: {'; '.join(exc.problems)}",
+                        "make the example a valid submission (files:) so it is graded like a learner's",
+                    )
+                )
+                continue
+            example.tree_sha256 = validated.tree_sha256
+
     def lab_bundles_store(self, *, lab: LabEntry) -> None:
         if lab.grader is not None and lab.grader.files:
             bundles.grader_store(tree=lab.grader)
         if lab.starter is not None and lab.starter.files:
             bundles.starter_store(tree=lab.starter)
+        rules = UploadRules.for_files(lab.spec.files)  # type: ignore[attr-defined]
+        for tree in lab.examples.values():
+            # Stored like a learner's submission, so the normal queue and workers grade it (lab_selftest).
+            files = [(rel, (tree.root / rel).read_bytes()) for rel, *_ in tree.files]
+            storage.tree_store(tree=validate_upload(files, rules=rules))
 
     def labs_upsert(self, *, course: Course, labs: Sequence[LabEntry], units: dict[str, Unit], report: Any) -> None:
         existing = {lab.slug: lab for lab in Lab.objects.filter(course=course)}

@@ -105,6 +105,20 @@ class PolicySpec:
 
 
 @dataclass
+class ExampleSpec:
+    """A submission the lab must grade a known way (`manage.py lab_selftest`); never shown to learners."""
+
+    folder: str  # relative to the lab folder, e.g. examples/full-jitter
+    expect_fail: list[str] = field(default_factory=list)  # check ids that must fail; every other check must pass
+    tree_sha256: str = ""  # the folder stored as a submission tree, set when the course is read
+    line: int | None = field(default=None, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.folder.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass
 class LabSpec:
     title: str
     slug: str
@@ -116,6 +130,7 @@ class LabSpec:
     checks: list[CheckSpec] = field(default_factory=list)
     policy: PolicySpec = field(default_factory=PolicySpec)
     review: dict[str, Any] | None = None  # raw `review:` mapping, parsed by labs.reviews.rubric when shown
+    examples: list[ExampleSpec] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The spec as stored in `Lab.spec`: plain JSON, defaults filled in, no source line numbers."""
@@ -123,6 +138,8 @@ class LabSpec:
         for check in data["checks"]:
             check.pop("line", None)
             check.pop("lesson_line", None)
+        for example in data["examples"]:
+            example.pop("line", None)
         data["run"] = {"command": data.pop("run_command")}
         data["policy"]["due"] = self.policy.due.isoformat() if self.policy.due else None
         return data
@@ -139,6 +156,10 @@ class LabSpec:
             if kind is not None and kind.needs_grader:
                 out.append(check)
         return out
+
+    def example_folders(self) -> list[tuple[str, int | None]]:
+        """The folders the course loader reads as trees for this lab's examples, with their lab.yaml lines."""
+        return [(example.folder, example.line) for example in self.examples]
 
     def hidden_check_ids(self) -> set[str]:
         return {check.id for check in self.checks if check.visibility == "hidden"}
@@ -162,6 +183,7 @@ class LabSpec:
             checks=[_stored_check(raw, position) for position, raw in enumerate(data.get("checks") or [])],
             policy=PolicySpec(**policy, due=_stored_due(due)),
             review=data.get("review") if isinstance(data.get("review"), dict) else None,
+            examples=[ExampleSpec(**_known(ExampleSpec, raw)) for raw in data.get("examples") or [] if raw],
         )
 
 
@@ -193,7 +215,20 @@ def _stored_due(value: Any) -> dt.datetime | None:
 
 _CHECK_DEFAULTS = CheckSpec(id="", kind="", category="")
 _INSTRUCTIONS_DEFAULT = LabSpec.instructions
-LAB_FIELDS = ("title", "slug", "unit", "instructions", "files", "run", "limits", "checks", "policy", "review")
+LAB_FIELDS = (
+    "title",
+    "slug",
+    "unit",
+    "instructions",
+    "files",
+    "run",
+    "limits",
+    "checks",
+    "policy",
+    "review",
+    "examples",
+)
+EXAMPLE_FIELDS = ("folder", "expect")
 FILES_FIELDS = tuple(f.name for f in dataclasses.fields(FilesSpec))
 LIMITS_FIELDS = tuple(f.name for f in dataclasses.fields(LimitsSpec))
 CHECK_FIELDS = ("id", "kind", "category", "points", "visibility", "lesson", "args")
@@ -231,7 +266,56 @@ def parse_lab_yaml(text: str, *, file: str, folder_slug: str, problems: list[Cou
     spec.checks = _checks(c, root)
     spec.policy = _policy(c, root)
     spec.review = _review(c, root)
+    spec.examples = _examples(c, root, check_ids=[check.id for check in spec.checks])
     return spec
+
+
+def _examples(c: Checker, root: dict, *, check_ids: list[str]) -> list[ExampleSpec]:
+    raw = root.get("examples")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        c.add(("examples",), "examples must be a list", "write one `- folder: examples/NAME` entry per example")
+        return []
+    out: list[ExampleSpec] = []
+    for index, item in enumerate(raw):
+        path = ("examples", index)
+        entry = c.mapping(item, path, f"example {index + 1}")
+        if entry is None:
+            continue
+        c.unknown_keys(entry, path, EXAMPLE_FIELDS, "an example")
+        folder = c.text(entry, path, "folder", what=f"example {index + 1}", required=True).strip().rstrip("/")
+        parts = folder.split("/")
+        if folder and (folder.startswith("/") or "\\" in folder or ".." in parts or parts[0] in ("starter", "grader")):
+            c.add(
+                (*path, "folder"),
+                f"example folder {folder!r} must be a folder inside the lab, outside starter/ and grader/",
+                "keep examples in the lab's examples/ folder, e.g. `folder: examples/full-jitter`",
+            )
+            continue
+        if folder in [example.folder for example in out]:
+            c.add((*path, "folder"), f"example folder {folder!r} is listed twice", "list each example once")
+            continue
+        expect = entry.get("expect", "all-pass")
+        expect_fail: list[str] = []
+        if isinstance(expect, dict) and set(expect) == {"fail"} and isinstance(expect["fail"], list):
+            expect_fail = [str(check_id) for check_id in expect["fail"]]
+            unknown = [check_id for check_id in expect_fail if check_id not in check_ids]
+            if unknown or not expect_fail:
+                c.add(
+                    (*path, "expect"),
+                    f"example {folder!r} expects unknown or no checks to fail: {', '.join(unknown) or 'none listed'}",
+                    f"name checks of this lab: {', '.join(check_ids)}",
+                )
+        elif expect != "all-pass":
+            c.add(
+                (*path, "expect"),
+                f"example {folder!r} has expect {expect!r}",
+                "write `expect: all-pass`, or `expect: {fail: [check-id, ...]}` for the checks it must fail",
+            )
+        if folder:
+            out.append(ExampleSpec(folder=folder, expect_fail=expect_fail, line=c.doc.line(path)))
+    return out
 
 
 def _review(c: Checker, root: dict) -> dict[str, Any] | None:

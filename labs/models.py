@@ -88,6 +88,15 @@ class Revision(models.Model):
     failure_message = models.TextField(blank=True)
     error_count = models.PositiveIntegerField(default=0)
     is_late = models.BooleanField(default=False)
+    selftest = models.ForeignKey(
+        "LabSelfTest",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="revisions",
+        help_text="Set on a lab example graded by a self-test: not a learner's work.",
+    )
+    example = models.CharField(max_length=200, blank=True, help_text="The example folder, for self-test revisions.")
     review_status = models.CharField(
         max_length=20,
         choices=[
@@ -113,6 +122,29 @@ class Revision(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in {self.State.GRADED, self.State.FAILED}
+
+
+class LabSelfTest(models.Model):
+    """One `manage.py lab_selftest`: the lab's examples graded through the normal queue, compared with what the
+    lab says each must get. Its revisions belong to a system account and are kept apart from learners' work."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        AGREED = "agreed"  # every verdict as expected, no flips between repeats
+        DISAGREED = "disagreed"
+        TIMED_OUT = "timed_out"
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="selftests")
+    requested_by = models.CharField(max_length=150, blank=True)
+    repeat = models.PositiveIntegerField(default=1)
+    load = models.BooleanField(default=False, help_text="Both cores were kept busy while it ran.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    report = models.JSONField(default=dict, blank=True, help_text="Expected against actual per example and check.")
+
+    class Meta:
+        ordering = ["-created_at"]
 
 
 class GradingRun(models.Model):

@@ -18,7 +18,7 @@ from django.utils import timezone
 from courses.models import Course
 from labs.grading.scoring import category_scores_json, score_results
 from labs.labspec import PolicySpec
-from labs.models import CheckResult, GradingRun, Lab, Revision
+from labs.models import CheckResult, GradingRun, Lab, LabSelfTest, Revision
 from labs.permissions import is_course_instructor, is_course_staff
 
 User = AbstractBaseUser | AnonymousUser
@@ -195,6 +195,7 @@ class LabPage:
     accept_hint: str
     instructions_html: str
     can_reveal_hidden: bool = False
+    last_selftest: LabSelfTest | None = None
 
 
 def lab_page(*, lab: Lab, user: User) -> LabPage:
@@ -225,6 +226,7 @@ def lab_page(*, lab: Lab, user: User) -> LabPage:
         starter_available=bool(lab.starter_digest),
         accept_hint=", ".join(lab.labspec.files.allowed or ["any file"]),
         instructions_html=instructions_without_title(html_text=lab.instructions_html, title=lab.title),
+        last_selftest=lab.selftests.first() if is_course_staff(user=user, course=lab.course) else None,
         can_reveal_hidden=(
             bool(lab.labspec.hidden_check_ids())
             and lab.hidden_revealed_at is None

@@ -459,14 +459,18 @@ class _CourseReader:
             lab.render_key = render_key(course=course.slug, file=instructions_rel, offset=0, body=body)
         lab.starter = self._tree(f"{rel}/starter")
         lab.grader = self._tree(f"{rel}/grader")
-        for check in spec.checks_needing_grader():
-            if lab.grader is None or not lab.grader.files:
+        for folder, line in spec.example_folders():
+            tree = self._tree(f"{rel}/{folder}")
+            if tree is None or not tree.files:
                 self.problem(
                     yaml_rel,
-                    check.line,
-                    f"check {check.id!r} ({check.kind}) reads the grader's files but {rel}/grader/ is missing or empty",
-                    f"create {rel}/grader/ with the hidden tests or fixtures this check needs",
+                    line,
+                    f"example folder {rel}/{folder}/ is missing or empty",
+                    f"create {rel}/{folder}/ holding a submission, or remove the example from lab.yaml",
                 )
+                continue
+            lab.examples[folder] = tree
+        labs.lab_check(lab=lab, problems=self.problems)
         return lab
 
     def _tree(self, rel: str) -> TreeDigest | None:

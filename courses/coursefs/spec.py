@@ -97,7 +97,8 @@ class LabDefinition(Protocol):
 
     def to_json(self) -> dict[str, Any]: ...
 
-    def checks_needing_grader(self) -> Sequence[LabCheckRef]: ...
+    def example_folders(self) -> list[tuple[str, int | None]]:
+        """Folders of the lab to read as trees (its examples), each with its line in lab.yaml."""
 
 
 @dataclass
@@ -113,6 +114,7 @@ class LabEntry:
     rendered: Rendered | None = None
     starter: TreeDigest | None = None
     grader: TreeDigest | None = None
+    examples: dict[str, TreeDigest] = field(default_factory=dict)  # folder -> tree, never shown to learners
     content_hash: str = ""
 
     @property

@@ -62,7 +62,7 @@ def review_queue(*, reviewer: User, lab_id: int | None = None) -> QuerySet[Revis
     newer = Revision.objects.filter(lab=OuterRef("lab"), user=OuterRef("user"), number__gt=OuterRef("number"))
     approved = Revision.objects.filter(lab=OuterRef("lab"), user=OuterRef("user"), review_status="approved")
     queue = (
-        Revision.objects.filter(state__in=REVIEWABLE_STATES, review_status="")
+        Revision.objects.filter(state__in=REVIEWABLE_STATES, review_status="", selftest__isnull=True)
         .exclude(user=reviewer)
         .filter(~Exists(newer), ~Exists(approved))
         .select_related("lab", "lab__course", "user")

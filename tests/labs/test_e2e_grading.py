@@ -5,11 +5,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from labs.models import CheckResult, Revision
-from tests.labs.conftest import FIXTURES, HELLO_LAB_DIR, own_containers, wait_for_state
+from tests.labs.conftest import HELLO_LAB_DIR, own_containers, wait_for_state
 from tests.labs.factories import make_user
 
 pytestmark = [pytest.mark.docker, pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-HELLO = FIXTURES / "hello-pinned"
+HELLO = HELLO_LAB_DIR / "examples"
 
 
 def _upload(client, lab, folder):

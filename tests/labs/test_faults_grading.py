@@ -9,10 +9,10 @@ from labs.grading.state import revisions_sweep, runs_live
 from labs.models import CheckResult, GradingRun, Revision
 from labs.sandbox.reaper import containers_reap
 from labs.tasks import revision_send
-from tests.labs.conftest import FIXTURES, HELLO_LAB_DIR, own_containers, wait_for_state
+from tests.labs.conftest import HELLO_LAB_DIR, own_containers, wait_for_state
 
 pytestmark = [pytest.mark.docker, pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-GOOD = FIXTURES / "hello-pinned" / "good"
+GOOD = HELLO_LAB_DIR / "examples" / "good"
 DONE = {"graded", "failed", "error"}
 SLOW_CHECKS = [
     {"id": "slow", "kind": "command", "points": 1, "args": {"argv": ["sleep", "4"], "timeout_s": 20}},

@@ -8,7 +8,7 @@ from labs.models import CheckResult, Revision
 from tests.labs.conftest import FIXTURES, HELLO_LAB_DIR, own_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
-HELLO = FIXTURES / "hello-pinned"
+HELLO = HELLO_LAB_DIR / "examples"
 
 
 def test_good_submission_gets_full_points_with_phase_timestamps(lab_factory, submit, runner_image, docker_client):
@@ -65,7 +65,7 @@ def test_unpinned_lock_fails_only_the_lock_test(lab_factory, submit):
 
 def test_missing_file_is_named_in_the_message(lab_factory, submit):
     lab = lab_factory(HELLO_LAB_DIR)
-    revision = submit(lab, HELLO / "broken-missing-lock", enqueue=False)
+    revision = submit(lab, FIXTURES / "hello-pinned" / "broken-missing-lock", enqueue=False)
 
     grade_revision(revision_id=revision.pk)
 

@@ -57,6 +57,7 @@ def log(level, event, stream=sys.stdout, **fields):
 
 # --- circuit breaker -------------------------------------------------------------------------
 
+
 def breaker_allow():
     global breaker_trial_out
     if breaker_opened_at is None:
@@ -80,6 +81,7 @@ def breaker_failure():
 
 
 # --- upstream --------------------------------------------------------------------------------
+
 
 class AttemptFailed(Exception):
     def __init__(self, reason, retry):
@@ -140,8 +142,16 @@ async def quote_price(sku, rid):
             breaker_failure()
             upstream_errors += 1
             reason = str(exc)
-            log("WARNING", "upstream_attempt_failed", stream=sys.stderr, request_id=rid, sku=sku,
-                attempt=attempts, reason=reason, breaker_failures=breaker_failures)
+            log(
+                "WARNING",
+                "upstream_attempt_failed",
+                stream=sys.stderr,
+                request_id=rid,
+                sku=sku,
+                attempt=attempts,
+                reason=reason,
+                breaker_failures=breaker_failures,
+            )
             if not exc.retry or attempt == MAX_ATTEMPTS - 1:
                 break
             step = BACKOFF_BASE * 2**attempt
@@ -165,6 +175,7 @@ async def upstream_health(rid):
 
 # --- metrics ---------------------------------------------------------------------------------
 
+
 def observe_quote(status, seconds):
     global duration_sum, duration_count
     quote_counts[str(status)] = quote_counts.get(str(status), 0) + 1
@@ -176,22 +187,26 @@ def observe_quote(status, seconds):
 
 
 def render_metrics():
-    out = ["# HELP quote_requests_total Answers to /quote by HTTP status.",
-           "# TYPE quote_requests_total counter"]
+    out = ["# HELP quote_requests_total Answers to /quote by HTTP status.", "# TYPE quote_requests_total counter"]
     out += [f'quote_requests_total{{status="{s}"}} {n}' for s, n in sorted(quote_counts.items())]
-    out += ["# HELP quote_request_duration_seconds Time to answer /quote.",
-            "# TYPE quote_request_duration_seconds histogram"]
+    out += [
+        "# HELP quote_request_duration_seconds Time to answer /quote.",
+        "# TYPE quote_request_duration_seconds histogram",
+    ]
     out += [f'quote_request_duration_seconds_bucket{{le="{b}"}} {n}' for b, n in zip(BUCKETS, duration_buckets)]
-    out += [f'quote_request_duration_seconds_bucket{{le="+Inf"}} {duration_count}',
-            f"quote_request_duration_seconds_sum {duration_sum}",
-            f"quote_request_duration_seconds_count {duration_count}",
-            "# HELP upstream_errors_total Failed upstream attempts, any cause.",
-            "# TYPE upstream_errors_total counter",
-            f"upstream_errors_total {upstream_errors}"]
+    out += [
+        f'quote_request_duration_seconds_bucket{{le="+Inf"}} {duration_count}',
+        f"quote_request_duration_seconds_sum {duration_sum}",
+        f"quote_request_duration_seconds_count {duration_count}",
+        "# HELP upstream_errors_total Failed upstream attempts, any cause.",
+        "# TYPE upstream_errors_total counter",
+        f"upstream_errors_total {upstream_errors}",
+    ]
     return ("\n".join(out) + "\n").encode()
 
 
 # --- HTTP ------------------------------------------------------------------------------------
+
 
 async def route(method, target, rid):
     """Return (status, content_type, body, log fields)."""
@@ -203,8 +218,12 @@ async def route(method, target, rid):
         if not sku:
             return 400, "application/json", b'{"error": "sku is required"}', {}
         status, doc, attempts = await quote_price(sku, rid)
-        return status, "application/json", json.dumps(doc).encode(), {
-            "source": doc.get("source", "none"), "upstream_attempts": attempts}
+        return (
+            status,
+            "application/json",
+            json.dumps(doc).encode(),
+            {"source": doc.get("source", "none"), "upstream_attempts": attempts},
+        )
     if url.path == "/health":
         ok, why = await upstream_health(rid)
         doc = {"status": "ok"} if ok else {"status": "unavailable", "reason": why}
@@ -249,12 +268,22 @@ async def handle_connection(reader, writer):
             if path == "/quote":
                 observe_quote(status, time.monotonic() - started)
             # Log first: once the caller has its answer the line is already on stdout.
-            log("INFO" if status < 500 else "ERROR", "request", request_id=rid, method=method, path=path,
-                status=status, duration_ms=round((time.monotonic() - started) * 1000, 2), **extra)
+            log(
+                "INFO" if status < 500 else "ERROR",
+                "request",
+                request_id=rid,
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=round((time.monotonic() - started) * 1000, 2),
+                **extra,
+            )
             writer.write(
                 f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
                 f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\nX-Request-ID: {rid}\r\n"
-                f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n".encode("latin-1") + body)
+                f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n".encode("latin-1")
+                + body
+            )
             try:
                 await writer.drain()
             except ConnectionError:

@@ -193,8 +193,16 @@ class QuoteHandler(BaseHTTPRequestHandler):
             REQUESTS.labels(status=str(status)).inc()
             LATENCY.observe(time.monotonic() - started)
         # Log before answering, so the line is on stdout by the time the caller has its answer.
-        log("info" if status < 500 else "error", "request", request_id=request_id, method="GET",
-            path=url.path, status=status, duration_ms=round((time.monotonic() - started) * 1000, 1), **details)
+        log(
+            "info" if status < 500 else "error",
+            "request",
+            request_id=request_id,
+            method="GET",
+            path=url.path,
+            status=status,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            **details,
+        )
         if content_type == "application/json":
             body = json.dumps(body).encode()
         self.send(status, body, content_type, request_id)
