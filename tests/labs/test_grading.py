@@ -131,7 +131,10 @@ if "tests.undecided" not in CHECK_KINDS:
     register(_Undecided)
 
 
-def test_an_undecided_check_still_counts_towards_the_maximum(lab_factory, submit):
+def test_an_undecided_check_is_ours_never_scored_and_retried_until_it_needs_attention(lab_factory, submit):
+    from labs.grading.state import MAX_ERRORS
+    from labs.sandbox import PlatformError
+
     spec_checks = [
         {"id": "service", "kind": "tests.undecided", "points": 9, "args": {}},
         {"id": "files", "kind": "files.required", "points": 1, "args": {"paths": ["greet.py"]}},
@@ -139,10 +142,17 @@ def test_an_undecided_check_still_counts_towards_the_maximum(lab_factory, submit
     lab = lab_factory(HELLO_LAB_DIR, spec_overrides={"checks": spec_checks})
     revision = submit(lab, HELLO / "good", enqueue=False)
 
-    assert grade_revision(revision_id=revision.pk) == "graded"
+    for attempt in range(1, MAX_ERRORS):
+        with pytest.raises(PlatformError, match="service"):
+            grade_revision(revision_id=revision.pk)
+        revision.refresh_from_db()
+        assert (revision.state, revision.error_count, revision.score) == ("queued", attempt, None)
+    assert grade_revision(revision_id=revision.pk) == "error"  # parked for staff: "needs attention"
 
     revision.refresh_from_db()
-    assert (revision.score, revision.max_score) == (1, 10)
+    assert revision.get_state_display() == "Needs attention"
+    assert revision.score is None and revision.max_score is None
+    assert "never started listening" in revision.runs.order_by("-attempt").first().error_detail
 
 
 def test_missing_runner_image_is_our_error_not_the_learners(lab_factory, submit, settings):

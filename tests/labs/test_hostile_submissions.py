@@ -143,3 +143,20 @@ def test_printing_or_writing_a_fake_passing_report_earns_nothing(grade):
     assert tests.status == "fail"
     assert float(tests.points) == 0
     assert "0 of 1" in tests.message
+
+
+def test_nothing_a_submission_takes_during_a_hidden_check_reaches_a_later_visible_one(
+    celery_worker, lab_factory, submit, docker_client
+):
+    lab = lab_factory(FIXTURES / "hidden-carry")
+    revision = wait_for_state(submit(lab, FIXTURES / "hidden-carry" / "submission"), {"graded", "failed", "error"})
+
+    results = {r.check_id: r for r in CheckResult.objects.filter(run__revision=revision)}
+    assert revision.state == "graded"
+    assert results["secret-tests"].status == "pass"  # the hidden tests ran, and the copy happened in their sandbox
+    shown = results["show"].evidence["stdout"]
+    assert "HIDDEN_TEST_MARKER" not in shown and "/work/leak.txt FileNotFoundError" in shown
+    run = revision.runs.get()
+    assert "HIDDEN_TEST_MARKER" not in run.log and "secret-tests" not in run.log
+    assert "secret-tests" in run.hidden_log
+    assert own_containers(docker_client) == []
