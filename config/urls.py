@@ -8,6 +8,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("courses.account_urls")),
+    path("accounts/", include("courses.password_urls")),
     path("review/", include("labs.reviews.urls")),
     path("", include("labs.urls")),
     path("", include("courses.urls")),

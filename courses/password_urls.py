@@ -1,0 +1,3 @@
+"""Password change and reset (filled in by the hardening work)."""
+
+urlpatterns: list = []
