@@ -1,5 +1,6 @@
 """Django settings for Shipshape. Every value that differs between machines comes from the environment."""
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -101,8 +102,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SHIPSHAPE_SECURE_COOKIES", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -136,6 +135,62 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-revisions": {"task": "labs.tasks.revisions_sweep", "schedule": 30.0},
     "reap-orphan-containers": {"task": "labs.tasks.containers_reap", "schedule": 60.0},
 }
+
+
+def _shared_cache(name: str, url: str) -> dict:
+    """The "shared" cache at `url`: Redis, or `locmem://` for a single process (tests)."""
+    scheme, separator, _ = url.partition("://")
+    if url == "locmem://":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "shipshape-shared"}
+    if separator and scheme.lower() in {"redis", "rediss", "unix"}:
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            # The broker's Redis: the prefix keeps cache keys apart from Celery's. Never call clear() on this
+            # cache, which flushes the whole Redis database, queued gradings included.
+            "KEY_PREFIX": "shipshape-cache",
+            # An unreachable Redis must not hang a login: the throttles let requests through when it is down.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    raise ImproperlyConfiguredEnv(
+        f"{name}={url!r} is not a cache URL. Use redis://host:port/db, rediss://…, unix://… or locmem:// (one process)."
+    )
+
+
+def _networks(name: str) -> list[str]:
+    """A comma-separated list of IP addresses and CIDR networks, each checked."""
+    values = env_list(name, [])
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperlyConfiguredEnv(
+                f"{name}: {value!r} is not an IP address or network. Use a comma-separated list such as "
+                "10.0.0.1,172.16.0.0/12."
+            ) from None
+    return values
+
+
+# Caches. "default" is per process, for what each process may keep on its own (rendered lesson pages and lesson
+# neighbours, keyed by content version; losing them costs nothing). "shared" is seen by every process (Redis): the
+# throttles count there.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": _shared_cache("SHIPSHAPE_CACHE_URL", env_str("SHIPSHAPE_CACHE_URL", REDIS_URL)),
+}
+
+# Throttles (config/throttle.py): at most N per window of SECONDS, counted in the shared cache.
+THROTTLE_LOGIN_FAILURES = env_int("SHIPSHAPE_THROTTLE_LOGIN_FAILURES", 5, minimum=1)  # per account and address
+THROTTLE_LOGIN_FAILURES_SECONDS = env_int("SHIPSHAPE_THROTTLE_LOGIN_FAILURES_SECONDS", 900, minimum=1)
+THROTTLE_SIGNUPS = env_int("SHIPSHAPE_THROTTLE_SIGNUPS", 20, minimum=1)  # accounts created per address
+THROTTLE_SIGNUPS_SECONDS = env_int("SHIPSHAPE_THROTTLE_SIGNUPS_SECONDS", 3600, minimum=1)
+THROTTLE_API_CALLS = env_int("SHIPSHAPE_THROTTLE_API_CALLS", 120, minimum=1)  # per token
+THROTTLE_API_CALLS_SECONDS = env_int("SHIPSHAPE_THROTTLE_API_CALLS_SECONDS", 60, minimum=1)
+THROTTLE_API_ANONYMOUS_CALLS = env_int("SHIPSHAPE_THROTTLE_API_ANONYMOUS_CALLS", 30, minimum=1)  # per address
+THROTTLE_API_ANONYMOUS_CALLS_SECONDS = env_int("SHIPSHAPE_THROTTLE_API_ANONYMOUS_CALLS_SECONDS", 60, minimum=1)
+# Reverse proxies whose X-Forwarded-For is believed (addresses or CIDR networks). Behind a proxy this must be set,
+# or every client has the proxy's address and shares its throttles.
+TRUSTED_PROXIES = _networks("SHIPSHAPE_TRUSTED_PROXIES")
 
 # Sandboxes
 SUBMISSIONS_ROOT = Path(env_str("SHIPSHAPE_SUBMISSIONS_ROOT", str(DATA_DIR / "submissions")))

@@ -1,11 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from config import health
+from config import health, throttle
+
+# The admin's login counts failed logins like the site's (config/throttle.py) and answers 429 once refused.
+admin.site.login_form = throttle.AdminLoginForm
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("admin/login/", throttle.with_throttle_status(admin.site.login)),
     path("admin/", admin.site.urls),
     path("accounts/", include("courses.account_urls")),
     path("accounts/", include("courses.password_urls")),

@@ -13,6 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from config import throttle
 from courses import selectors
 from courses.forms import SignupForm
 from courses.markdown import graded_quiz_placeholder
@@ -162,9 +163,17 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return HttpResponseRedirect(next_url or reverse("catalog"))
     form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome, {user.get_username()}. Your account is ready.")
-        return HttpResponseRedirect(next_url or reverse("catalog"))
-    return render(request, "registration/signup.html", {"form": form, "next": next_url})
+    context = {"form": form, "next": next_url}
+    if request.method == "POST":
+        # Counted before the form is checked, so parallel requests cannot pass the limit; only accounts count.
+        verdict = throttle.SIGNUPS.hit(throttle.address_key(request))
+        if not verdict.allowed:
+            throttle.form_refused(form, throttle.signup_refused_message(verdict))
+            return throttle.refused_page(request, "registration/signup.html", context, verdict)
+        if form.is_valid():
+            user = form.save()
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, f"Welcome, {user.get_username()}. Your account is ready.")
+            return HttpResponseRedirect(next_url or reverse("catalog"))
+        throttle.SIGNUPS.undo(verdict)
+    return render(request, "registration/signup.html", context)

@@ -7,20 +7,32 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.http import Http404, HttpRequest, JsonResponse
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import Http404, HttpRequest, JsonResponse, UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
+from config import throttle
 from labs import selectors
 from labs.errors import LearnerError, PlatformError, SubmissionTooSoon
 from labs.permissions import access_lab_by_slugs, access_revision_by_id
 from labs.services.submissions import revision_submit
-from labs.services.tokens import api_token_authenticate
+from labs.services.tokens import api_token_authenticate, token_hash
 
 logger = logging.getLogger(__name__)
 
 TOKEN_HINT = "Create a token at /account/tokens/ and send it as 'Authorization: Bearer <token>'."
 RETRY_HINT = "Nothing was lost on your side. Try again in a little while."
+# What Django raises when a view first reads request.POST or request.FILES and the body breaks a limit or a rule.
+REQUEST_BODY_ERRORS = (
+    RequestDataTooBig,
+    TooManyFilesSent,
+    TooManyFieldsSent,
+    MultiPartParserError,
+    UnreadablePostError,
+)
 
 
 def error_response(status: int, error: str, hint: str = "", problems: list[str] | None = None) -> JsonResponse:
@@ -28,6 +40,49 @@ def error_response(status: int, error: str, hint: str = "", problems: list[str] 
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="shipshape"'
     return response
+
+
+def throttled_response(verdict: throttle.Verdict, error: str) -> JsonResponse:
+    wait = throttle.wait_phrase(verdict.retry_in_seconds)
+    response = JsonResponse(
+        {
+            "error": error,
+            "problems": [],
+            "hint": f"Wait {wait} before calling again (`shipshape status --follow` waits by itself).",
+            "retry_in_seconds": verdict.retry_in_seconds,
+        },
+        status=429,
+    )
+    response["Retry-After"] = str(verdict.retry_in_seconds)
+    return response
+
+
+def request_refused_response(request: HttpRequest, exc: Exception) -> JsonResponse:
+    """Django's own refusals of a request body (raised when request.POST or request.FILES is first read), in JSON.
+
+    Django would answer them with its HTML 400 page; the CLI and scripts need to read what went wrong."""
+    # Django's handler does the same: the body cannot be read again, so do not let anything try.
+    mark = getattr(request, "_mark_post_parse_error", None)
+    if mark is not None:
+        mark()
+    logging.getLogger(f"django.security.{type(exc).__name__}").warning(
+        "API %s %s refused: %s", request.method, request.path, exc
+    )
+    upload = "Send your work as one .zip in the 'archive' field, as the shipshape CLI does."
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return error_response(
+            413, f"The request's form fields are too large (at most {limit} bytes besides the files).", upload
+        )
+    if isinstance(exc, TooManyFilesSent):
+        return error_response(
+            400, f"The request holds too many files (at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES}).", upload
+        )
+    if isinstance(exc, TooManyFieldsSent):
+        return error_response(
+            400, f"The request holds too many form fields (at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}).", upload
+        )
+    return error_response(400, "The request's body could not be read.", f"Check that it is well-formed. {upload}")
 
 
 def learner_error_response(exc: LearnerError) -> JsonResponse:
@@ -44,14 +99,24 @@ def token_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonRespo
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
         scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not raw.strip():
-            return error_response(401, "An API token is required.", TOKEN_HINT)
-        user = api_token_authenticate(raw=raw.strip())
+        raw = raw.strip() if scheme.lower() == "bearer" else ""
+        user = api_token_authenticate(raw=raw) if raw else None
         if user is None:
+            # Calls without a valid token are counted per client address, calls with one per token.
+            verdict = throttle.API_ANONYMOUS_CALLS.hit(throttle.address_key(request))
+            if not verdict.allowed:
+                return throttled_response(verdict, "Too many API calls without a valid token from your address.")
+            if not raw:
+                return error_response(401, "An API token is required.", TOKEN_HINT)
             return error_response(401, "The API token is not valid: it was revoked or mistyped.", TOKEN_HINT)
+        verdict = throttle.API_CALLS.hit(token_hash(raw))
+        if not verdict.allowed:
+            return throttled_response(verdict, "Too many API calls with this token.")
         request.user = user
         try:
             return view(request, *args, **kwargs)
+        except REQUEST_BODY_ERRORS as exc:
+            return request_refused_response(request, exc)
         except PlatformError:
             # Ours, and the CLI retries: answer in JSON, never with the HTML error page.
             logger.exception("API %s %s failed on our side", request.method, request.path)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import io
 import threading
 import zipfile
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
+from config import throttle
 from labs import cli
-from labs.models import CheckResult, GradingRun, Revision
-from labs.services.tokens import api_token_create
+from labs.models import ApiToken, CheckResult, GradingRun, Revision
+from labs.services.tokens import api_token_create, token_hash
+from tests.test_throttling import FrozenClock, use_private_throttle_cache
 
 from .factories import make_lab, make_user
 
@@ -151,3 +155,83 @@ def test_bad_arguments_are_usage_errors(capsys, tmp_path):
     code, _, err = run(["submit", "c/l", str(tmp_path / "a.tar")], env, capsys)
     assert (code, "is not a .zip" in err) == (2, True)
     assert run(["frobnicate"], env, capsys)[0] == 2
+
+
+# --- 429 and Retry-After while following ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def throttled(settings, monkeypatch) -> FrozenClock:
+    """The API allows one call per minute per token, in a cache of this test's own, at a frozen time."""
+    use_private_throttle_cache(settings)
+    settings.THROTTLE_API_CALLS, settings.THROTTLE_API_CALLS_SECONDS = 1, 60
+    clock = FrozenClock()
+    monkeypatch.setattr(throttle, "clock", clock)
+    return clock
+
+
+def queued_revision(env: dict[str, str]) -> Revision:
+    owner = ApiToken.objects.get(key_sha256=token_hash(env["SHIPSHAPE_TOKEN"])).user
+    return Revision.objects.create(lab=make_lab(), user=owner, number=1, state="queued", tree_sha256="a" * 64)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_following_waits_out_a_429_and_carries_on(env, throttled, monkeypatch, capsys):
+    revision = queued_revision(env)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the grading finishes while the CLI waits as told
+        waits.append(seconds)
+        throttled.advance(seconds)
+        if seconds >= 60:
+            Revision.objects.filter(pk=revision.pk).update(state="graded", score=5, max_score=5)
+
+    monkeypatch.setattr(cli, "sleep", sleep)
+    code, out, _ = run(["status", str(revision.pk), "--follow", "--poll", "0.5"], env, capsys)
+
+    assert code == 0
+    assert waits == [0.5, 60.0], "one poll, then the wait the server asked for"
+    assert "the server asks to wait 60 s (Too many API calls with this token.); following again after that" in out
+    assert "graded: 5/5" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_following_stops_when_the_wait_would_pass_the_timeout(env, throttled, monkeypatch, capsys):
+    revision = queued_revision(env)
+    waits: list[float] = []
+    monkeypatch.setattr(cli, "sleep", waits.append)
+
+    code, out, _ = run(["status", str(revision.pk), "--follow", "--timeout", "30"], env, capsys)
+
+    assert code == 1
+    assert waits == [1.0], "it polled once and did not sit out the 60 s"
+    assert "the server asks to wait 60 s (Too many API calls with this token.), past --timeout" in out
+    assert f"/revisions/{revision.pk}/" in out
+
+
+class Answer:
+    def __init__(self, status_code: int, headers: dict[str, str]) -> None:
+        self.status_code = status_code
+        self.headers = headers
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "expected"),
+    [
+        (429, {"Retry-After": "12"}, {}, 12.0),
+        (429, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, {}, 0.0),  # a date in the past: ask again now
+        (429, {}, {"retry_in_seconds": 7}, 7.0),
+        (429, {"Retry-After": "soon"}, {}, cli.DEFAULT_RETRY_SECONDS),
+        (503, {"Retry-After": "30"}, {}, 30.0),
+        (503, {}, {}, None),  # trouble without a time to come back: reported, not waited on
+        (404, {"Retry-After": "5"}, {}, None),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_a_date(status, headers, body, expected):
+    assert cli.retry_after_seconds(Answer(status, headers), body) == expected
+
+
+def test_a_retry_after_date_in_the_future_is_waited_until():
+    when = datetime.now(UTC) + timedelta(seconds=90)
+    wait = cli.retry_after_seconds(Answer(429, {"Retry-After": format_datetime(when, usegmt=True)}), {})
+    assert 85 <= wait <= 90

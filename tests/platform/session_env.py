@@ -17,3 +17,6 @@ TEST_DATA_DIR = Path(USER_DATA_DIR) if USER_DATA_DIR else Path(tempfile.mkdtemp(
 (TEST_DATA_DIR / "static").mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("SHIPSHAPE_DEV", "1")
 os.environ.setdefault("SHIPSHAPE_DATA_DIR", str(TEST_DATA_DIR))
+# Throttle counters live in a cache shared by web processes (Redis in production); a test session keeps its own,
+# in-process, so tests never write counters into a developer's Redis. Tests of the shared cache start their own.
+os.environ.setdefault("SHIPSHAPE_CACHE_URL", "locmem://")
