@@ -55,8 +55,6 @@ def log(level, event, stream=sys.stdout, **fields):
     stream.flush()
 
 
-# --- circuit breaker -------------------------------------------------------------------------
-
 
 def breaker_allow():
     global breaker_trial_out
@@ -79,8 +77,6 @@ def breaker_failure():
     if breaker_trial_out or breaker_failures >= FAILURE_THRESHOLD:
         breaker_opened_at, breaker_trial_out = time.monotonic(), False
 
-
-# --- upstream --------------------------------------------------------------------------------
 
 
 class AttemptFailed(Exception):
@@ -173,15 +169,12 @@ async def upstream_health(rid):
     return status < 500, f"upstream answered {status}"
 
 
-# --- metrics ---------------------------------------------------------------------------------
-
 
 def observe_quote(status, seconds):
     global duration_sum, duration_count
     quote_counts[str(status)] = quote_counts.get(str(status), 0) + 1
     for i, bound in enumerate(BUCKETS):
-        if seconds <= bound:
-            duration_buckets[i] += 1
+        duration_buckets[i] += seconds <= bound  # cumulative, as Prometheus expects
     duration_sum += seconds
     duration_count += 1
 
@@ -204,8 +197,6 @@ def render_metrics():
     ]
     return ("\n".join(out) + "\n").encode()
 
-
-# --- HTTP ------------------------------------------------------------------------------------
 
 
 async def route(method, target, rid):

@@ -172,7 +172,8 @@ class Handler(BaseHTTPRequestHandler):
         elif sku in LAST_GOOD:
             source = "cache"
         else:
-            return 503, "application/json", {"error": "upstream unavailable", "sku": sku}, {"upstream_attempts": attempts}
+            body = {"error": "upstream unavailable", "sku": sku}
+            return 503, "application/json", body, {"source": None, "upstream_attempts": attempts}
         body = {"sku": sku, "price": LAST_GOOD[sku], "currency": "EUR", "source": source}
         return 200, "application/json", body, {"source": source, "upstream_attempts": attempts}
 
@@ -197,8 +198,12 @@ class Handler(BaseHTTPRequestHandler):
         return 404, "application/json", {"error": "not found", "path": url.path}, {}
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a deeper listen backlog than socketserver's 5
+
+
 if __name__ == "__main__":
-    httpd = ThreadingHTTPServer(("127.0.0.1", CFG.port), Handler)
+    httpd = Server(("127.0.0.1", CFG.port), Handler)
     emit("info", "service_started", port=CFG.port, upstream=CFG.upstream, cooldown_s=CFG.cooldown)
     try:
         httpd.serve_forever()

@@ -228,6 +228,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class ThreadedHTTPServer(ThreadingMixIn, HTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: socketserver's default of 5 is too small for a burst
 
 
 def main():

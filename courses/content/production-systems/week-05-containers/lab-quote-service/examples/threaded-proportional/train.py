@@ -78,7 +78,8 @@ def main():
         "packages": lock_versions(source.parent / "requirements.lock"),
         "code_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
     }
-    (args.out.parent / "run_manifest.json").write_bytes((json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode())
+    manifest_path = args.out.parent / "run_manifest.json"
+    manifest_path.write_bytes((json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode())
 
 
 if __name__ == "__main__":

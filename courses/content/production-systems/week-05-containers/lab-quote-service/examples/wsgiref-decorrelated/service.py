@@ -252,6 +252,7 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Serve
 
 class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog; the default 5 makes bursts wait for a SYN retry
 
 
 class QuietHandler(WSGIRequestHandler):
