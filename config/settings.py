@@ -86,6 +86,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Password reset mail: printed to the console in development, SMTP (Django's EMAIL_* settings) otherwise.
+EMAIL_BACKEND = env_str(
+    "SHIPSHAPE_EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if env_bool("SHIPSHAPE_DEV", default=False)
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("SHIPSHAPE_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("SHIPSHAPE_EMAIL_PORT", 25, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("SHIPSHAPE_FROM_EMAIL", "shipshape@localhost")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "catalog"
 LOGOUT_REDIRECT_URL = "catalog"

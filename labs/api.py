@@ -108,7 +108,7 @@ def token_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonRespo
                 return throttled_response(verdict, "Too many API calls without a valid token from your address.")
             if not raw:
                 return error_response(401, "An API token is required.", TOKEN_HINT)
-            return error_response(401, "The API token is not valid: it was revoked or mistyped.", TOKEN_HINT)
+            return error_response(401, "The API token is not valid: it expired, was revoked or was mistyped.", TOKEN_HINT)
         verdict = throttle.API_CALLS.hit(token_hash(raw))
         if not verdict.allowed:
             return throttled_response(verdict, "Too many API calls with this token.")

@@ -1,7 +1,9 @@
+from datetime import datetime, timedelta
 from functools import cached_property
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from courses.models import Course, Unit
 from labs.labspec import LabSpec
@@ -253,9 +255,24 @@ class Review(models.Model):
         ]
 
 
+API_TOKEN_DEFAULT_LIFETIME_DAYS = 90
+
+
+def api_token_default_expiry() -> datetime:
+    """When a token made without a chosen lifetime stops working (also what rows older than the field got)."""
+    return timezone.now() + timedelta(days=API_TOKEN_DEFAULT_LIFETIME_DAYS)
+
+
 class ApiToken(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     key_sha256 = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=8, help_text="Shown to the user to tell tokens apart.")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        default=api_token_default_expiry, help_text="The API refuses the token from this moment on."
+    )
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()

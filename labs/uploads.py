@@ -12,6 +12,7 @@ import hashlib
 import io
 import re
 import stat
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -33,7 +34,16 @@ _CHUNK = 64 * 1024
 # Junk some archivers add; dropped silently rather than failing the allowed-files check.
 _JUNK_PREFIXES = ("__MACOSX/",)
 _JUNK_NAMES = {".DS_Store", "Thumbs.db"}
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+# `C:\x` and `C:/x` are absolute on Windows; `a:b.py` is not, it holds a ':' (reported as such).
+_WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
+# Characters Windows refuses in file names (besides '\' and '/', reported as path problems).
+_WINDOWS_FORBIDDEN = '<>:"|?*'
+# Bidirectional controls reorder how the text after them is displayed: `evil<U+202E>gpj.py` shows as
+# `evilyp.jpg`, and a reviewer reads a name that is not the real one.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Characters that draw nothing although Unicode files them as letters, marks or symbols; the invisible format
+# characters (zero-width space and joiners, word joiner, BOM, soft hyphen...) are found by their category, Cf.
+_INVISIBLE_GLYPHS = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0")
 _UNIX_FILE_TYPES = {
     stat.S_IFLNK: "a symbolic link",
     stat.S_IFCHR: "a character device",
@@ -154,6 +164,12 @@ def validate_files(files: Sequence[tuple[str, bytes | IO[bytes]]], *, rules: Upl
         total += len(content)
         if path is not None and not _is_junk(path):
             entries.append((path, content))
+    for raw_name, _data in files[rules.max_files * 2 :]:
+        # Never read, already reported as too many files: their names still count for the required files, so a
+        # required file at the end of a long list is not also reported missing.
+        path = _check_path(str(raw_name), _Collector(), rules.max_depth)
+        if path is not None and not _is_junk(path):
+            names.append(path)
     if total > rules.max_total_bytes:
         found.add(f"The files add up to {total} bytes; this lab accepts at most {rules.max_total_bytes} bytes in all.")
     return _finish(entries, found, rules, names)
@@ -328,33 +344,126 @@ def _strip_common_folder(entries: list[tuple[str, bytes]], rules: UploadRules) -
 
 
 def _check_path(name: str, found: _Collector, max_depth: int = MAX_DEPTH) -> str | None:
-    """Return the normalised relative path, or None after recording why the name is unsafe."""
+    """Return the normalised relative path, or None after recording why the name is refused.
+
+    First its shape: a path that is absolute or leaves the submission's root is refused for that alone. Then
+    every problem of its characters, each named with the character at fault: what would mislead a reviewer
+    (bidirectional controls, invisible characters, look-alike spaces, spaces at the edges), break on a common
+    file system (control characters, Windows' forbidden ones) or read as a command-line option (a leading '-').
+    """
     if name == "" or name.strip("/") == "":
         found.add("A file has an empty name.")
         return None
-    if "\x00" in name or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        found.add(f"{name!r} contains control characters; rename it.")
+    shape = _shape_problem(name, max_depth)
+    problems = [shape] if shape is not None else _character_problems(name) + _segment_problems(name)
+    for problem in problems:
+        found.add(problem)
+    if problems:
         return None
-    if name.startswith(("/", "\\")) or _WINDOWS_DRIVE.match(name):
-        found.add(f"{name!r} is an absolute path; paths must be relative to the submission's root.")
-        return None
+    return "/".join(name.rstrip("/").split("/"))
+
+
+def _shape_problem(name: str, max_depth: int) -> str | None:
+    if name.startswith(("/", "\\")) or _WINDOWS_ABSOLUTE.match(name):
+        return f"{_quoted(name)} is an absolute path; paths must be relative to the submission's root."
     if "\\" in name:
-        found.add(f"{name!r} contains a backslash; use '/' between folders.")
-        return None
+        return f"{_quoted(name)} contains a backslash; use '/' between folders."
     parts = name.rstrip("/").split("/")
     if ".." in parts:
-        found.add(f"{name!r} points outside the submission's root ('..').")
-        return None
+        return f"{_quoted(name)} points outside the submission's root ('..')."
     if any(part in ("", ".") for part in parts):
-        found.add(f"{name!r} has an empty or '.' path component; use a plain relative path.")
-        return None
+        return f"{_quoted(name)} has an empty or '.' path component; use a plain relative path."
     if len(parts) > max_depth:
-        found.add(f"{name!r} is nested {len(parts)} levels deep; at most {max_depth} are accepted.")
-        return None
-    if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in parts):
-        found.add(f"{name!r} has a path component longer than 255 bytes.")
-        return None
-    return "/".join(parts)
+        return f"{_quoted(name)} is nested {len(parts)} levels deep; at most {max_depth} are accepted."
+    # surrogatepass: a lone surrogate (refused below) must not crash the count.
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in parts):
+        return f"{_quoted(name)} has a path component longer than 255 bytes."
+    return None
+
+
+def _character_problems(name: str) -> list[str]:
+    """One message per kind of refused character in `name`, naming each character found."""
+    kinds: dict[str, list[str]] = {}
+    for ch in name:
+        kind = _character_kind(ch)
+        if kind is not None and ch not in kinds.setdefault(kind, []):
+            kinds[kind].append(ch)
+    shown = _quoted(name)
+    problems = []
+    if "control" in kinds:
+        problems.append(f"{shown} contains control characters ({_described(kinds['control'])}); rename it.")
+    if "bidi" in kinds:
+        problems.append(
+            f"{shown} contains a bidirectional text control ({_described(kinds['bidi'])}), which makes the name "
+            "display in another order than it really has; rename the file without it."
+        )
+    if "invisible" in kinds:
+        problems.append(
+            f"{shown} contains an invisible character ({_described(kinds['invisible'])}), so it can look exactly "
+            "like another name; rename the file without it."
+        )
+    if "space" in kinds:
+        problems.append(
+            f"{shown} contains a space that is not the ordinary space ({_described(kinds['space'])}), so it can "
+            "look exactly like another name; use an ordinary space or none."
+        )
+    if "unencodable" in kinds:
+        # surrogateescape carries an undecodable byte b as U+DC00 + b.
+        raw = ", ".join(
+            f"0x{ord(ch) - 0xDC00:02X}" if 0xDC80 <= ord(ch) <= 0xDCFF else f"U+{ord(ch):04X}"
+            for ch in kinds["unencodable"]
+        )
+        problems.append(f"{shown} contains bytes that are not valid UTF-8 ({raw}); rename it using UTF-8 characters.")
+    if "windows" in kinds:
+        chars = " and ".join(repr(ch) for ch in kinds["windows"])
+        problems.append(
+            f"{shown} contains {chars}, which Windows does not allow in file names (it refuses "
+            f"{' '.join(_WINDOWS_FORBIDDEN)}); rename it."
+        )
+    return problems
+
+
+def _character_kind(ch: str) -> str | None:
+    if ch in _BIDI_CONTROLS:
+        return "bidi"
+    if ch in _WINDOWS_FORBIDDEN:
+        return "windows"
+    category = unicodedata.category(ch)
+    if category == "Cc":
+        return "control"
+    if category == "Cs":
+        return "unencodable"  # a lone surrogate, such as an undecodable byte kept by surrogateescape
+    if category == "Cf" or ch in _INVISIBLE_GLYPHS:
+        return "invisible"
+    if category in ("Zs", "Zl", "Zp") and ch != " ":
+        return "space"
+    return None
+
+
+def _segment_problems(name: str) -> list[str]:
+    """Spaces and dashes at the edges of a file or folder name: invisible in most listings, or read as an option
+    (`-rf.py`) by the command-line tools a reviewer or grader runs."""
+    problems = []
+    for segment in name.rstrip("/").split("/"):
+        if segment in ("", ".", ".."):
+            continue  # reported as the path's shape
+        where = _quoted(name) if segment == name.rstrip("/") else f"{_quoted(name)}: the name {_quoted(segment)}"
+        if segment.startswith(" "):
+            problems.append(f"{where} starts with a space, which is easy to miss; remove it.")
+        elif segment.endswith(" "):
+            problems.append(f"{where} ends with a space, which is easy to miss and refused on Windows; remove it.")
+        if segment.startswith("-"):
+            problems.append(f"{where} starts with '-', so command-line tools would take it for an option; rename it.")
+    return problems
+
+
+def _quoted(name: str) -> str:
+    """repr() of a name, with the invisible characters repr() leaves as they are escaped too."""
+    return "".join(f"\\u{ord(ch):04x}" if ch in _INVISIBLE_GLYPHS else ch for ch in repr(name))
+
+
+def _described(chars: list[str]) -> str:
+    return ", ".join(f"U+{ord(ch):04X} {unicodedata.name(ch, '')}".rstrip() for ch in chars)
 
 
 def _zip_member_name(info: zipfile.ZipInfo, found: _Collector) -> str | None:

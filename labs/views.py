@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -23,7 +24,15 @@ from labs.permissions import (
 from labs.reviews.selectors import reviews_for_revision
 from labs.services.grading import lab_hidden_checks_reveal, revision_grade_again
 from labs.services.submissions import revision_submit
-from labs.services.tokens import api_token_create, api_token_revoke
+from labs.services.tokens import (
+    API_TOKEN_DEFAULT_LIFETIME_DAYS,
+    API_TOKEN_LIFETIMES_DAYS,
+    api_token_create,
+    api_token_revoke,
+)
+
+# The largest id a 64-bit primary key holds; bigger numbers overflow SQLite's integers instead of matching nothing.
+MAX_ID = 2**63 - 1
 
 
 @require_http_methods(["GET", "POST"])
@@ -88,21 +97,49 @@ def revision_status(request: HttpRequest, revision_id: int) -> HttpResponse:
     return response
 
 
+def id_from_form(value: str | None) -> int | None:
+    """A database id typed into a form or query string, or None when it cannot be one.
+
+    ASCII digits only: `"²".isdigit()` is true but `int("²")` fails, and `int("٣")` is 3. At most 19 digits and
+    within a 64-bit key, so the database never sees a number it cannot store and `int` never parses a megabyte.
+    """
+    if not value or len(value) > 19 or not (value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if 0 < number <= MAX_ID else None
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_tokens(request: HttpRequest) -> HttpResponse:
     new_token = None
+    status = 200
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
-            token_id = request.POST.get("token_id", "")
-            # Only the user's own tokens can match; a garbled id matches nothing rather than crashing.
-            if token_id.isdigit():
-                api_token_revoke(user=request.user, token_id=int(token_id))
+            # Only the user's own tokens can match; an id that cannot be one matches nothing rather than crashing.
+            token_id = id_from_form(request.POST.get("token_id"))
+            if token_id is not None:
+                api_token_revoke(user=request.user, token_id=token_id)
             return redirect("api_tokens")
-        _token, new_token = api_token_create(user=request.user)
+        lifetimes = {str(days): days for days in API_TOKEN_LIFETIMES_DAYS}
+        lifetime = request.POST.get("expires_in_days") or str(API_TOKEN_DEFAULT_LIFETIME_DAYS)
+        if lifetime in lifetimes:
+            _token, new_token = api_token_create(user=request.user, lifetime_days=lifetimes[lifetime])
+        else:
+            status = 400
+            *first, last = lifetimes
+            choices = f"{', '.join(first)} or {last}"
+            messages.error(request, f"A token lasts {choices} days; choose one of those. No token was created.")
     tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")
     base_url = request.build_absolute_uri("/").rstrip("/")
-    return render(request, "labs/api_tokens.html", {"tokens": tokens, "new_token": new_token, "base_url": base_url})
+    context = {
+        "tokens": tokens,
+        "new_token": new_token,
+        "base_url": base_url,
+        "lifetimes": API_TOKEN_LIFETIMES_DAYS,
+        "default_lifetime": API_TOKEN_DEFAULT_LIFETIME_DAYS,
+    }
+    return render(request, "labs/api_tokens.html", context, status=status)
 
 
 @login_required

@@ -14,6 +14,7 @@ from labs.permissions import access_review_queue, access_revision_for_review_by_
 from labs.reviews import selectors
 from labs.reviews.rubric import ReviewSpec
 from labs.reviews.services import review_submit
+from labs.views import id_from_form
 
 BLANK_COMMENT_ROWS = 2
 
@@ -23,7 +24,8 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     access_review_queue(user=request.user)
-    lab_id = _int_or_none(request.GET.get("lab"))
+    # Not a lab id (garbled, or too big for the database): the whole queue, as with no filter.
+    lab_id = id_from_form(request.GET.get("lab"))
     page = selectors.review_queue_page(reviewer=request.user, lab_id=lab_id, page=request.GET.get("page") or 1)
     labs = selectors.review_queue_labs(reviewer=request.user)
     return render(request, "labs/reviews/queue.html", {"page": page, "labs": labs, "lab_id": lab_id})
@@ -87,10 +89,3 @@ def _form_from_post(request: HttpRequest, spec: ReviewSpec) -> dict:
             if path.strip() or line.strip() or body.strip()
         ],
     }
-
-
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None

@@ -23,13 +23,13 @@ from labs.uploads import UploadRules, validate_upload
 logger = logging.getLogger(__name__)
 
 
-def lab_submit_access_check(*, lab: Lab, user: AbstractBaseUser | AnonymousUser) -> Enrollment:
-    """Who may submit: any active, logged-in user; one with no enrollment yet is enrolled as a learner."""
+def lab_submit_access_check(*, lab: Lab, user: AbstractBaseUser | AnonymousUser) -> None:
+    """Who may submit: any active, logged-in user. Changes nothing: a user with no enrollment yet is enrolled
+    by revision_submit, in the transaction that stores the revision, so a refused upload leaves no trace."""
     if not user.is_authenticated:
         raise SubmissionNotAllowed("You need to log in to submit.", "Log in, or use an API token with the CLI.")
     if not user.is_active:
         raise SubmissionNotAllowed("This account is disabled.", "Ask the course staff to re-enable it.")
-    return enrollment_create(user=user, course=lab.course)
 
 
 def revision_policy_check(*, lab: Lab, user: AbstractBaseUser, now: datetime) -> bool:
@@ -65,7 +65,8 @@ def revision_submit(*, lab: Lab, user: AbstractBaseUser, upload: Any) -> Revisio
     """Validate and store an upload as the learner's next revision, queued for grading.
 
     `upload` is a zip (bytes or a binary file) or a list of (path, bytes | file) pairs. A refused or rejected
-    upload raises LearnerError and consumes nothing: no revision number, no file written.
+    upload raises LearnerError and changes nothing: no revision number, no file written, no enrollment. A first
+    submission enrolls the user as a learner in the same transaction that stores the revision.
     """
     lab_submit_access_check(lab=lab, user=user)
     # Checked before the (costly) validation so a learner in cooldown gets the cooldown message.
@@ -73,7 +74,10 @@ def revision_submit(*, lab: Lab, user: AbstractBaseUser, upload: Any) -> Revisio
     tree = validate_upload(upload, rules=UploadRules.for_files(lab.labspec.files))
     try:
         with transaction.atomic():
-            # Serialises concurrent submits of one learner in one course (SQLite: the IMMEDIATE transaction).
+            # Enrolled inside the transaction: if anything below refuses or fails, the enrollment is rolled back
+            # with the revision. The row then serialises concurrent submits of one learner in one course
+            # (SQLite: the IMMEDIATE transaction already does).
+            enrollment_create(user=user, course=lab.course)
             Enrollment.objects.select_for_update().filter(user=user, course=lab.course).first()
             now = timezone.now()
             is_late = revision_policy_check(lab=lab, user=user, now=now)

@@ -168,3 +168,100 @@ def test_storage_refuses_a_path_outside_the_root_even_if_validation_were_bypasse
         storage.tree_store(tree=forged)
     assert not (tmp_path / "outside.py").exists()
     assert written(root) == []
+
+
+# --- a refused upload changes nothing, enrollment included ---------------------------------------------------------
+
+
+def nothing_changed(root: Path, user) -> None:
+    assert not Enrollment.objects.filter(user=user).exists(), "a refused upload must not enroll"
+    assert not Revision.objects.filter(user=user).exists()
+    assert written(root) == []
+
+
+@pytest.mark.parametrize(("case", "build", "expected"), HOSTILE, ids=[case for case, _, _ in HOSTILE])
+def test_an_outsiders_rejected_upload_leaves_no_enrollment_no_revision_and_no_file(root, case, build, expected):
+    outsider = make_user()  # logged in, enrolled nowhere
+    with pytest.raises(UploadRejected):
+        revision_submit(lab=make_lab(), user=outsider, upload=build())
+    nothing_changed(root, outsider)
+
+
+def test_an_outsiders_submission_refused_by_the_lab_policy_leaves_no_enrollment(root):
+    lab = make_lab(spec=spec_with(late="reject"), due_at=timezone.now() - timedelta(hours=1))
+    outsider = make_user()
+    with pytest.raises(SubmissionNotAllowed):
+        revision_submit(lab=lab, user=outsider, upload=make_zip(GOOD))
+    nothing_changed(root, outsider)
+
+
+def test_a_disabled_account_is_refused_without_being_enrolled(root):
+    disabled = make_user(is_active=False)
+    with pytest.raises(SubmissionNotAllowed):
+        revision_submit(lab=make_lab(), user=disabled, upload=make_zip(GOOD))
+    nothing_changed(root, disabled)
+
+
+def test_an_outsiders_enrollment_is_rolled_back_when_storing_the_revision_fails(root, monkeypatch):
+    from labs.errors import PlatformError
+
+    def broken_store(*, tree):
+        raise PlatformError("disk full")
+
+    monkeypatch.setattr(storage, "tree_store", broken_store)
+    outsider = make_user()
+    with pytest.raises(PlatformError):
+        revision_submit(lab=make_lab(), user=outsider, upload=make_zip(GOOD))
+    nothing_changed(root, outsider)
+
+
+def test_an_outsiders_first_stored_revision_enrolls_them_in_the_same_transaction(
+    root, django_capture_on_commit_callbacks
+):
+    lab = make_lab()
+    outsider = make_user()
+    with django_capture_on_commit_callbacks() as callbacks:
+        revision = revision_submit(lab=lab, user=outsider, upload=make_zip(GOOD))
+    enrollment = Enrollment.objects.get(user=outsider, course=lab.course)
+    assert enrollment.role == Enrollment.Role.LEARNER
+    assert enrollment.created_at <= revision.created_at
+    assert len(callbacks) == 1
+
+
+def test_a_reviewer_who_submits_keeps_the_reviewer_role(root):
+    lab = make_lab()
+    reviewer = make_user()
+    Enrollment.objects.create(user=reviewer, course=lab.course, role=Enrollment.Role.REVIEWER)
+    revision_submit(lab=lab, user=reviewer, upload=make_zip(GOOD))
+    assert Enrollment.objects.get(user=reviewer, course=lab.course).role == Enrollment.Role.REVIEWER
+
+
+def test_an_outsiders_rejected_upload_on_the_lab_page_leaves_no_enrollment(root, client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    lab = make_lab()
+    outsider = make_user()
+    client.force_login(outsider)
+    upload = SimpleUploadedFile("work.zip", make_zip(GOOD, ("evil\u202egpj.py", b"x")))
+    response = client.post(f"/courses/{lab.course.slug}/labs/{lab.slug}/", {"files": [upload]})
+    assert response.status_code == 400
+    assert "bidirectional text control" in response.content.decode()
+    nothing_changed(root, outsider)
+
+
+def test_an_outsiders_rejected_upload_through_the_api_leaves_no_enrollment(root, client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from labs.services.tokens import api_token_create
+
+    lab = make_lab()
+    outsider = make_user()
+    raw = api_token_create(user=outsider)[1]
+    upload = SimpleUploadedFile("work.zip", make_zip(("../evil.py", b"x")))
+    response = client.post(
+        f"/api/labs/{lab.course.slug}/{lab.slug}/revisions",
+        {"archive": upload},
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+    assert response.status_code == 400
+    nothing_changed(root, outsider)

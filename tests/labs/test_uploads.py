@@ -137,6 +137,10 @@ HOSTILE = [
     ("ratio_bomb", lambda: make_zip(GOOD, ("bomb.py", b"\0" * 60_000)), "over the 100:1 bound for a single file"),
     ("lying_sizes", lying_size_zip, "'service.py' is corrupt in the archive"),
     ("too_deep", lambda: make_zip(GOOD, ("a/b/c/d/e/f/g/h/deep.py", b"x")), "is nested 9 levels deep; at most 8"),
+    ("bidi_override", lambda: make_zip(GOOD, ("evil\u202egpj.py", b"x")), "contains a bidirectional text control"),
+    ("zero_width", lambda: make_zip(GOOD, ("serv\u200bice.py", b"x")), "contains an invisible character"),
+    ("leading_dash", lambda: make_zip(GOOD, ("-rf.py", b"x")), "'-rf.py' starts with '-'"),
+    ("windows_colon", lambda: make_zip(GOOD, ("a:b.py", b"x")), "'a:b.py' contains ':', which Windows does not allow"),
     ("tar", tar_archive, "This is a tar archive; only .zip archives are accepted."),
     ("not_a_zip", lambda: b"just some text, not an archive", "This is not a readable zip archive"),
 ]
@@ -244,3 +248,194 @@ def test_rules_default_when_the_spec_leaves_files_out():
     assert (rules.required, rules.allowed, rules.max_files) == ((), ("**",), 100)
     tree = validate_archive(make_zip(("any/thing.bin", b"\x00\x01")), rules=rules)
     assert tree.files[0][0] == "any/thing.bin"
+
+
+# --- names that mislead a reviewer or break elsewhere ----------------------------------------------------------
+
+
+def name_problems(name: str) -> list[str]:
+    """The problems of one extra file called `name` next to a good service.py, through both kinds of upload."""
+    with pytest.raises(UploadRejected) as as_zip:
+        validate_archive(make_zip(GOOD, (name, b"x = 1\n")), rules=RULES)
+    with pytest.raises(UploadRejected) as as_files:
+        validate_files([GOOD, (name, b"x = 1\n")], rules=RULES)
+    assert as_zip.value.problems == as_files.value.problems
+    return as_zip.value.problems
+
+
+BIDI_CONTROLS = [
+    ("\u202a", "LEFT-TO-RIGHT EMBEDDING"),
+    ("\u202b", "RIGHT-TO-LEFT EMBEDDING"),
+    ("\u202c", "POP DIRECTIONAL FORMATTING"),
+    ("\u202d", "LEFT-TO-RIGHT OVERRIDE"),
+    ("\u202e", "RIGHT-TO-LEFT OVERRIDE"),
+    ("\u2066", "LEFT-TO-RIGHT ISOLATE"),
+    ("\u2067", "RIGHT-TO-LEFT ISOLATE"),
+    ("\u2068", "FIRST STRONG ISOLATE"),
+    ("\u2069", "POP DIRECTIONAL ISOLATE"),
+    ("\u200e", "LEFT-TO-RIGHT MARK"),
+    ("\u200f", "RIGHT-TO-LEFT MARK"),
+    ("\u061c", "ARABIC LETTER MARK"),
+]
+
+
+@pytest.mark.parametrize(("char", "unicode_name"), BIDI_CONTROLS, ids=[name for _, name in BIDI_CONTROLS])
+def test_a_name_with_a_bidi_control_is_refused_naming_the_control(char, unicode_name):
+    problems = name_problems(f"report{char}yp.txt.py")
+    assert len(problems) == 1, problems
+    assert "contains a bidirectional text control" in problems[0]
+    assert f"U+{ord(char):04X} {unicode_name}" in problems[0]
+    assert char not in problems[0], "the message must show the control escaped, not let it reorder the message"
+
+
+INVISIBLE = [
+    ("\u200b", "ZERO WIDTH SPACE"),
+    ("\u200c", "ZERO WIDTH NON-JOINER"),
+    ("\u200d", "ZERO WIDTH JOINER"),
+    ("\u2060", "WORD JOINER"),
+    ("\ufeff", "ZERO WIDTH NO-BREAK SPACE"),
+    ("\u00ad", "SOFT HYPHEN"),
+    ("\u3164", "HANGUL FILLER"),
+    ("\u2800", "BRAILLE PATTERN BLANK"),
+]
+
+
+@pytest.mark.parametrize(("char", "unicode_name"), INVISIBLE, ids=[name for _, name in INVISIBLE])
+def test_a_name_with_an_invisible_character_is_refused_naming_it(char, unicode_name):
+    problems = name_problems(f"serv{char}ice.py")
+    assert len(problems) == 1, problems
+    assert "contains an invisible character" in problems[0]
+    assert f"U+{ord(char):04X} {unicode_name}" in problems[0]
+    assert char not in problems[0], "the message must show the character escaped, or it is invisible there too"
+
+
+@pytest.mark.parametrize("char", ["\u00a0", "\u2002", "\u2009", "\u202f", "\u3000", "\u2028"])
+def test_a_space_that_is_not_the_ordinary_space_is_refused_naming_it(char):
+    problems = name_problems(f"my{char}notes.md")
+    assert len(problems) == 1, problems
+    assert "contains a space that is not the ordinary space" in problems[0]
+    assert f"U+{ord(char):04X}" in problems[0]
+
+
+def test_an_ordinary_space_or_dash_inside_a_name_is_accepted():
+    tree = validate_files([GOOD, ("my notes.md", b"x"), ("pkg/my-module.py", b"x")], rules=RULES)
+    assert [path for path, _, _ in tree.files] == ["my notes.md", "pkg/my-module.py", "service.py"]
+
+
+@pytest.mark.parametrize(
+    ("name", "segment"),
+    [(" service.py", None), ("pkg/ util.py", "' util.py'"), (" pkg/util.py", "' pkg'")],
+)
+def test_a_leading_space_in_any_path_segment_is_refused(name, segment):
+    problems = name_problems(name)
+    assert len(problems) == 1, problems
+    assert "starts with a space" in problems[0]
+    assert problems[0].startswith(repr(name))
+    if segment:
+        assert f"the name {segment} starts with a space" in problems[0]
+
+
+@pytest.mark.parametrize("name", ["notes.md ", "pkg /util.py"])
+def test_a_trailing_space_in_any_path_segment_is_refused(name):
+    problems = name_problems(name)
+    assert len(problems) == 1, problems
+    assert "ends with a space" in problems[0]
+
+
+@pytest.mark.parametrize("name", ["-rf.py", "pkg/--help.py", "-pkg/util.py"])
+def test_a_leading_dash_in_any_path_segment_is_refused_as_a_command_line_option(name):
+    problems = name_problems(name)
+    assert len(problems) == 1, problems
+    assert "starts with '-', so command-line tools would take it for an option" in problems[0]
+
+
+@pytest.mark.parametrize("char", list('<>:"|?*'))
+def test_each_character_windows_forbids_is_refused_by_name(char):
+    problems = name_problems(f"a{char}b.py")
+    assert problems == [
+        f"{f'a{char}b.py'!r} contains {char!r}, which Windows does not allow in file names "
+        '(it refuses < > : " | ? *); rename it.'
+    ]
+
+
+@pytest.mark.parametrize("name", ["a:b.py", "C:evil.py"])
+def test_a_colon_is_reported_as_a_colon_not_as_an_absolute_path(name):
+    problems = name_problems(name)
+    assert len(problems) == 1, problems
+    assert "contains ':'" in problems[0]
+    assert "absolute" not in problems[0]
+
+
+@pytest.mark.parametrize("name", ["C:\\evil.py", "C:/evil.py", "c:/evil.py"])
+def test_a_drive_letter_path_is_still_an_absolute_path(name):
+    assert name_problems(name) == [f"{name!r} is an absolute path; paths must be relative to the submission's root."]
+
+
+@pytest.mark.parametrize("char", ["\x07", "\x1b", "\x7f", "\x85"])
+def test_a_control_character_is_refused_naming_its_code_point(char):
+    problems = name_problems(f"te{char}st.py")
+    assert len(problems) == 1, problems
+    assert f"contains control characters (U+{ord(char):04X}" in problems[0]
+
+
+def test_a_nul_in_a_dropped_file_name_is_refused_naming_it():
+    # (In a zip, Python's zipfile already cuts a name at its NUL: the member is read as 'te'.)
+    with pytest.raises(UploadRejected) as caught:
+        validate_files([GOOD, ("te\x00st.py", b"x")], rules=RULES)
+    assert caught.value.problems == ["'te\\x00st.py' contains control characters (U+0000); rename it."]
+
+
+def test_every_refused_kind_of_character_in_one_name_is_reported_at_once():
+    problems = name_problems("-a\u202eb\u200bc:d.py ")
+    assert len(problems) == 5, problems
+    assert any("bidirectional text control (U+202E" in p for p in problems)
+    assert any("invisible character (U+200B" in p for p in problems)
+    assert any("contains ':'" in p for p in problems)
+    assert any("ends with a space" in p for p in problems)
+    assert any("starts with '-'" in p for p in problems)
+
+
+def test_a_path_that_leaves_the_root_is_refused_for_that_before_its_characters():
+    assert name_problems("../<b>x</b>.py") == ["'../<b>x</b>.py' points outside the submission's root ('..')."]
+
+
+def test_a_misleading_folder_name_refuses_every_file_inside_it():
+    with pytest.raises(UploadRejected) as caught:
+        validate_files([GOOD, ("lib\u200b/a.py", b"x"), ("lib\u200b/b.py", b"x")], rules=RULES)
+    assert len(caught.value.problems) == 2
+    assert all("invisible character (U+200B ZERO WIDTH SPACE)" in p for p in caught.value.problems)
+
+
+# --- a file that is only too large is reported as too large, nothing else ----------------------------------------
+
+
+def test_an_oversized_required_file_in_a_zipped_folder_is_reported_as_too_large_not_missing():
+    data = make_zip(("quote/service.py", os.urandom(70_000)), ("quote/lib/a.py", b"x"))
+    assert problems_of(data) == ["'quote/service.py' is 70000 bytes; the per-file cap is 65536 bytes."]
+
+
+def test_an_oversized_required_file_in_a_dropped_zip_is_reported_as_too_large_not_missing():
+    with pytest.raises(UploadRejected) as caught:
+        validate_upload([("work.zip", make_zip(("service.py", os.urandom(70_000))))], rules=RULES)
+    assert caught.value.problems == ["'service.py' is 70000 bytes; the per-file cap is 65536 bytes."]
+
+
+def test_an_oversized_required_file_in_dropped_folder_files_is_reported_as_too_large_not_missing():
+    with pytest.raises(UploadRejected) as caught:
+        validate_files([("quote/service.py", b"x" * 70_000), ("quote/lib/a.py", b"x")], rules=RULES)
+    assert caught.value.problems == ["'quote/service.py' is 70000 bytes; the per-file cap is 65536 bytes."]
+
+
+def test_a_required_file_past_the_file_count_limit_is_reported_as_too_many_files_not_missing():
+    files = [(f"m{i}.py", b"x") for i in range(30)] + [GOOD]
+    with pytest.raises(UploadRejected) as caught:
+        validate_files(files, rules=RULES)
+    assert caught.value.problems == ["The upload has 31 files; this lab accepts at most 10."]
+
+
+@pytest.mark.parametrize(("name", "shown"), [("caf\udce9.py", "0xE9"), ("a\ud800.py", "U+D800")])
+def test_a_name_holding_bytes_that_are_not_utf8_is_refused_not_crashed_on(name, shown):
+    with pytest.raises(UploadRejected) as caught:
+        validate_files([GOOD, (name, b"x")], rules=RULES)
+    assert len(caught.value.problems) == 1
+    assert f"contains bytes that are not valid UTF-8 ({shown})" in caught.value.problems[0]
