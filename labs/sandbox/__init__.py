@@ -48,12 +48,23 @@ clean_output() (UTF-8 with replacement, no NUL, no terminal escapes, capped).
 """
 
 from labs.errors import PlatformError, SandboxUnavailable
-from labs.sandbox.environment import GRADER_SCRATCH, ExecResult, LimitEvent, Pressure, Sandbox, docker_client
+from labs.sandbox.environment import (
+    GRADER_SCRATCH,
+    TMP_INODES,
+    TMP_MB,
+    ExecResult,
+    LimitEvent,
+    Pressure,
+    Sandbox,
+    docker_client,
+)
 from labs.sandbox.limits import SandboxLimits
 from labs.sandbox.output import clean_output
 
 __all__ = [
     "GRADER_SCRATCH",
+    "TMP_INODES",
+    "TMP_MB",
     "ExecResult",
     "LimitEvent",
     "PlatformError",

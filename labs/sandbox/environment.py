@@ -38,9 +38,10 @@ logger = logging.getLogger(__name__)
 
 USERS = {"learner": "1000:1000", "grader": "1001:1001"}
 GRADER_UID = 1001
-GRADER_SCRATCH = (
-    "/results"  # the grader's writable space (tmpfs, 0700, uid 1001): the learner can neither read nor fill it
-)
+TMP_MB = 16  # /tmp: shared by the learner and the grader's helpers, small, noexec
+TMP_INODES = 2048
+# The grader's writable space (tmpfs, 0700, uid 1001): the learner can neither read nor fill it.
+GRADER_SCRATCH = "/results"
 GRADER_SCRATCH_MB = 64
 GRADER_BUNDLE_MB = 128  # /grader: the lab's grader bundle, staged at start (courses allow 100 MB of grader files)
 WRAPPER = "/opt/shipshape/run_limited.py"
@@ -280,7 +281,7 @@ class Sandbox:
                 tmpfs={
                     "/work": f"rw,exec,nosuid,nodev,size={lim.scratch_mb}m,nr_inodes={lim.scratch_inodes},"
                     "uid=1000,gid=1000,mode=0755",
-                    "/tmp": "rw,noexec,nosuid,nodev,size=16m,nr_inodes=2048,mode=1777",
+                    "/tmp": f"rw,noexec,nosuid,nodev,size={TMP_MB}m,nr_inodes={TMP_INODES},mode=1777",
                     # The grader's own space: its bundle and its scratch, unreadable to the learner (0700, uid 1001).
                     "/grader": f"rw,noexec,nosuid,nodev,size={GRADER_BUNDLE_MB}m,uid=1001,gid=1001,mode=0700",
                     GRADER_SCRATCH: f"rw,noexec,nosuid,nodev,size={GRADER_SCRATCH_MB}m,nr_inodes=4096,"
@@ -583,6 +584,12 @@ class Sandbox:
             pids_refused=max(0, numbers[6]),
             oom_kills=max(0, numbers[7]),
         )
+
+    def note_oom(self, message: str) -> None:
+        """A process that is not a learner command (a kernel, a service) was OOM-killed: recorded like a learner
+        command's, and counted, so a later command's exit 137 is not blamed on memory a second time."""
+        self._oom_kills_seen = max(self._oom_kills_seen + 1, self._oom_kill_count())
+        self.note_limit("oom", message)
 
     def note_limit(self, reason: str, message: str) -> None:
         """Record a limit hit (once per reason; the first message is kept)."""

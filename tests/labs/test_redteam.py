@@ -331,7 +331,8 @@ PYTEST_ATTACKS = {
 def test_a_submission_that_tampers_with_pytest_earns_no_points(tmp_path, attack):
     lab = make_lab(tmp_path, [PYTEST_CHECK], grader_files=HIDDEN_TESTS)
     result = grade_files(lab, {"main.py": PYTEST_ATTACKS[attack] + WRONG})["tests"]
-    assert result["status"] in {"fail", "error"}, result
+    # A named fail: an error would be ours, retried and never charged.
+    assert result["status"] == "fail", result
     assert result["points"] == 0, result
 
 
@@ -511,10 +512,12 @@ def test_a_notebook_that_blanks_later_cells_earns_no_points(tmp_path):
     lab = make_lab(tmp_path, NOTEBOOK_CHECKS, grader_files={"a.py": "assert result == 42, 'wrong result'\n"})
     blanking = notebook_file("result = 0", "get_ipython().input_transformers_post.append(lambda lines: [])")
     results = grade_files(lab, {"nb.ipynb": blanking})
+    # The assertions need a clean run: without one they fail too, naming why (no longer "skipped").
     assert {cid: (r["status"], r["points"]) for cid, r in results.items()} == {
         "clean": ("fail", 0),
-        "asserts": ("skipped", 0),
+        "asserts": ("fail", 0),
     }
+    assert "kernel runs code" in results["asserts"]["message"]
     honest = grade_files(lab, {"nb.ipynb": notebook_file("result = 6 * 7")})
     assert {cid: r["status"] for cid, r in honest.items()} == {"clean": "pass", "asserts": "pass"}
     wrong = grade_files(lab, {"nb.ipynb": notebook_file("result = 41")})
@@ -566,3 +569,86 @@ def test_a_submission_cannot_read_the_grader_write_results_or_kill_trusted_proce
     # snoop.py exits 1 when it read the secret, wrote a trusted file or killed a process it does not own.
     assert results["snoop"]["status"] == "pass", results["snoop"]["message"]
     assert results["tests"]["status"] == "pass"  # the trusted programs that ran next were untouched
+
+
+# --- tests.pytest: who filled what ------------------------------------------------------------------------------
+
+FILL = """
+import os, sys
+target = sys.argv[1]
+n = 0
+try:
+    while True:
+        with open(os.path.join(target, f"junk-{n}"), "wb") as handle:
+            handle.write(b"x" * 65536)
+        n += 1
+except OSError as exc:
+    print("filled", target, "errno", exc.errno)
+"""
+CACHING_MAIN = "open('/work/answer-cache.txt', 'w').write('42' * 50000)\n\n\ndef answer():\n    return 42\n"
+
+
+def fill_then_test(target: str) -> list[dict]:
+    fill = {"id": "fill", "kind": "command", "points": 1, "args": {"argv": ["python", "fill.py", target]}}
+    return [fill, {**PYTEST_CHECK, "visibility": "hidden"}]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_it_fails_hidden_tests_that_break_on_a_scratch_space_the_learner_filled_naming_it(tmp_path):
+    lab = make_lab(tmp_path, fill_then_test("/work"), grader_files=HIDDEN_TESTS, scratch_mb=4)
+    results = grade_files(lab, {"fill.py": FILL, "main.py": CACHING_MAIN})
+    tests = results["tests"]
+    assert (tests["status"], tests["points"]) == ("fail", 0), tests
+    assert "the scratch space /work (4 MB) was full" in tests["message"], tests["message"]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_it_fails_hidden_tests_that_cannot_be_copied_into_a_tmp_the_learner_filled(tmp_path):
+    lab = make_lab(tmp_path, fill_then_test("/tmp"), grader_files=HIDDEN_TESTS)
+    results = grade_files(lab, {"fill.py": FILL, "main.py": "def answer():\n    return 42\n"})
+    tests = results["tests"]
+    assert (tests["status"], tests["points"]) == ("fail", 0), tests  # before: error, ours, retried 5 times
+    assert "could not be copied into /tmp: it was full" in tests["message"]
+
+
+FORKING_MAIN = """
+import subprocess
+children = [subprocess.Popen(["sleep", "30"]) for _ in range(300)]
+
+
+def answer():
+    return 42
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_it_fails_hidden_tests_when_the_code_exhausts_the_process_limit_naming_it(tmp_path):
+    lab = make_lab(tmp_path, [PYTEST_CHECK], grader_files=HIDDEN_TESTS, pids=32)
+    tests = grade_files(lab, {"main.py": FORKING_MAIN})["tests"]
+    assert (tests["status"], tests["points"]) == ("fail", 0), tests
+    assert "tried to start more than 32 processes" in tests["message"], tests["message"]
+
+
+LIST_TMP = "import glob, sys\nleft = glob.glob('/tmp/grader-tests-*')\nprint(left)\nsys.exit(1 if left else 0)\n"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_it_leaves_no_copy_of_the_hidden_tests_in_tmp(tmp_path):
+    after = {"id": "after", "kind": "command", "points": 1, "args": {"argv": ["python", "list_tmp.py"]}}
+    lab = make_lab(tmp_path, [PYTEST_CHECK, after], grader_files=HIDDEN_TESTS)
+    results = grade_files(lab, {"main.py": "def answer():\n    return 42\n", "list_tmp.py": LIST_TMP})
+    assert results["tests"]["status"] == "pass"
+    assert results["after"]["status"] == "pass", results["after"]["message"]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_it_keeps_a_missing_grader_tests_folder_as_ours(tmp_path):
+    missing = {**PYTEST_CHECK, "args": {"path": "no-such-folder"}}
+    lab = make_lab(tmp_path, [missing], grader_files=HIDDEN_TESTS)
+    result = grade_files(lab, {"main.py": "def answer():\n    return 42\n"})["tests"]
+    assert result["status"] == "error" and "lab configuration" in result["message"]
