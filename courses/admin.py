@@ -1,5 +1,8 @@
 from django.contrib import admin
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth.models import Group, User
 
+from config.admin_safety import SafeIdsMixin
 from courses.models import Course, Enrollment, Lesson, LessonProgress, Quiz, QuizAttempt, RenderedMarkdown, Unit
 
 
@@ -11,7 +14,7 @@ class UnitInline(admin.TabularInline):
 
 
 @admin.register(Course)
-class CourseAdmin(admin.ModelAdmin):
+class CourseAdmin(SafeIdsMixin, admin.ModelAdmin):
     list_display = ("title", "slug", "unit_label", "content_version", "imported_at")
     search_fields = ("title", "slug")
     readonly_fields = ("content_version", "imported_at")
@@ -19,7 +22,7 @@ class CourseAdmin(admin.ModelAdmin):
 
 
 @admin.register(Unit)
-class UnitAdmin(admin.ModelAdmin):
+class UnitAdmin(SafeIdsMixin, admin.ModelAdmin):
     list_display = ("title", "course", "position", "slug")
     list_filter = ("course",)
     search_fields = ("title", "slug")
@@ -27,7 +30,7 @@ class UnitAdmin(admin.ModelAdmin):
 
 
 @admin.register(Lesson)
-class LessonAdmin(admin.ModelAdmin):
+class LessonAdmin(SafeIdsMixin, admin.ModelAdmin):
     # Content comes from the course's files: edits here would be overwritten by the next import.
     list_display = ("title", "course", "unit", "position", "estimated_minutes")
     list_filter = ("course",)
@@ -37,7 +40,7 @@ class LessonAdmin(admin.ModelAdmin):
 
 
 @admin.register(Quiz)
-class QuizAdmin(admin.ModelAdmin):
+class QuizAdmin(SafeIdsMixin, admin.ModelAdmin):
     list_display = ("key", "lesson", "graded", "max_attempts")
     list_filter = ("graded",)
     search_fields = ("key", "lesson__title")
@@ -45,16 +48,21 @@ class QuizAdmin(admin.ModelAdmin):
 
 
 @admin.register(QuizAttempt)
-class QuizAttemptAdmin(admin.ModelAdmin):
+class QuizAttemptAdmin(SafeIdsMixin, admin.ModelAdmin):
     list_display = ("quiz", "user", "score", "max_score", "created_at")
     list_filter = ("quiz__lesson__course",)
     search_fields = ("user__username", "quiz__key")
     list_select_related = ("quiz__lesson", "user")
     readonly_fields = ("quiz", "user", "answers", "score", "max_score", "created_at")
 
+    # Attempts are made by learners taking the quiz; every field is read-only, so an add form could only save a
+    # row without its score.
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(admin.ModelAdmin):
+class EnrollmentAdmin(SafeIdsMixin, admin.ModelAdmin):
     # Reviewer and instructor roles are granted here; learners enroll themselves on the course page.
     list_display = ("user", "course", "role", "created_at")
     list_filter = ("role", "course")
@@ -65,13 +73,33 @@ class EnrollmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(LessonProgress)
-class LessonProgressAdmin(admin.ModelAdmin):
+class LessonProgressAdmin(SafeIdsMixin, admin.ModelAdmin):
     list_display = ("user", "lesson", "completed_at")
     search_fields = ("user__username", "lesson__title")
     list_select_related = ("user", "lesson")
 
 
 @admin.register(RenderedMarkdown)
-class RenderedMarkdownAdmin(admin.ModelAdmin):
+class RenderedMarkdownAdmin(SafeIdsMixin, admin.ModelAdmin):
     list_display = ("content_hash", "created_at")
     readonly_fields = ("content_hash", "html", "toc", "blocks", "created_at")
+
+    # A cache the course import fills; every field is read-only, its key too, so an add form could only save a
+    # row with an empty key.
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# django.contrib.auth's own admins, with hostile ids refused the same way (its admin module registers them first).
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class UserAdmin(SafeIdsMixin, auth_admin.UserAdmin):
+    pass
+
+
+@admin.register(Group)
+class GroupAdmin(SafeIdsMixin, auth_admin.GroupAdmin):
+    pass

@@ -1,9 +1,10 @@
 from django.contrib import admin
 
+from config.admin_safety import SafeIdsMixin
 from labs.models import ApiToken, CheckResult, GradingRun, Lab, Revision
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(SafeIdsMixin, admin.ModelAdmin):
     """Grading records are evidence: staff may look and delete, never edit them into a different story."""
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -14,7 +15,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Lab)
-class LabAdmin(admin.ModelAdmin):
+class LabAdmin(SafeIdsMixin, admin.ModelAdmin):
     list_display = ("title", "course", "unit", "slug", "max_revisions", "cooldown_seconds", "due")
     list_filter = ("course",)
     search_fields = ("title", "slug")
@@ -78,7 +79,7 @@ class CheckResultAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(SafeIdsMixin, admin.ModelAdmin):
     # The secret is never stored, only its hash: staff can revoke (delete) but not read a token.
     list_display = ("user", "prefix", "created_at", "last_used_at")
     search_fields = ("user__username", "prefix")

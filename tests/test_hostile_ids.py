@@ -342,49 +342,15 @@ def test_no_admin_list_filter_answers_500_to_a_hostile_id(world, url, param):
     assert_none(failures)
 
 
-# Crashes inside Django's admin, for site staff only (everyone else is sent to the admin's login). Their fixes belong
-# in courses/admin.py and labs/admin.py (and a re-registration of auth's User and Group): see the hardening
-# report. Strict: once fixed, these tests pass, pytest says XPASS(strict), and the marks must go.
-ADMIN_ACTION_CRASH = (
-    "Django's ModelAdmin.response_action runs queryset.filter(pk__in=<_selected_action>) unchecked: a non-numeric "
-    "id raises ValueError, one past 64 bits OverflowError"
-)
-ADMIN_LIST_EDIT_CRASH = (
-    "Django's ModelAdmin._get_list_editable_queryset checks ids with to_python only: one past 64 bits reaches "
-    "filter(pk__in=...) and SQLite raises OverflowError"
-)
-ADMIN_ADD_FORM_CRASHES = {
-    "courses.Enrollment": "Django's AutocompleteSelect re-renders a refused value with filter(pk__in=[value]): "
-    "ValueError for '²', OverflowError past 64 bits",
-    "auth.Group": "Django's ModelMultipleChoiceField (permissions) runs filter(pk__in=...) with ids past 64 bits: "
-    "OverflowError on SQLite",
-    "courses.QuizAttempt": "QuizAttemptAdmin makes every field read-only but still allows adding: any add POST saves a "
-    "row without its NOT NULL score (IntegrityError), whatever the ids",
-    "courses.RenderedMarkdown": "RenderedMarkdownAdmin makes every field read-only, its primary key too, but still "
-    "allows adding: any add POST saves a row with an empty key and the redirect to it fails (NoReverseMatch)",
-}
-
-
-def _admin_models(crash_when) -> list:
-    return [
-        pytest.param(
-            model,
-            id=model._meta.label,
-            marks=[pytest.mark.xfail(strict=True, reason=reason)] if (reason := crash_when(model, model_admin)) else [],
-        )
-        for model, model_admin in admin.site._registry.items()
-    ]
-
-
-def _integer_pk(model) -> bool:
-    return isinstance(model._meta.pk, models.IntegerField)
+def _admin_models() -> list:
+    return [pytest.param(model, id=model._meta.label) for model in admin.site._registry]
 
 
 def _changelist(model) -> str:
     return f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
 
 
-@pytest.mark.parametrize("model", _admin_models(lambda model, _admin: _integer_pk(model) and ADMIN_ACTION_CRASH))
+@pytest.mark.parametrize("model", _admin_models())
 def test_no_admin_action_answers_500_to_hostile_selected_rows(world, model):
     failures: list[str] = []
     for persona in PERSONAS:
@@ -396,7 +362,7 @@ def test_no_admin_action_answers_500_to_hostile_selected_rows(world, model):
     assert_none(failures)
 
 
-@pytest.mark.parametrize("model", _admin_models(lambda model, _admin: ADMIN_ADD_FORM_CRASHES.get(model._meta.label)))
+@pytest.mark.parametrize("model", _admin_models())
 def test_no_admin_add_form_answers_500_to_hostile_related_ids(world, model):
     relations = [
         f.name
@@ -415,11 +381,7 @@ def test_no_admin_add_form_answers_500_to_hostile_related_ids(world, model):
 
 @pytest.mark.parametrize(
     "model",
-    [
-        param
-        for param in _admin_models(lambda model, _admin: _integer_pk(model) and ADMIN_LIST_EDIT_CRASH)
-        if admin.site._registry[param.values[0]].list_editable
-    ],
+    [param for param in _admin_models() if admin.site._registry[param.values[0]].list_editable],
 )
 def test_no_admin_list_edit_answers_500_to_hostile_row_ids(world, model):
     model_admin = admin.site._registry[model]

@@ -111,6 +111,7 @@ def _scores(
     raw: Mapping[str, Any], criteria: tuple[Criterion, ...], problems: list[str]
 ) -> tuple[dict[str, int | float], Decimal]:
     raw = dict(raw or {})
+    max_digits = 40  # a score has at most this many digits, and a decimal exponent within ± this many
     scores: dict[str, int | float] = {}
     total = Decimal(0)
     for criterion in criteria:
@@ -125,6 +126,14 @@ def _scores(
             continue
         if isinstance(value, bool) or not points.is_finite():
             problems.append(f"Score “{criterion.title}”: {str(value)[:40]!r} is not a number.")
+            continue
+        # `1e999999999` parses in no time but `{points:f}` would spell out a billion digits: refuse any score too
+        # long or too far from 1 to be a score, quoting what was typed, before a message formats the number.
+        _sign, digits, exponent = points.as_tuple()
+        if len(digits) > max_digits or not -max_digits <= int(exponent) <= max_digits:
+            problems.append(
+                f"Score “{criterion.title}”: {str(value)[:40]!r} is out of range; give 0 to {criterion.points:f}."
+            )
             continue
         if points < 0 or points > criterion.points:
             problems.append(f"Score “{criterion.title}”: {points:f} is out of range; give 0 to {criterion.points:f}.")

@@ -702,3 +702,24 @@ def test_line_counting_past_the_budget_does_not_mistake_a_cut_character_for_bina
     assert selectors.revision_file_line_count(revision=revision, path="accents.txt", max_bytes=16) == 2
     assert selectors.revision_file_line_count(revision=revision, path="accents.txt", max_bytes=len(text)) == 3
     assert selectors.revision_file_line_count(revision=revision, path="not-there.txt", max_bytes=100) is None
+
+
+@pytest.mark.parametrize("score", ["1e999999999", "-1e999999999", "1e-999999999", "0e999999999", "1" * 5000])
+def test_a_score_too_far_from_any_rubric_is_refused_quoting_what_was_typed(world, score):
+    # `{points:f}` of 1e999999999 would build a ~1 GB string: the refusal quotes the input instead.
+    with pytest.raises(ReviewRejected) as caught:
+        submit(world["revision"], world["reviewer"], rubric_scores={"clarity": score, "ops": 1})
+    assert caught.value.problems == [f"Score “Clear code”: {score[:40]!r} is out of range; give 0 to 5."]
+    assert not Review.objects.exists()
+
+
+def test_posting_a_score_of_1e999999999_answers_a_short_refusal(world):
+    response = client_for(world["reviewer"]).post(
+        review_url(world["revision"]), {"decision": "approved", "score-clarity": "1e999999999", "score-ops": "1"}
+    )
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "The review was not saved (1 problem)." in html
+    assert "Score “Clear code”: &#x27;1e999999999&#x27; is out of range; give 0 to 5." in html
+    assert len(html) < 200_000
+    assert not Review.objects.exists()
