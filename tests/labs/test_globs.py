@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from labs.checks.base import GradingContext
 from labs.checks.generic import FilesRequired
 from labs.globs import glob_match, glob_problem, globs_match_any, is_glob, required_match
 from labs.labspec import FilesSpec
@@ -193,7 +194,9 @@ def check_passes(pattern: str, paths: list[str], root: Path) -> bool:
     for path in paths:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text("x")
-    outcome = FilesRequired(check_id="x", args={"paths": [pattern]}, points=1).run(SimpleNamespace(submission_dir=root))
+    outcome = FilesRequired(check_id="x", args={"paths": [pattern]}, points=1).run(
+        SimpleNamespace(submission_dir=root, evidence_text=GradingContext.evidence_text)
+    )
     assert outcome.status in ("pass", "fail"), outcome
     return outcome.status == "pass"
 
