@@ -13,6 +13,15 @@ then the next step applies; when the list runs out the stub answers normally aga
   {"price": -1}              answer 200 with this value as the price
   {"down": true}             stop listening: connections are refused until `up` (or the next scenario)
 
+The port stays reserved for the whole life of a Stub, also while it is "down": a socket bound with SO_REUSEPORT
+(and without SO_REUSEADDR) holds it, and the listening socket joins it. Linux lets only sockets of the same user
+share a port that way, so the learner's service (another uid) can neither bind the port nor listen on it; while
+the stub is down connections are refused because nothing listens.
+
+Control requests: a request that carries the header `X-Shipshape-Control` with the stub's `control_token` is
+answered 200 `{}` at once, recorded in `control_log()` instead of `log()`, and never consumes a scenario step.
+The probe uses them to measure the machine's timing noise (a client with fixed sleeps) in the same sandbox.
+
 Two ways to use it:
 - in-process (what probe.py does): `stub = Stub(port); stub.start(); stub.set_scenario([...]); stub.log()`.
   Nothing but the grader's own process can reprogram it.
@@ -28,6 +37,7 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
+import errno
 import hmac
 import json
 import os
@@ -42,12 +52,29 @@ from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_PRICE = 12.5
 MAX_LOG = 5000
+MAX_HEADERS = 20  # per logged request: the request's headers are the learner's text
+MAX_HEADER_CHARS = 256
+CONTROL_HEADER = "X-Shipshape-Control"
+
+
+class PortTaken(OSError):
+    """The stub's port is bound by someone else (in a sandbox: the learner's service)."""
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    allow_reuse_address = True
+    allow_reuse_address = True  # past connections in TIME_WAIT must not stop a re-listen after "down"
     stub: Stub
+
+    def server_bind(self) -> None:
+        # Joins the reserving socket (same user, both SO_REUSEPORT); see the module docstring.
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A handler thread that could not start (the pids limit) or a client that went away: the request is
+        # simply not answered; nothing for the grader's stderr.
+        self.stub.errors += 1
 
 
 class _UpstreamHandler(BaseHTTPRequestHandler):
@@ -60,6 +87,8 @@ class _UpstreamHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         stub = self.server.stub
         step = stub._record_and_take(self)
+        if step.get("control"):
+            return self._send(200, b"{}")
         if step.get("delay_ms"):
             time.sleep(float(step["delay_ms"]) / 1000)
         if step.get("reset"):
@@ -104,25 +133,58 @@ class Stub:
         self._steps: list[dict[str, Any]] = []
         self._remaining = 0  # requests left for the current step
         self._log: list[dict[str, Any]] = []
+        self._control_log: list[float] = []
+        self.control_token = os.urandom(16).hex()
+        self.errors = 0  # requests that could not be handled (see _Server.handle_error)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._reserve: socket.socket | None = None
 
     # lifecycle ------------------------------------------------------------------------------------------
+    def reserve(self) -> None:
+        """Bind the port for this stub's whole life (see the module docstring); PortTaken if someone has it."""
+        if self._reserve is not None:
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortTaken(exc.errno, f"port {self.port} is already in use") from exc
+            raise
+        self._reserve = sock
+
     def start(self) -> None:
+        """Listen (reserving the port first if needed)."""
         if self._server is not None:
             return
-        server = _Server((self.host, self.port), _UpstreamHandler)
+        self.reserve()
+        try:
+            server = _Server((self.host, self.port), _UpstreamHandler)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortTaken(exc.errno, f"port {self.port} is already in use") from exc
+            raise
         server.stub = self
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Close the listening socket: new connections are refused."""
+        """Close the listening socket: new connections are refused. The port stays reserved (see close)."""
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
             server.server_close()
+
+    def close(self) -> None:
+        """Stop listening and release the port."""
+        self.stop()
+        sock, self._reserve = self._reserve, None
+        if sock is not None:
+            sock.close()
 
     @property
     def listening(self) -> bool:
@@ -149,15 +211,20 @@ class Stub:
             self.start()
 
     def _record_and_take(self, handler: BaseHTTPRequestHandler) -> dict[str, Any]:
+        now = time.monotonic()
+        given = handler.headers.get(CONTROL_HEADER, "")
+        if given and hmac.compare_digest(given.encode(), self.control_token.encode()):
+            with self._lock:
+                if len(self._control_log) < MAX_LOG:
+                    self._control_log.append(now)
+            return {"control": True}
+        headers = {}
+        for name, value in list(handler.headers.items())[:MAX_HEADERS]:
+            headers[name.lower()[:MAX_HEADER_CHARS]] = value[:MAX_HEADER_CHARS]
         with self._lock:
             if len(self._log) < MAX_LOG:
                 self._log.append(
-                    {
-                        "t": time.monotonic(),
-                        "method": handler.command,
-                        "path": handler.path,
-                        "headers": {k.lower(): v for k, v in handler.headers.items()},
-                    }
+                    {"t": now, "method": handler.command, "path": handler.path[:MAX_HEADER_CHARS], "headers": headers}
                 )
             if not self._steps:
                 return {}
@@ -172,6 +239,19 @@ class Stub:
     def log(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(r) for r in self._log]
+
+    def log_count(self) -> int:
+        with self._lock:
+            return len(self._log)
+
+    def log_since(self, start: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._log[start:]]
+
+    def control_log(self) -> list[float]:
+        """Receipt times of control requests (see the module docstring)."""
+        with self._lock:
+            return list(self._control_log)
 
     def clear_log(self) -> None:
         with self._lock:
@@ -278,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        stub.stop()
+        stub.close()
     return 0
 
 

@@ -1,10 +1,13 @@
-"""The grader's own test suite for the quote-service lab: the reference solution scores full marks and every
-broken variant fails exactly the check it breaks, through the real sandbox (Docker and the runner image).
+"""The grader's own test suite for the quote-service lab: the reference solution scores full marks, every
+broken variant fails exactly the check it breaks, and the independently written example solutions in the lab's
+examples/ folder score full marks on the service checks, all through the real sandbox (Docker and the runner
+image).
 
 A check's verdict is a function of the files it reads, so a variant is graded with the checks that read a file
 it changes; the others see the same bytes as the reference, whose full grading is tested first.
 """
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -40,10 +43,21 @@ READS = {
 }
 
 
+EXAMPLES = LAB / "examples"
+
+
 def graded(variant: str, only: set[str] | None = None) -> dict[str, dict]:
     with tempfile.TemporaryDirectory() as tmp:
         submission = readable(materialise(variant, Path(tmp) / "submission"))
         rows = grade(LAB, submission, only=only)
+    return {row["id"]: row for row in rows if "status" in row}
+
+
+def graded_example(name: str, only: set[str]) -> dict[str, dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        submission = Path(tmp) / "submission"
+        shutil.copytree(EXAMPLES / name, submission, ignore=shutil.ignore_patterns("__pycache__"))
+        rows = grade(LAB, readable(submission), only=only)
     return {row["id"]: row for row in rows if "status" in row}
 
 
@@ -66,8 +80,17 @@ def test_a_broken_variant_fails_exactly_its_check(variant):
     others = {
         cid: (r["status"], r["message"])
         for cid, r in results.items()
-        if cid != spec["fails"] and r["status"] != "pass" and cid not in spec.get("also_not_passing", [])
+        if cid != spec["fails"] and r["status"] != "pass" and cid not in spec.get("also_fails", [])
     }
     assert others == {}
-    for cid in spec.get("also_not_passing", []):
-        assert results[cid]["status"] == "skipped", results[cid]
+    for cid in spec.get("also_fails", []):
+        assert results[cid]["status"] == "fail", results[cid]
+        assert spec["also_fails_saying"] in results[cid]["message"]
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*") if (p / "service.py").is_file()))
+def test_an_example_solution_scores_full_marks_on_the_service_checks(example):
+    results = graded_example(example, SERVICE_CHECKS)
+    assert set(results) == SERVICE_CHECKS
+    not_passed = {cid: (r["status"], r["message"]) for cid, r in results.items() if r["status"] != "pass"}
+    assert not_passed == {}

@@ -141,7 +141,6 @@ async def quote_price(sku, rid):
             log(
                 "WARNING",
                 "upstream_attempt_failed",
-                stream=sys.stderr,
                 request_id=rid,
                 sku=sku,
                 attempt=attempts,

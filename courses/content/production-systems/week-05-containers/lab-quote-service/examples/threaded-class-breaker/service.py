@@ -29,7 +29,7 @@ TAX = 1.2
 ATTEMPTS = 3  # one call and two retries
 ATTEMPT_TIMEOUT_S = 1.0
 REQUEST_BUDGET_S = 2.5  # leaves half a second of the 3 s promise for the fallback and the answer
-BACKOFF_STEP_S = 0.08  # waits: 0.08-0.16 s, then 0.16-0.32 s
+BACKOFF_STEP_S = 0.08  # full jitter: waits of 0-0.16 s, then 0-0.32 s
 HEALTH_TIMEOUT_S = 0.5
 VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
@@ -137,10 +137,10 @@ def get_quote(sku, request_id):
             reason = str(exc)
             if not exc.retryable or attempt == ATTEMPTS - 1:
                 break
-            # Exponential step plus full-range jitter on top of it: the second wait is never
-            # shorter than the first and is twice it on average.
-            step = BACKOFF_STEP_S * 2**attempt
-            wait = step + random.uniform(0, step)
+            # Full jitter: anywhere between nothing and the exponential step, so retries from many
+            # callers spread out; on average each wait is twice the one before.
+            step = BACKOFF_STEP_S * 2 ** (attempt + 1)
+            wait = random.uniform(0, step)
             time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
             continue
         breaker.record_success()

@@ -163,9 +163,9 @@ def lookup(sku, rid):
             why = str(exc)
             if not exc.transient or tries == ATTEMPTS:
                 break
-            # Decorrelated backoff: each sleep is drawn around twice the previous one,
-            # never the same twice, capped.
-            sleep = min(SLEEP_CAP, random.uniform(sleep * 1.5, sleep * 2.5))
+            # Decorrelated jitter: each sleep is drawn between the base and three times the previous one,
+            # capped, so consecutive sleeps are not tied to a fixed schedule.
+            sleep = min(SLEEP_CAP, random.uniform(SLEEP_BASE, sleep * 3))
             time.sleep(max(0.0, min(sleep, deadline - time.monotonic())))
             continue
         breaker.on_success()
