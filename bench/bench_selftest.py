@@ -8,34 +8,11 @@ Prints the command's table, then the figures: verdict flips between repeats (tar
 declared expectations (target 0), and grading time per example (claim to results stored), with the machine.
 """
 
-# ruff: noqa: E402 - Django must be configured from the environment before the project's modules load
+# ruff: noqa: E402 - the project's modules load after benchenv has configured Django
 import os
-import shutil
-import socket
 import sys
-import tempfile
-from pathlib import Path
 
-DATA = Path(tempfile.mkdtemp(prefix="shipshape-bench-selftest-"))
-DB = DATA / "bench.sqlite3"
-with socket.socket() as _probe:
-    _probe.bind(("127.0.0.1", 0))
-    REDIS_PORT = _probe.getsockname()[1]
-os.environ.update(
-    SHIPSHAPE_DEV="1",
-    DJANGO_SETTINGS_MODULE="config.settings",
-    SHIPSHAPE_DATA_DIR=str(DATA),
-    DATABASE_URL=f"sqlite:///{DB}",
-    SHIPSHAPE_LOG_LEVEL="WARNING",
-    REDIS_URL=f"redis://127.0.0.1:{REDIS_PORT}/0",
-)
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import django
-
-django.setup()
-
+from benchenv import DATA, DB, REDIS_PORT, REPO, cleanup
 from django.core.management import call_command
 
 from courses.services.importing import course_import
@@ -78,7 +55,7 @@ def main() -> None:
     finally:
         worker.stop()
         redis.stop()
-        shutil.rmtree(DATA, ignore_errors=True)
+        cleanup()
     raise SystemExit(status)
 
 

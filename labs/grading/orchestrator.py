@@ -111,16 +111,21 @@ def _prepare(revision: Revision, run: GradingRun) -> RunState:
     return state
 
 
-def _grade_in_sandbox(state: RunState) -> None:
-    labels = {"shipshape.db": database_label()}
-    with Sandbox(
+def _sandbox(state: RunState, labels: dict[str, str]) -> Sandbox:
+    """A sandbox for this run: the lab's limits, the submission and the grader bundle."""
+    return Sandbox(
         limits=state.limits,
         submission_dir=state.submission_dir,
         grader_dir=state.grader_dir,
         revision_id=state.revision.pk,
         run_id=state.run.pk,
         labels=labels,
-    ) as box:
+    )
+
+
+def _grade_in_sandbox(state: RunState) -> None:
+    labels = {"shipshape.db": database_label()}
+    with _sandbox(state, labels) as box:
         grading_state.run_phase_mark(
             run=state.run, phase=GradingRun.Phase.SANDBOX_READY, image_digest=box.image_id[:100]
         )
@@ -150,14 +155,7 @@ def _grade_in_sandbox(state: RunState) -> None:
 
 def _run_hidden_check(ctx: GradingContext, state: RunState, position: int, check_spec: CheckSpec) -> list:
     """A hidden check, in a sandbox of its own; returns the limits the submission hit there."""
-    with Sandbox(
-        limits=state.limits,
-        submission_dir=state.submission_dir,
-        grader_dir=state.grader_dir,
-        revision_id=state.revision.pk,
-        run_id=state.run.pk,
-        labels=ctx.sandbox_labels,
-    ) as box:
+    with _sandbox(state, ctx.sandbox_labels) as box:
         state.results.append(_run_check(dataclasses.replace(ctx, sandbox=box), state, position, check_spec))
     return list(box.limit_events)
 
