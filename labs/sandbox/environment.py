@@ -352,8 +352,6 @@ class Sandbox:
         whatever user the worker runs as (root or not, compose included): no chown on the host is needed.
         """
         files = sorted(p for p in grader_dir.rglob("*") if p.is_file() and not p.is_symlink())
-        if not files:
-            return
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as archive:
             for path in files:
@@ -362,8 +360,15 @@ class Sandbox:
                 info.mode = 0o500 if path.stat().st_mode & 0o111 else 0o400
                 with path.open("rb") as handle:
                     archive.addfile(info, handle)
+        # The engine gives a tmpfs the mode of the image's mount point, not the one asked for: close both grader
+        # folders to everyone but their owner, so the learner cannot even list them.
         staged = self._exec(
-            ["tar", "-x", "-C", "/grader", "--no-same-owner", "--no-same-permissions", "--delay-directory-restore"],
+            [
+                "sh",
+                "-c",
+                "tar -x -C /grader --no-same-owner --no-same-permissions --delay-directory-restore"
+                f" && chmod 700 /grader {GRADER_SCRATCH}",
+            ],
             user="grader",
             timeout_s=COPY_TIMEOUT_S,
             stdin=buffer.getvalue(),

@@ -169,3 +169,33 @@ def test_a_command_that_kills_its_own_wrapper_leaves_nothing_running_into_the_ne
     assert escaped.exit_code == 137  # the wrapper really was killed
     assert after.exit_code == 0, after.stderr
     assert after.stdout == b"", f"learner processes left running: {after.stdout!r}"
+
+
+def test_the_grader_bundle_is_readable_by_the_grader_only_whoever_runs_the_worker(runner_image, tmp_path):
+    grader = tmp_path / "grader"
+    (grader / "tests").mkdir(parents=True)
+    (grader / "tests" / "test_secret.py").write_text("SECRET = 'hidden until the due date'\n")
+    (grader / "run.sh").write_text("#!/bin/sh\necho ran\n")
+    (grader / "run.sh").chmod(0o755)
+
+    with Sandbox(limits=LIMITS, grader_dir=grader, labels={"shipshape.db": "sandbox-test"}) as box:
+        as_learner = box.exec(["cat", "/grader/tests/test_secret.py"], user="learner", timeout_s=10)
+        listing = box.exec(["ls", "/grader"], user="learner", timeout_s=10)
+        as_grader = box.exec(["cat", "/grader/tests/test_secret.py"], user="grader", timeout_s=10)
+        owners = box.exec(["stat", "-c", "%u %a %n", "/grader", "/grader/run.sh"], user="grader", timeout_s=10)
+
+    assert as_learner.exit_code != 0 and b"Permission denied" in as_learner.stderr
+    assert listing.exit_code != 0
+    assert as_grader.stdout == b"SECRET = 'hidden until the due date'\n"
+    assert owners.stdout.decode().split("\n")[:2] == ["1001 700 /grader", "1001 500 /grader/run.sh"]
+
+
+def test_the_sandbox_reports_pressure_from_its_own_counters(runner_image):
+    with Sandbox(limits=LIMITS, labels={"shipshape.db": "sandbox-test"}) as box:
+        box.exec(["sh", "-c", "head -c 1900000 /dev/zero > /work/fill"], user="learner", timeout_s=10)
+        pressure = box.pressure()
+
+    assert pressure is not None
+    assert pressure.work_free_bytes < 2 * 1024 * 1024 - 1_800_000
+    assert pressure.tmp_free_bytes > 15 * 1024 * 1024 and pressure.grader_free_bytes > 60 * 1024 * 1024
+    assert (pressure.pids_refused, pressure.oom_kills) == (0, 0)
