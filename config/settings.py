@@ -176,7 +176,7 @@ def _networks(name: str) -> list[str]:
         except ValueError:
             raise ImproperlyConfiguredEnv(
                 f"{name}: {value!r} is not an IP address or network. Use a comma-separated list such as "
-                "10.0.0.1,172.16.0.0/12."
+                "127.0.0.1,127.0.1.0/24."
             ) from None
     return values
 

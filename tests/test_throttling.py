@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INES_ADDRESS = "198.51.100.7"
 MALLORY_ADDRESS = "203.0.113.66"
-PROXY_ADDRESS = "10.0.0.2"
+PROXY_ADDRESS = "127.0.1.2"
 PASSWORD = "ines-has-a-long-password-7"
 # A window of every size used here starts exactly at this instant (a multiple of 3600 s).
 FROZEN_AT = 1_800_000_000.0
@@ -320,7 +320,7 @@ def request_from(remote_addr: str, forwarded_for: str | None = None):
 
 
 def test_it_ignores_x_forwarded_for_from_an_untrusted_peer(ines, settings):
-    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.TRUSTED_PROXIES = ["127.0.1.0/24"]
     assert throttle.client_address(request_from(MALLORY_ADDRESS, INES_ADDRESS)) == MALLORY_ADDRESS
 
     # Mallory makes up a new X-Forwarded-For for every guess: each one is still counted as hers.
@@ -335,7 +335,7 @@ def test_it_believes_x_forwarded_for_only_from_a_trusted_proxy(settings):
     request = request_from(PROXY_ADDRESS, MALLORY_ADDRESS)
     assert throttle.client_address(request) == PROXY_ADDRESS, "no proxy is trusted unless configured"
 
-    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.TRUSTED_PROXIES = ["127.0.1.0/24"]
     assert throttle.client_address(request) == MALLORY_ADDRESS
 
 
@@ -343,21 +343,21 @@ def test_it_believes_x_forwarded_for_only_from_a_trusted_proxy(settings):
     ("remote_addr", "forwarded_for", "expected"),
     [
         # The right-most address that is not a trusted proxy; what is left of it was written by the client.
-        (PROXY_ADDRESS, f"192.0.2.1, {MALLORY_ADDRESS}, 10.0.0.9", MALLORY_ADDRESS),
+        (PROXY_ADDRESS, f"192.0.2.1, {MALLORY_ADDRESS}, 127.0.1.9", MALLORY_ADDRESS),
         (PROXY_ADDRESS, f"{MALLORY_ADDRESS}:51234", MALLORY_ADDRESS),
         (PROXY_ADDRESS, "[2001:db8::7]:443", "2001:db8::7"),
         (PROXY_ADDRESS, f"::ffff:{MALLORY_ADDRESS}", MALLORY_ADDRESS),
         # Nothing but proxies: the farthest one is the best we know.
-        (PROXY_ADDRESS, "10.0.0.8, 10.0.0.9", "10.0.0.8"),
+        (PROXY_ADDRESS, "127.0.1.8, 127.0.1.9", "127.0.1.8"),
         # Not an address where a proxy's entry should be: stop at the nearest trusted hop.
-        (PROXY_ADDRESS, "<script>, 10.0.0.9", "10.0.0.9"),
+        (PROXY_ADDRESS, "<script>, 127.0.1.9", "127.0.1.9"),
         (PROXY_ADDRESS, "", PROXY_ADDRESS),
         (PROXY_ADDRESS, None, PROXY_ADDRESS),
         (f"::ffff:{MALLORY_ADDRESS}", INES_ADDRESS, MALLORY_ADDRESS),
     ],
 )
 def test_the_client_address_behind_trusted_proxies(settings, remote_addr, forwarded_for, expected):
-    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.TRUSTED_PROXIES = ["127.0.1.0/24"]
     assert throttle.client_address(request_from(remote_addr, forwarded_for)) == expected
 
 
@@ -456,7 +456,7 @@ def settings_in_subprocess(**env: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("SHIPSHAPE_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("SHIPSHAPE_TRUSTED_PROXIES", "127.0.1.0/33"),
         ("SHIPSHAPE_TRUSTED_PROXIES", "proxy.internal"),
         ("SHIPSHAPE_CACHE_URL", "memcached://127.0.0.1:11211"),
         ("SHIPSHAPE_THROTTLE_LOGIN_FAILURES", "0"),
@@ -478,9 +478,9 @@ def test_the_shared_cache_is_redis_unless_told_locmem():
         "redis://127.0.0.1:6399/3",
         "[]",
     ]
-    local = settings_in_subprocess(SHIPSHAPE_CACHE_URL="locmem://", SHIPSHAPE_TRUSTED_PROXIES="10.0.0.1, fd00::/8")
+    local = settings_in_subprocess(SHIPSHAPE_CACHE_URL="locmem://", SHIPSHAPE_TRUSTED_PROXIES="127.0.1.1, fd00::/8")
     assert local.stdout.split(" ", 2) == [
         "django.core.cache.backends.locmem.LocMemCache",
         "shipshape-shared",
-        "['10.0.0.1', 'fd00::/8']\n",
+        "['127.0.1.1', 'fd00::/8']\n",
     ]
