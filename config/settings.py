@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "courses",
     "labs",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -96,6 +97,10 @@ EMAIL_BACKEND = env_str(
 EMAIL_HOST = env_str("SHIPSHAPE_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("SHIPSHAPE_EMAIL_PORT", 25, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("SHIPSHAPE_FROM_EMAIL", "shipshape@localhost")
+# Links in mail point here (the site's public address, without a trailing path).
+SHIPSHAPE_SITE_URL = env_str("SHIPSHAPE_SITE_URL", "http://127.0.0.1:8000")
+# How long a reviewer's claim on a piece of work lasts before another reviewer may take it.
+REVIEW_CLAIM_MINUTES = env_int("SHIPSHAPE_REVIEW_CLAIM_MINUTES", 30, minimum=1)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "catalog"
 LOGOUT_REDIRECT_URL = "catalog"
@@ -144,6 +149,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("SHIPSHAPE_CELERY_EAGER", default=False)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-revisions": {"task": "labs.tasks.revisions_sweep", "schedule": 30.0},
     "reap-orphan-containers": {"task": "labs.tasks.containers_reap", "schedule": 60.0},
+    "expire-review-claims": {"task": "labs.tasks.work_claims_expire", "schedule": 60.0},
 }
 
 

@@ -14,6 +14,9 @@ urlpatterns = [
     path("accounts/", include("courses.account_urls")),
     path("accounts/", include("courses.password_urls")),
     path("review/", include("labs.reviews.urls")),
+    path("notifications/", include("notifications.urls")),
+    path("", include("labs.gradebook.urls")),
+    path("", include("labs.regrades.urls")),
     path("", include("labs.urls")),
     path("", include("courses.urls")),
 ]

@@ -53,6 +53,12 @@ class Lab(models.Model):
         super().refresh_from_db(*args, **kwargs)
 
 
+class RevisionQuerySet(models.QuerySet):
+    def learner_work(self) -> "RevisionQuerySet":
+        """Learners' revisions only: no self-test examples, no regrade preview copies."""
+        return self.filter(selftest__isnull=True, regrade__isnull=True)
+
+
 class Revision(models.Model):
     """One submission of a learner's work on a lab. Immutable once stored, apart from its grading state."""
 
@@ -99,6 +105,22 @@ class Revision(models.Model):
         help_text="Set on a lab example graded by a self-test: not a learner's work.",
     )
     example = models.CharField(max_length=200, blank=True, help_text="The example folder, for self-test revisions.")
+    regrade = models.ForeignKey(
+        "Regrade",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="shadow_revisions",
+        help_text="Set on a regrade preview's copy of a learner's revision: graded apart, never a learner's work.",
+    )
+    regrade_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="regrade_copies",
+        help_text="The learner's revision a regrade preview copy was made from.",
+    )
     review_status = models.CharField(
         max_length=20,
         choices=[
@@ -110,6 +132,8 @@ class Revision(models.Model):
         blank=True,
         help_text="The latest review decision; the loop repeats until a revision is approved.",
     )
+
+    objects = RevisionQuerySet.as_manager()
 
     class Meta:
         ordering = ["lab", "user", "-number"]
@@ -124,6 +148,11 @@ class Revision(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in {self.State.GRADED, self.State.FAILED}
+
+    @property
+    def is_learner_work(self) -> bool:
+        """False for a lab self-test's example and a regrade preview's copy: graded like work, never counted."""
+        return self.selftest_id is None and self.regrade_id is None
 
 
 class LabSelfTest(models.Model):
@@ -240,19 +269,173 @@ class Review(models.Model):
 
     revision = models.ForeignKey(Revision, on_delete=models.CASCADE, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews_given")
-    decision = models.CharField(max_length=20, choices=Decision.choices)
+    decision = models.CharField(max_length=20, choices=Decision.choices, blank=True)
     rubric_scores = models.JSONField(default=dict, blank=True, help_text="{criterion id: points}")
     rubric_total = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
     comment = models.TextField(blank=True)
     file_comments = models.JSONField(default=list, blank=True, help_text="[{path, line, body}]")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty while the review is a draft: only its reviewer sees a draft."
+    )
 
     class Meta:
         ordering = ["revision", "created_at"]
         constraints = [
             models.UniqueConstraint(fields=["revision", "reviewer"], name="review_one_per_reviewer_per_revision")
         ]
+
+
+class LabWork(models.Model):
+    """A learner's work on one lab, across all its revisions: where it stands in the review loop and its grades.
+
+    Every change of `state` (and of the claim) goes through labs.reviews.loop, which records a WorkEvent.
+    Grades are percentages (0-100) so that labs with different maxima compare in the gradebook.
+    """
+
+    class State(models.TextChoices):
+        SUBMITTED = "submitted", "Submitted"  # its newest revision is queued or being graded
+        AUTOGRADED = "autograded", "Autograded"  # graded; this lab has no review (review.required: false)
+        BELOW_THRESHOLD = "below_threshold", "Below the review threshold"
+        AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+        IN_REVIEW = "in_review", "In review"
+        CHANGES_REQUESTED = "changes_requested", "Changes requested"
+        APPROVED = "approved", "Approved"
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="works")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_works")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.SUBMITTED)
+    revision = models.ForeignKey(
+        Revision, on_delete=models.CASCADE, related_name="+", help_text="The newest revision: what the loop is about."
+    )
+    reviewed_revision = models.ForeignKey(
+        Revision,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The last revision a reviewer decided on: the review page diffs against it.",
+    )
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="claimed_works"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
+    waiting_since = models.DateTimeField(
+        null=True, blank=True, help_text="When it entered the review queue: the queue is oldest first."
+    )
+    autograde = models.DecimalField(
+        max_digits=6, decimal_places=2, null=True, blank=True, help_text="% of the newest graded revision."
+    )
+    rubric = models.DecimalField(
+        max_digits=6, decimal_places=2, null=True, blank=True, help_text="% of the rubric, from the last review."
+    )
+    final_grade = models.DecimalField(
+        max_digits=6, decimal_places=2, null=True, blank=True, help_text="Empty until the loop allows a grade."
+    )
+    override_grade = models.DecimalField(
+        max_digits=6, decimal_places=2, null=True, blank=True, help_text="An instructor's grade; wins over all."
+    )
+    is_late = models.BooleanField(default=False)
+    revision_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["lab", "user"]
+        constraints = [models.UniqueConstraint(fields=["lab", "user"], name="work_one_per_learner_per_lab")]
+        indexes = [models.Index(fields=["lab", "state", "waiting_since"])]
+
+    def __str__(self) -> str:
+        return f"{self.lab.slug} by {self.user}"
+
+    @property
+    def grade(self):
+        """The grade that counts: an override, else the loop's final grade."""
+        return self.override_grade if self.override_grade is not None else self.final_grade
+
+
+class WorkEvent(models.Model):
+    """One entry of a work's timeline: a state change, a claim, an override, a regrade. Never edited."""
+
+    class Kind(models.TextChoices):
+        SUBMITTED = "submitted", "Submitted a revision"
+        AUTOGRADED = "autograded", "Autograded"
+        NEEDS_ATTENTION = "needs_attention", "Grading needs attention (our side)"
+        BELOW_THRESHOLD = "below_threshold", "Below the review threshold"
+        AWAITING_REVIEW = "awaiting_review", "Waiting for a reviewer"
+        CLAIMED = "claimed", "A reviewer took it"
+        RELEASED = "released", "Released by the reviewer"
+        CLAIM_EXPIRED = "claim_expired", "The reviewer's claim expired"
+        CHANGES_REQUESTED = "changes_requested", "Changes requested"
+        APPROVED = "approved", "Approved"
+        OVERRIDDEN = "overridden", "Grade overridden"
+        OVERRIDE_REMOVED = "override_removed", "Grade override removed"
+        REGRADED = "regraded", "Regraded"
+
+    work = models.ForeignKey(LabWork, on_delete=models.CASCADE, related_name="events")
+    revision = models.ForeignKey(Revision, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty for the platform (grading, expiry).",
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20, blank=True)
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["work", "created_at", "pk"]
+
+
+class GradeOverride(models.Model):
+    """The audit log of grade overrides: every one kept, the newest (unless removed) counts."""
+
+    work = models.ForeignKey(LabWork, on_delete=models.CASCADE, related_name="overrides")
+    grade = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True, help_text="Empty: removed.")
+    previous_grade = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    reason = models.TextField()
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["work", "created_at", "pk"]
+
+
+class Regrade(models.Model):
+    """A lab's grader run again over every learner's newest revision, first as a preview that changes nothing;
+    applied (the changed results replace the old ones) or discarded by an instructor. Kept as history."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Preview running"
+        READY = "ready", "Preview ready"
+        CANCELLED = "cancelled", "Cancelled"
+        APPLIED = "applied", "Applied"
+        DISCARDED = "discarded", "Discarded"
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="regrades")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    grader_digest = models.CharField(max_length=64, help_text="The grader bundle the preview ran.")
+    total = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True, help_text="Per learner: old and new results, check by check.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
 
 
 API_TOKEN_DEFAULT_LIFETIME_DAYS = 90

@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404
 
 from courses.models import Course, Enrollment
-from labs.models import Lab, Revision
+from labs.models import Lab, LabWork, Regrade, Revision
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -154,3 +154,86 @@ def access_review_queue(*, user: User) -> None:
     """Returns quietly if `user` may use the review queue (see can_use_review_queue); raises Http404 otherwise."""
     if not can_use_review_queue(user=user):
         raise Http404("No such page.")
+
+
+def access_course_for_review_by_slug(*, course_slug: str, user: User) -> Course:
+    """The course if `user` reviews or teaches it (is_course_staff): its review queue. 404 otherwise."""
+    course = Course.objects.filter(slug=course_slug).first()
+    if course is None:
+        raise Http404("No such course.")
+    if not is_course_staff(user=user, course=course):
+        raise Http404("No such course.")
+    return course
+
+
+def access_course_for_instructor_by_slug(*, course_slug: str, user: User) -> Course:
+    """The course if `user` teaches it (is_course_instructor): gradebook, analytics, overrides. 404 otherwise."""
+    course = Course.objects.filter(slug=course_slug).first()
+    if course is None:
+        raise Http404("No such course.")
+    if not is_course_instructor(user=user, course=course):
+        raise Http404("No such course.")
+    return course
+
+
+def _work_by_id(work_id: int) -> LabWork | None:
+    return (
+        LabWork.objects.select_related("lab", "lab__course", "lab__unit", "user", "revision", "claimed_by")
+        .filter(pk=work_id)
+        .first()
+    )
+
+
+def access_work_by_id(*, work_id: int, user: User) -> LabWork:
+    """A learner's work on a lab (its timeline) for the learner and the course's staff. 404 otherwise."""
+    if not user.is_authenticated:
+        raise Http404("No such work.")
+    work = _work_by_id(work_id)
+    if work is None:
+        raise Http404("No such work.")
+    if not can_view_revision(user=user, revision=work.revision):
+        raise Http404("No such work.")
+    return work
+
+
+def access_work_for_review_by_id(*, work_id: int, user: User) -> LabWork:
+    """The work if `user` may review it (can_review: course staff, never the author): claim and release."""
+    if not user.is_authenticated:
+        raise Http404("No such work.")
+    work = _work_by_id(work_id)
+    if work is None:
+        raise Http404("No such work.")
+    if not can_review(user=user, revision=work.revision):
+        raise Http404("No such work.")
+    return work
+
+
+def access_work_for_instructor_by_id(*, work_id: int, user: User) -> LabWork:
+    """The work if `user` teaches its course: grade overrides."""
+    work = access_work_by_id(work_id=work_id, user=user)
+    if not is_course_instructor(user=user, course=work.lab.course):
+        raise Http404("No such work.")
+    return work
+
+
+def access_revision_pair_by_ids(*, old_id: int, new_id: int, user: User) -> tuple[Revision, Revision]:
+    """Two revisions to diff: both visible to `user`, of the same learner on the same lab. 404 otherwise."""
+    old = access_revision_by_id(revision_id=old_id, user=user)
+    new = access_revision_by_id(revision_id=new_id, user=user)
+    if old.lab_id != new.lab_id:
+        raise Http404("No such revision.")
+    if old.user_id != new.user_id:
+        raise Http404("No such revision.")
+    return old, new
+
+
+def access_regrade_by_id(*, regrade_id: int, user: User) -> Regrade:
+    """A regrade (preview, history) for the instructors of its lab's course. 404 otherwise."""
+    if not user.is_authenticated:
+        raise Http404("No such regrade.")
+    regrade = Regrade.objects.select_related("lab", "lab__course", "requested_by").filter(pk=regrade_id).first()
+    if regrade is None:
+        raise Http404("No such regrade.")
+    if not is_course_instructor(user=user, course=regrade.lab.course):
+        raise Http404("No such regrade.")
+    return regrade

@@ -13,6 +13,7 @@ from labs.errors import PlatformError
 from labs.grading import state as grading_state
 from labs.grading.orchestrator import grade_revision
 from labs.models import Revision
+from labs.reviews import loop
 from labs.sandbox import reaper
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,11 @@ def revisions_sweep() -> dict:
 @shared_task(name="labs.tasks.containers_reap")
 def containers_reap() -> int:
     return reaper.containers_reap(live_runs=grading_state.runs_live)
+
+
+@shared_task(name="labs.tasks.work_claims_expire")
+def work_claims_expire() -> int:
+    return loop.work_claims_expire()
 
 
 @worker_ready.connect

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from labs.grading.scoring import Score
 from labs.models import CheckResult, GradingRun, Revision
+from labs.reviews import loop
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ def revision_finish(
         )
         if done:
             run_phase_mark(run=run, phase=Phase.RESULTS_STORED, outcome=Outcome(state))
+            loop.work_revision_graded(revision=revision)
     return done
 
 
@@ -164,7 +166,8 @@ def revision_error(*, revision: Revision, run: GradingRun | None, detail: str) -
         )
     count = revision.error_count + 1
     if count >= MAX_ERRORS:
-        revision_transition(revision=revision, to_state=S.ERROR, error_count=count, deadline_at=None)
+        if revision_transition(revision=revision, to_state=S.ERROR, error_count=count, deadline_at=None):
+            loop.work_revision_needs_attention(revision=revision)
     else:
         revision_transition(
             revision=revision,

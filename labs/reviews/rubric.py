@@ -2,7 +2,9 @@
 
 ```yaml
 review:
-  required: true              # optional, default true: the lab is done only once a revision is approved
+  required: true              # true (default), optional or false; see "The review loop" in docs/authoring.md
+  weight: 0.4                 # share of the final grade from the rubric, 0 to 1; default 0.5 (0 when false)
+  min_autograde: 60           # % of the autograde a revision needs before it is reviewed; default 0
   rubric:                     # optional, default: one criterion "Overall quality" worth 10 points
     - id: readability         # unique in the lab, [a-z0-9][a-z0-9_-]*
       title: Readable code    # required
@@ -26,7 +28,10 @@ from labs.errors import PlatformError
 
 CRITERION_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 CRITERION_FIELDS = ("id", "title", "description", "points")
-REVIEW_FIELDS = ("rubric", "required")
+REVIEW_FIELDS = ("rubric", "required", "weight", "min_autograde")
+# `required:` as written in lab.yaml -> the mode the loop follows.
+REVIEW_MODES = {True: "required", "optional": "optional", False: "off"}
+DEFAULT_WEIGHT = Decimal("0.5")
 MAX_CRITERIA = 30
 MAX_POINTS = Decimal(1000)
 
@@ -42,8 +47,19 @@ class Criterion:
 @dataclass(frozen=True)
 class ReviewSpec:
     criteria: tuple[Criterion, ...]
-    required: bool = True
+    mode: str = "required"  # "required" | "optional" | "off"
+    weight: Decimal = DEFAULT_WEIGHT  # share of the final grade from the rubric (0 when mode is "off")
+    min_autograde: Decimal = Decimal(0)  # % of the autograde needed before review
     is_default_rubric: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.mode == "required"
+
+    @property
+    def reviewed(self) -> bool:
+        """Whether revisions of this lab enter the review queue at all."""
+        return self.mode != "off"
 
     @property
     def max_total(self) -> Decimal:
@@ -74,17 +90,45 @@ def parse_review(raw: Any) -> tuple[ReviewSpec, list[str]]:
         for key in raw
         if key not in REVIEW_FIELDS
     ]
-    required = raw.get("required", True)
-    if not isinstance(required, bool):
-        problems.append(f"review.required: must be true or false, got {required!r}.")
-        required = True
+    mode = _mode(raw.get("required", True), problems)
+    weight = _fraction(raw, "weight", DEFAULT_WEIGHT if mode != "off" else Decimal(0), Decimal(1), problems)
+    if mode == "off" and weight:
+        problems.append("review.weight: a lab with `required: false` has no review, so its weight must be 0.")
+        weight = Decimal(0)
+    min_autograde = _fraction(raw, "min_autograde", Decimal(0), Decimal(100), problems)
+    settings_ = {"mode": mode, "weight": weight, "min_autograde": min_autograde}
     if "rubric" not in raw or raw["rubric"] is None:
-        return ReviewSpec(criteria=DEFAULT_CRITERIA, required=required, is_default_rubric=True), problems
+        return ReviewSpec(criteria=DEFAULT_CRITERIA, is_default_rubric=True, **settings_), problems
     criteria, rubric_problems = parse_rubric(raw["rubric"])
     problems.extend(rubric_problems)
     if rubric_problems:
-        return ReviewSpec(criteria=DEFAULT_CRITERIA, required=required, is_default_rubric=True), problems
-    return ReviewSpec(criteria=tuple(criteria), required=required), problems
+        return ReviewSpec(criteria=DEFAULT_CRITERIA, is_default_rubric=True, **settings_), problems
+    return ReviewSpec(criteria=tuple(criteria), **settings_), problems
+
+
+def _mode(value: Any, problems: list[str]) -> str:
+    # `yes`/`no` arrive as booleans from YAML; "optional" is the one word accepted.
+    if isinstance(value, bool) or value == "optional":
+        return REVIEW_MODES[value]
+    problems.append(f"review.required: must be true, false or optional, got {value!r}.")
+    return "required"
+
+
+def _fraction(raw: dict, key: str, default: Decimal, maximum: Decimal, problems: list[str]) -> Decimal:
+    if key not in raw or raw[key] is None:
+        return default
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        problems.append(f"review.{key}: must be a number from 0 to {maximum}, got {value!r}.")
+        return default
+    number = Decimal(str(value))
+    if not number.is_finite() or number < 0 or number > maximum:
+        problems.append(f"review.{key}: must be from 0 to {maximum}, got {value!r}.")
+        return default
+    if number.as_tuple().exponent < -2:
+        problems.append(f"review.{key}: at most two decimal places, got {value!r}.")
+        return default
+    return number
 
 
 def parse_rubric(raw: Any) -> tuple[list[Criterion], list[str]]:

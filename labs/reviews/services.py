@@ -1,6 +1,7 @@
-"""Writes for reviewing. One review per reviewer per revision: submitting again (a double click, or the
-reviewer changing their mind) updates that review in place, and the revision's review_status always holds
-the decision most recently submitted on it."""
+"""Writes for reviewing. One review per reviewer per revision. A reviewer must hold a live claim on the work
+(labs.reviews.loop.work_claim) to submit; submitting decides the loop (approved, or changes requested) and ends
+the claim, so the decision cannot be submitted twice. Reviews stored before claims existed are kept as they
+were: several reviewers' reviews of one revision all stay on the timeline."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from labs.errors import LearnerError
-from labs.models import Review, Revision
+from labs.models import LabWork, Review, Revision
 from labs.permissions import User, can_review, is_reviewable
+from labs.reviews import loop
 from labs.reviews.rubric import Criterion, review_spec_for_lab
 from labs.reviews.selectors import revision_file_line_count, revision_paths
 
@@ -68,6 +71,10 @@ def review_submit(
         raise ReviewRejected(
             [f"Revision {locked.number} is still {locked.state}: wait until grading finishes, then review it."]
         )
+    work = LabWork.objects.select_for_update().select_related("claimed_by", "lab").get(
+        lab_id=locked.lab_id, user_id=locked.user_id
+    )
+    loop.work_claim_check(work=work, reviewer=reviewer, revision=locked)
     spec = review_spec_for_lab(locked.lab)
     problems: list[str] = []
     decision = _decision(decision, problems)
@@ -85,6 +92,7 @@ def review_submit(
         "rubric_total": total,
         "comment": comment,
         "file_comments": line_comments,
+        "submitted_at": timezone.now(),
     }
     review = Review.objects.filter(revision=locked, reviewer=reviewer).order_by("-pk").first()
     if review is None:
@@ -96,6 +104,7 @@ def review_submit(
     locked.review_status = decision
     locked.save(update_fields=["review_status"])
     revision.review_status = decision  # keep the caller's copy in step
+    loop.work_review_decide(work=work, review=review, reviewer=reviewer)
     logger.info("review stored", extra={"revision_id": locked.pk, "review_id": review.pk, "decision": decision})
     return review
 

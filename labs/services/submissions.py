@@ -16,7 +16,8 @@ from courses.models import Enrollment
 from courses.services.learning import enrollment_create
 from labs import storage
 from labs.errors import LearnerError, SubmissionLimitReached, SubmissionNotAllowed, SubmissionTooSoon
-from labs.models import Lab, Revision
+from labs.models import Lab, LabWork, Revision
+from labs.reviews.loop import work_revision_submitted
 from labs.selectors import revision_next_allowed_at
 from labs.uploads import UploadRules, validate_upload
 
@@ -35,6 +36,11 @@ def lab_submit_access_check(*, lab: Lab, user: AbstractBaseUser | AnonymousUser)
 def revision_policy_check(*, lab: Lab, user: AbstractBaseUser, now: datetime) -> bool:
     """Raise a LearnerError if the policy refuses a new revision now; return whether it would be late."""
     policy = lab.labspec.policy
+    if LabWork.objects.filter(lab=lab, user=user, state=LabWork.State.APPROVED).exists():
+        raise SubmissionNotAllowed(
+            "Your work on this lab is approved: the review loop is finished.",
+            "There is nothing more to submit. Ask the course staff if you want to improve it further.",
+        )
     is_late = policy.due is not None and now > policy.due
     if is_late and policy.late == "reject":
         raise SubmissionNotAllowed(
@@ -94,6 +100,7 @@ def revision_submit(*, lab: Lab, user: AbstractBaseUser, upload: Any) -> Revisio
                 total_bytes=tree.total_bytes,
                 is_late=is_late,
             )
+            work_revision_submitted(revision=revision)
             _enqueue(revision)
     except IntegrityError:
         # Only reachable on a database without row locks; the unique constraint kept the numbers apart.

@@ -94,3 +94,14 @@ def make_lab(
 
 def enroll(user, course: Course, role: str = Enrollment.Role.LEARNER) -> Enrollment:
     return Enrollment.objects.create(user=user, course=course, role=role)
+
+
+def loop_record(revision, *, notify: bool = False):
+    """Run the review loop for a revision a test created directly, as revision_submit and grading would: the
+    learner's work is started (or moved to `submitted`) and, for a finished revision, autograded. Returns it."""
+    from labs.reviews import loop
+
+    work = loop.work_revision_submitted(revision=revision)
+    if revision.state in ("graded", "failed"):
+        work = loop.work_revision_graded(revision=revision, notify=notify)
+    return work

@@ -1,0 +1,1 @@
+"""Instructors: the gradebook, its CSV export, per-lab analytics and grade overrides."""
