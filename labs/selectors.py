@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import re
@@ -12,13 +13,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Max, Q
+from django.db.models import Max, Prefetch, Q
 from django.utils import timezone
 
 from courses.models import Course
 from labs.grading.scoring import category_scores_json, score_results
 from labs.labspec import PolicySpec
-from labs.models import CheckResult, GradingRun, Lab, LabSelfTest, Revision
+from labs.models import CheckResult, GradeOverride, GradingRun, Lab, LabSelfTest, LabWork, Revision, WorkEvent
 from labs.permissions import is_course_instructor, is_course_staff
 
 User = AbstractBaseUser | AnonymousUser
@@ -68,6 +69,11 @@ def labs_by_unit(*, course: Course) -> dict[int, list[dict[str, Any]]]:
 def hidden_checks_revealed(*, lab: Lab, user: User, now: datetime | None = None) -> bool:
     if is_course_staff(user=user, course=lab.course):
         return True
+    return hidden_checks_public(lab=lab, now=now)
+
+
+def hidden_checks_public(*, lab: Lab, now: datetime | None = None) -> bool:
+    """Learners see the hidden checks: an instructor revealed them, or the lab's due date has passed."""
     now = now or timezone.now()
     if lab.hidden_revealed_at is not None and now >= lab.hidden_revealed_at:
         return True
@@ -196,6 +202,12 @@ class LabPage:
     instructions_html: str
     can_reveal_hidden: bool = False
     last_selftest: LabSelfTest | None = None
+    work: LabWork | None = None
+
+    @property
+    def loop_finished(self) -> bool:
+        """Approved: the review loop is over and no more revisions are accepted (revision_policy_check)."""
+        return self.work is not None and self.work.state == LabWork.State.APPROVED
 
 
 def lab_page(*, lab: Lab, user: User) -> LabPage:
@@ -217,6 +229,7 @@ def lab_page(*, lab: Lab, user: User) -> LabPage:
             revisions.append({"revision": revision, "score": score, "max_score": max_score})
         next_at = revision_next_allowed_at(lab=lab, user=user)
     return LabPage(
+        work=LabWork.objects.filter(lab=lab, user=user).first() if user.is_authenticated else None,
         lab=lab,
         revisions=revisions,
         policy=lab.labspec.policy,
@@ -337,3 +350,249 @@ def _limit_notes(run: GradingRun | None, limits: dict[str, Any]) -> list[str]:
             detail = str(hit.get("message") or "").partition("(")[2].rstrip(")") or "a signal"
             notes.append(NOTED_LIMITS[reason].format(detail=detail, **limits))
     return notes
+
+
+# --- a learner's work on a lab: the timeline ---------------------------------------------------------------------
+
+# Queue mechanics: learners see that they happened, not the reviewer's note about them.
+_STAFF_ONLY_REASONS = {WorkEvent.Kind.CLAIMED, WorkEvent.Kind.RELEASED, WorkEvent.Kind.CLAIM_EXPIRED}
+_CONCEALED_THRESHOLD_REASON = (
+    "The autograde is under what this lab needs before review: fix the failing checks and submit again."
+)
+
+
+@dataclass
+class CheckChange:
+    check_id: str
+    category: str
+    was: str
+    now: str
+
+
+@dataclass
+class TimelineRevision:
+    revision: Revision
+    has_results: bool
+    score: float | None
+    max_score: float | None
+    scores_by_category: dict[str, dict[str, float]]
+    concealed_count: int
+    compared_with: Revision | None
+    fixed: list[CheckChange]
+    broken: list[CheckChange]
+    note: str = ""
+    submitted_by: str = ""
+    submitted_reason: str = ""
+
+
+@dataclass
+class TimelineEvent:
+    event: WorkEvent
+    label: str
+    actor_name: str
+    reason: str
+
+
+@dataclass
+class TimelineItem:
+    at: datetime
+    revision: TimelineRevision | None = None
+    event: TimelineEvent | None = None
+
+
+@dataclass
+class WorkTimeline:
+    work: LabWork
+    items: list[TimelineItem]  # oldest first
+    revisions: list[Revision]  # newest first: the diff form's choices
+    is_staff_view: bool
+    is_owner: bool
+    grades_concealed: bool  # autograde and final grade wait until the hidden checks are revealed
+    override: GradeOverride | None
+    next_allowed_at: datetime | None
+
+    @property
+    def loop_finished(self) -> bool:
+        return self.work.state == LabWork.State.APPROVED
+
+    @property
+    def default_pair(self) -> tuple[Revision | None, Revision | None]:
+        """What the diff form starts on: the newest revision against the one before it."""
+        if len(self.revisions) < 2:
+            return None, None
+        return self.revisions[1], self.revisions[0]
+
+
+def work_timeline(*, work: LabWork, viewer: User, now: datetime | None = None) -> WorkTimeline:
+    """The learner's work on a lab for `viewer`, who passed permissions.access_work_by_id: its grades, and its
+    events merged with its revisions, each revision with its score by category and the checks it fixed or broke
+    against the finished revision before it. Hidden checks are concealed from the learner as on the revision
+    page until they are revealed: never named among fixed or broken, their points left out of the scores, and
+    the autograde and final grade (which count them) withheld. A constant number of queries."""
+    lab = work.lab
+    now = now or timezone.now()
+    is_staff_view = is_course_staff(user=viewer, course=lab.course)
+    reveal = is_staff_view or hidden_checks_public(lab=lab, now=now)
+    hidden_ids = lab.labspec.hidden_check_ids()
+    runs = GradingRun.objects.order_by("attempt").prefetch_related("check_results")
+    revisions = list(
+        Revision.objects.learner_work()
+        .filter(lab_id=work.lab_id, user_id=work.user_id)
+        .prefetch_related(Prefetch("runs", queryset=runs))
+        .order_by("number")
+    )
+    events = list(WorkEvent.objects.filter(work=work).select_related("actor").order_by("created_at", "pk"))
+    has_hidden = bool(hidden_ids) or any(
+        result.hidden_until_due
+        for revision in revisions
+        for run in revision.runs.all()
+        for result in run.check_results.all()
+    )
+    concealing = not reveal and has_hidden
+
+    submitted = {e.revision_id: e for e in events if e.kind == WorkEvent.Kind.SUBMITTED and e.revision_id}
+    items: list[TimelineItem] = []
+    previous: tuple[Revision, dict[str, CheckResult]] | None = None
+    for revision in revisions:
+        entry, results = _timeline_revision(
+            revision,
+            lab=lab,
+            previous=previous,
+            concealing=concealing,
+            hidden_ids=hidden_ids,
+        )
+        event = submitted.get(revision.pk)
+        entry.submitted_by = _actor_name(event) if event is not None else work.user.get_username()
+        entry.submitted_reason = event.reason if event is not None else ""
+        items.append(TimelineItem(at=revision.created_at, revision=entry))
+        if results is not None:
+            previous = (revision, results)
+    for event in events:
+        if event.kind == WorkEvent.Kind.SUBMITTED and event.revision_id in submitted:
+            continue
+        items.append(
+            TimelineItem(at=event.created_at, event=_timeline_event(event, staff=is_staff_view, concealing=concealing))
+        )
+    items.sort(key=lambda item: (item.at, item.event is not None, item.event.event.pk if item.event else 0))
+
+    override = None
+    if work.override_grade is not None:
+        override = GradeOverride.objects.filter(work=work).select_related("by").order_by("-created_at", "-pk").first()
+    is_owner = viewer.pk == work.user_id
+    return WorkTimeline(
+        work=work,
+        items=items,
+        revisions=list(reversed(revisions)),
+        is_staff_view=is_staff_view,
+        is_owner=is_owner,
+        grades_concealed=concealing,
+        override=override,
+        next_allowed_at=revision_next_allowed_at(lab=lab, user=work.user, now=now) if is_owner else None,
+    )
+
+
+def _timeline_revision(
+    revision: Revision,
+    *,
+    lab: Lab,
+    previous: tuple[Revision, dict[str, CheckResult]] | None,
+    concealing: bool,
+    hidden_ids: set[str],
+) -> tuple[TimelineRevision, dict[str, CheckResult] | None]:
+    """One revision's entry, and its visible results by check id when it can be compared (a finished revision's
+    latest run), else None: a queued, running or errored revision is neither compared nor a base for the next."""
+    runs = list(revision.runs.all())
+    run = runs[-1] if runs else None
+    results: dict[str, CheckResult] | None = None
+    if revision.is_finished and run is not None and run.outcome not in _OUR_OUTCOMES:
+        results = {r.check_id: r for r in run.check_results.all() if not (concealing and _is_hidden(r, hidden_ids))}
+    concealed_count = 0
+    if run is not None and concealing:
+        concealed_count = sum(1 for r in run.check_results.all() if _is_hidden(r, hidden_ids))
+    if results is None:
+        score = max_score = None
+        by_category: dict[str, dict[str, float]] = {}
+    elif concealing:
+        shown = score_results(results.values())
+        score, max_score, by_category = shown.points, shown.max_points, shown.by_category_json()
+    else:
+        score, max_score = _number(revision.score), _number(revision.max_score)
+        by_category = category_scores_json(revision.scores_by_category)
+    fixed: list[CheckChange] = []
+    broken: list[CheckChange] = []
+    if results is not None and previous is not None:
+        for check_id, now_result in results.items():
+            before = previous[1].get(check_id)
+            if before is None:
+                continue
+            change = CheckChange(check_id, now_result.category, before.status, now_result.status)
+            if before.status in _FAILING and now_result.status == CheckResult.Status.PASS:
+                fixed.append(change)
+            elif before.status == CheckResult.Status.PASS and now_result.status in _FAILING:
+                broken.append(change)
+    note = ""
+    if revision.state == Revision.State.FAILED:
+        note = _failure_text(revision, _limits(lab, run))
+    elif revision.state == Revision.State.ERROR:
+        note = "Grading stopped on a problem on our side; staff will grade it again. Nothing is charged."
+    elif not revision.is_finished:
+        note = "Being graded."
+    entry = TimelineRevision(
+        revision=revision,
+        has_results=results is not None,
+        score=score,
+        max_score=max_score,
+        scores_by_category=by_category,
+        concealed_count=concealed_count,
+        compared_with=previous[0] if (previous is not None and results is not None) else None,
+        fixed=fixed,
+        broken=broken,
+        note=note,
+    )
+    return entry, results
+
+
+_FAILING = (CheckResult.Status.FAIL, CheckResult.Status.ERROR)
+
+
+def _actor_name(event: WorkEvent) -> str:
+    return event.actor.get_username() if event.actor is not None else "Shipshape"
+
+
+def _timeline_event(event: WorkEvent, *, staff: bool, concealing: bool) -> TimelineEvent:
+    reason = event.reason
+    if not staff and event.kind in _STAFF_ONLY_REASONS:
+        reason = ""
+    if concealing and event.kind == WorkEvent.Kind.BELOW_THRESHOLD and reason:
+        reason = _CONCEALED_THRESHOLD_REASON  # the stored reason quotes the autograde, hidden checks included
+    return TimelineEvent(
+        event=event, label=WorkEvent.Kind(event.kind).label, actor_name=_actor_name(event), reason=reason
+    )
+
+
+def work_for_revision(*, revision: Revision) -> LabWork | None:
+    """The learner's work a revision belongs to (for a link to its timeline); None for a self-test's example or
+    a regrade preview's copy."""
+    if not revision.is_learner_work:
+        return None
+    return LabWork.objects.filter(lab_id=revision.lab_id, user_id=revision.user_id).first()
+
+
+def revision_commented_files(*, revision: Revision, comments: list[dict[str, Any]]) -> list[Any]:
+    """The revision's files that reviewers commented on, highlighted, each comment under its line (read-only):
+    labs.reviews.selectors.SourceFile. Only those files are read; the caller passes only submitted reviews'
+    comments, for a viewer who may see the revision."""
+    from labs.reviews.selectors import revision_source
+
+    commented = {c.get("path") for c in comments}
+    if not commented:
+        return []
+    only = copy.copy(revision)
+    only.files = [f for f in revision.files or [] if f.get("path") in commented]
+    files = revision_source(revision=only, file_comments=comments)
+    for source in files:
+        # Comments no line shows (a binary or missing file, a line past the end) are listed under the file.
+        placed = {id(c) for line in source.lines for c in line.comments}
+        placed |= {id(c) for c in source.comments_elsewhere}
+        source.comments_elsewhere += [c for c in comments if c.get("path") == source.path and id(c) not in placed]
+    return files

@@ -8,6 +8,9 @@ urlpatterns = [
     path("revisions/<int:revision_id>/", views.revision_detail, name="revision_detail"),
     path("revisions/<int:revision_id>/status/", views.revision_status, name="revision_status"),
     path("revisions/<int:revision_id>/grade-again/", views.revision_regrade, name="revision_regrade"),
+    path("revisions/<int:old_id>/diff/<int:new_id>/", views.revision_diff, name="revision_diff"),
+    path("work/<int:work_id>/", views.work_detail, name="work_detail"),
+    path("work/<int:work_id>/diff/", views.work_diff_pick, name="work_diff_pick"),
     path(
         "courses/<slug:course_slug>/labs/<slug:lab_slug>/reveal-hidden/",
         views.lab_reveal_hidden,

@@ -20,7 +20,10 @@ from labs.permissions import (
     access_lab_for_instructor_by_slugs,
     access_revision_by_id,
     access_revision_for_instructor_by_id,
+    access_revision_pair_by_ids,
+    access_work_by_id,
 )
+from labs.reviews.diffs import revisions_diff
 from labs.reviews.selectors import reviews_for_revision
 from labs.services.grading import lab_hidden_checks_reveal, revision_grade_again
 from labs.services.submissions import revision_submit
@@ -80,12 +83,56 @@ def revision_detail(request: HttpRequest, revision_id: int) -> HttpResponse:
         return redirect_to_login(request.get_full_path())
     revision = access_revision_by_id(revision_id=revision_id, user=request.user)
     detail = selectors.revision_detail(revision=revision, viewer=request.user)
-    reviews = reviews_for_revision(revision=revision, viewer=request.user)
-    return render(
-        request,
-        "labs/revision_detail.html",
-        {"d": detail, "revision": revision, "lab": revision.lab, "reviews": reviews},
-    )
+    # Submitted reviews only: a draft is its reviewer's, on the review page.
+    reviews = [r for r in reviews_for_revision(revision=revision, viewer=request.user) if r.review.submitted_at]
+    comments = [{**c, "reviewer_name": r.reviewer_name} for r in reviews for c in r.file_comments]
+    files = selectors.revision_commented_files(revision=revision, comments=comments)
+    context = {
+        "d": detail,
+        "revision": revision,
+        "lab": revision.lab,
+        "reviews": reviews,
+        "commented_files": files,
+        "work": selectors.work_for_revision(revision=revision),
+    }
+    return render(request, "labs/revision_detail.html", context)
+
+
+def work_detail(request: HttpRequest, work_id: int) -> HttpResponse:
+    """A learner's work on a lab: its state, grades and timeline (the learner and the course's staff)."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    work = access_work_by_id(work_id=work_id, user=request.user)
+    timeline = selectors.work_timeline(work=work, viewer=request.user)
+    return render(request, "labs/timeline.html", {"t": timeline, "work": work, "lab": work.lab})
+
+
+@require_http_methods(["GET"])
+def work_diff_pick(request: HttpRequest, work_id: int) -> HttpResponse:
+    """The timeline's "compare two revisions" form (a GET form cannot build the diff's path without JavaScript)."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    work = access_work_by_id(work_id=work_id, user=request.user)
+    old_id, new_id = id_from_form(request.GET.get("old")), id_from_form(request.GET.get("new"))
+    if old_id is None or new_id is None:
+        messages.error(request, "Choose two revisions to compare.")
+        return redirect("work_detail", work_id=work.pk)
+    return redirect("revision_diff", old_id=old_id, new_id=new_id)
+
+
+def revision_diff(request: HttpRequest, old_id: int, new_id: int) -> HttpResponse:
+    """What changed between two revisions of one learner's work on a lab."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    old, new = access_revision_pair_by_ids(old_id=old_id, new_id=new_id, user=request.user)
+    context = {
+        "old": old,
+        "new": new,
+        "lab": new.lab,
+        "diffs": revisions_diff(old=old, new=new),
+        "work": selectors.work_for_revision(revision=new),
+    }
+    return render(request, "labs/revision_diff.html", context)
 
 
 def revision_status(request: HttpRequest, revision_id: int) -> HttpResponse:

@@ -109,7 +109,8 @@ def test_the_lab_page_says_when_the_next_submission_is_possible():
     html = response.content.decode()
     assert response.status_code == 429
     assert "You can submit again at" in html
-    assert "Your next submission is possible at" in html
+    assert 'class="cooldown"' in html  # the page says it too, in place of the form
+    assert "data-upload-form" not in html
     assert Revision.objects.count() == 1
 
 
