@@ -369,6 +369,19 @@ def work_claims_expire(*, now: datetime | None = None) -> int:
     return count
 
 
+def work_for_review(*, revision: Revision) -> LabWork:
+    """The work `revision` belongs to, locked, for a reviewer's decision; refused when the loop has none."""
+    work = (
+        LabWork.objects.select_for_update()
+        .select_related("claimed_by", "lab")
+        .filter(lab_id=revision.lab_id, user_id=revision.user_id)
+        .first()
+    )
+    if work is None:
+        raise WorkStateRefused("This revision is not waiting for review.", "Pick an item from the review queue.")
+    return work
+
+
 def work_claim_check(*, work: LabWork, reviewer: AbstractBaseUser, revision: Revision, now: datetime | None = None):
     """Raise unless `reviewer` holds a live claim on `work` and `revision` is the one under review."""
     now = now or timezone.now()
