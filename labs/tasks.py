@@ -33,10 +33,23 @@ def revision_grade(self, revision_id: int) -> str | None:
     return grade_revision(revision_id=revision_id, worker=self.request.hostname or "")
 
 
+LEARNERS_QUEUE = "celery"  # Celery's default queue: learners' submissions, self-tests
+REGRADES_QUEUE = "regrades"  # regrade previews' copies (labs.regrades)
+
+
+def revision_queue(revision: Revision) -> str:
+    """A regrade preview's copy goes to the low-priority queue; everything else to the default one. Workers
+    consume both (`-Q celery,regrades`); kombu's Redis transport takes the queues in turn (round robin), so
+    learners' gradings keep flowing while a big preview runs."""
+    return REGRADES_QUEUE if revision.regrade_id is not None else LEARNERS_QUEUE
+
+
 def revision_send(revision: Revision) -> None:
-    """Publish the grading task, with time limits derived from the lab's wall budget."""
+    """Publish the grading task on its queue, with time limits derived from the lab's wall budget."""
     soft, hard = grading_state.task_time_limits(revision=revision)
-    revision_grade.apply_async(args=[revision.pk], soft_time_limit=soft, time_limit=hard)
+    revision_grade.apply_async(
+        args=[revision.pk], soft_time_limit=soft, time_limit=hard, queue=revision_queue(revision)
+    )
 
 
 @shared_task(name="labs.tasks.revisions_sweep")

@@ -9,6 +9,11 @@ sweeper can never grade one revision twice or overwrite each other.
        ▲                 │
        └──── error ◀─────┘  (ours: back to queued with a backoff; parked in `error` after MAX_ERRORS)
 
+    graded | failed ──regrade applied──▶ graded | failed   (`revision_results_replace`: a new attempt, copied)
+
+A regrade preview's copies (Revision.regrade set) are graded like any revision; when one finishes or is parked,
+labs.regrades.report is told once the transaction commits, and a copy of a cancelled preview is never claimed.
+
 This module knows nothing of Celery or Docker: the sweeper is handed the function that re-sends a revision.
 """
 
@@ -24,7 +29,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from labs.grading.scoring import Score
-from labs.models import CheckResult, GradingRun, Revision
+from labs.models import CheckResult, GradingRun, Regrade, Revision
+from labs.regrades import report as regrade_report
 from labs.reviews import loop
 
 logger = logging.getLogger(__name__)
@@ -85,11 +91,27 @@ def revision_claim(*, revision_id: int) -> Revision | None:
     revision = Revision.objects.select_related("lab", "lab__course").filter(pk=revision_id).first()
     if revision is None or revision.state != S.QUEUED:
         return None
+    if revision.regrade_id is not None and _regrade_cancelled(revision):
+        # A cancelled preview's copy is never graded; clearing its deadline stops the sweeper re-sending it.
+        Revision.objects.filter(pk=revision.pk, state=S.QUEUED).update(deadline_at=None)
+        return None
     _soft, hard = task_time_limits(revision=revision)
     deadline = timezone.now() + timedelta(seconds=hard + CLAIM_MARGIN_S)
     if not revision_transition(revision=revision, to_state=S.RUNNING, deadline_at=deadline):
         return None
     return Revision.objects.select_related("lab", "lab__course").get(pk=revision_id)
+
+
+def _regrade_cancelled(revision: Revision) -> bool:
+    return Regrade.objects.filter(pk=revision.regrade_id, status=Regrade.Status.CANCELLED).exists()
+
+
+def _regrade_shadow_done(revision: Revision) -> None:
+    """A regrade preview's copy finished or was parked: the preview may be complete (checked after commit, so
+    the last of several copies finishing at once sees all of them; a failure here never undoes a grading)."""
+    if revision.regrade_id is not None:
+        regrade_id = revision.regrade_id
+        transaction.on_commit(lambda: regrade_report.regrade_finish_if_done(regrade_id=regrade_id), robust=True)
 
 
 def run_start(*, revision: Revision, worker: str) -> GradingRun:
@@ -149,7 +171,51 @@ def revision_finish(
         if done:
             run_phase_mark(run=run, phase=Phase.RESULTS_STORED, outcome=Outcome(state))
             loop.work_revision_graded(revision=revision)
+            _regrade_shadow_done(revision)
     return done
+
+
+def revision_results_replace(*, revision: Revision, source: Revision) -> GradingRun:
+    """A regrade applied: the newest run of `source` (a preview's copy of `revision`, graded by the changed
+    grader) is copied onto `revision` as a new attempt, logs and results included, and `revision` takes its
+    verdict (graded or failed, with the reason) and score. Earlier attempts stay. Only between finished states;
+    the caller then tells the loop (loop.work_regraded), which owns the learner's grades."""
+    finished = (S.GRADED, S.FAILED)
+    if revision.state not in finished or source.state not in finished:
+        raise ValueError(f"revision {revision.pk} ({revision.state}) or {source.pk} ({source.state}) is not finished")
+    origin = GradingRun.objects.filter(revision=source).order_by("-attempt").first()
+    if origin is None:
+        raise ValueError(f"revision {source.pk} has no grading run to copy")
+    copied = ("worker", "image_digest", "queued_at", "started_at", "sandbox_ready_at", "checks_finished_at")
+    copied += ("results_stored_at", "phase", "outcome", "log", "hidden_log", "resources")
+    with transaction.atomic():
+        last = GradingRun.objects.filter(revision=revision).order_by("-attempt").values_list("attempt", flat=True)
+        run = GradingRun.objects.create(
+            revision=revision, attempt=(last.first() or 0) + 1, **{name: getattr(origin, name) for name in copied}
+        )
+        CheckResult.objects.bulk_create(
+            CheckResult(
+                run=run,
+                **{
+                    f.name: getattr(result, f.name)
+                    for f in CheckResult._meta.concrete_fields
+                    if f.name not in ("id", "run")
+                },
+            )
+            for result in origin.check_results.all()
+        )
+        updated = Revision.objects.filter(pk=revision.pk, state=revision.state).update(
+            state=source.state,
+            score=source.score,
+            max_score=source.max_score,
+            scores_by_category=source.scores_by_category,
+            failure_reason=source.failure_reason,
+            failure_message=source.failure_message,
+        )
+        if not updated:
+            raise ValueError(f"revision {revision.pk} changed while its results were replaced")
+    revision.refresh_from_db()
+    return run
 
 
 def run_record(*, run: GradingRun, log: str, hidden_log: str, resources: dict[str, Any]) -> None:
@@ -168,6 +234,7 @@ def revision_error(*, revision: Revision, run: GradingRun | None, detail: str) -
     if count >= MAX_ERRORS:
         if revision_transition(revision=revision, to_state=S.ERROR, error_count=count, deadline_at=None):
             loop.work_revision_needs_attention(revision=revision)
+            _regrade_shadow_done(revision)
     else:
         revision_transition(
             revision=revision,
