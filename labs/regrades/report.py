@@ -12,6 +12,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import Q
 from django.utils import timezone
 
 from labs.models import CheckResult, GradingRun, Regrade, Revision
@@ -43,9 +44,7 @@ def regrade_report_build(*, regrade: Regrade) -> dict[str, Any]:
             "regrade_of__user__username", "pk"
         )
     )
-    originals = [shadow.regrade_of for shadow in shadows if shadow.regrade_of is not None]
-    runs = _latest_runs([*shadows, *originals])
-    results = _results(run.pk for run in runs.values())
+    runs, results = _latest_runs_and_results(regrade)
     learners: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     not_graded: list[dict[str, Any]] = []
@@ -88,19 +87,20 @@ def regrade_report_build(*, regrade: Regrade) -> dict[str, Any]:
     }
 
 
-def _latest_runs(revisions: list[Revision]) -> dict[int, GradingRun]:
-    """revision id -> its newest run (the attempt that counts)."""
+def _latest_runs_and_results(regrade: Regrade) -> tuple[dict[int, GradingRun], dict[int, dict[str, CheckResult]]]:
+    """The newest run (the attempt that counts) of every copy and of every learner revision copied, and those
+    runs' results by check id. Subqueries rather than id lists: a big course has thousands of revisions."""
+    revisions = Revision.objects.filter(Q(regrade=regrade) | Q(regrade_copies__regrade=regrade)).values("pk")
     latest: dict[int, GradingRun] = {}
-    for run in GradingRun.objects.filter(revision__in=[r.pk for r in revisions]).order_by("revision_id", "attempt"):
+    for run in GradingRun.objects.filter(revision__in=revisions).defer("log", "hidden_log").order_by("attempt"):
         latest[run.revision_id] = run
-    return latest
-
-
-def _results(run_ids) -> dict[int, dict[str, CheckResult]]:
+    wanted = {run.pk for run in latest.values()}
     by_run: dict[int, dict[str, CheckResult]] = defaultdict(dict)
-    for result in CheckResult.objects.filter(run_id__in=list(run_ids)).order_by("run_id", "position"):
-        by_run[result.run_id][result.check_id] = result
-    return by_run
+    results = CheckResult.objects.filter(run__revision__in=revisions).defer("message", "hint", "evidence")
+    for result in results.order_by("run_id", "position"):
+        if result.run_id in wanted:
+            by_run[result.run_id][result.check_id] = result
+    return latest, by_run
 
 
 def _check_changes(old: dict[str, CheckResult], new: dict[str, CheckResult]) -> list[dict[str, Any]]:
