@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.core.paginator import Page, Paginator
@@ -58,7 +58,8 @@ class GradebookFilters:
 @dataclass
 class GradebookRow:
     learner: Any  # a User
-    cells: list[tuple[Lab, LabWork | None]]  # in the order of GradebookPage.labs; None: nothing submitted
+    cells: list[tuple[Lab, WorkCell | None]]  # in the order of GradebookPage.labs; None: nothing submitted
+    html: str = ""  # the cells as HTML, filled by the view (labs/gradebook/cells.py)
 
 
 @dataclass
@@ -99,22 +100,34 @@ def gradebook_learners(*, course: Course, labs: list[Lab], filters: GradebookFil
     return learners.only("pk", "username", "email").order_by("username", "pk")
 
 
-def works_for(*, learner_ids: list[int], labs: list[Lab]) -> dict[tuple[int, int], LabWork]:
+class WorkCell(NamedTuple):
+    """The part of a LabWork the gradebook shows, read as plain values (thousands per CSV chunk)."""
+
+    pk: int
+    lab_id: int
+    user_id: int
+    state: str
+    autograde: Decimal | None
+    rubric: Decimal | None
+    final_grade: Decimal | None
+    override_grade: Decimal | None
+    is_late: bool
+    revision_count: int
+
+    @property
+    def grade(self) -> Decimal | None:
+        """As LabWork.grade: an override, else the loop's final grade."""
+        return self.override_grade if self.override_grade is not None else self.final_grade
+
+
+def works_for(*, learner_ids: list[int], labs: list[Lab]) -> dict[tuple[int, int], WorkCell]:
     """{(user id, lab id): work} for these learners and labs, in one query."""
     if not learner_ids or not labs:
         return {}
-    works = LabWork.objects.filter(user_id__in=learner_ids, lab_id__in=[lab.pk for lab in labs]).only(
-        "pk",
-        "lab_id",
-        "user_id",
-        "state",
-        "autograde",
-        "rubric",
-        "final_grade",
-        "override_grade",
-        "is_late",
-        "revision_count",
+    rows = LabWork.objects.filter(user_id__in=learner_ids, lab_id__in=[lab.pk for lab in labs]).values_list(
+        *WorkCell._fields
     )
+    works = (WorkCell(*row) for row in rows)
     return {(w.user_id, w.lab_id): w for w in works}
 
 
@@ -177,7 +190,7 @@ def gradebook_csv_rows(*, course: Course, filters: GradebookFilters) -> Iterator
                 yield _csv_row(user=user, lab=lab, state=work.state, work=work)
 
 
-def _csv_row(*, user: Any, lab: Lab, state: str, work: LabWork | None = None) -> dict[str, Any]:
+def _csv_row(*, user: Any, lab: Lab, state: str, work: WorkCell | None = None) -> dict[str, Any]:
     return {
         "username": user.username,
         "email": user.email,

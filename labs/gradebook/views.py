@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from labs.errors import LearnerError
 from labs.gradebook import charts, selectors
+from labs.gradebook.cells import gradebook_row_cells, override_url_maker
 from labs.gradebook.export import gradebook_csv_lines
 from labs.permissions import (
     access_course_for_instructor_by_slug,
@@ -32,6 +33,9 @@ def gradebook(request: HttpRequest, course_slug: str) -> HttpResponse:
     filters = selectors.GradebookFilters.from_query(request.GET)
     book = selectors.gradebook_page(course=course, filters=filters, page_number=request.GET.get("page") or 1)
     query = filters.as_query()
+    override_url = override_url_maker(course_slug=course.slug)
+    for row in book.rows:
+        row.html = gradebook_row_cells(row=row, labs=book.labs, override_url=override_url)
     context = {
         "course": course,
         "book": book,

@@ -409,3 +409,15 @@ def test_it_answers_404_for_a_missing_course(world):
     client = client_for(world["instructor"])
     assert client.get(reverse("gradebook:gradebook", args=["missing"])).status_code == 404
     assert client.get(reverse("gradebook:csv", args=["missing"])).status_code == 404
+
+
+def test_it_escapes_names_and_titles_on_the_page(world):
+    hostile = "<img src=x onerror=alert(1)>"
+    lab = make_lab(course=world["course"], slug="hostile", title=hostile)
+    user = make_user("<b>x</b>", email="a@example.org")
+    enroll(user, world["course"])
+    submit(lab, user)
+    body = client_for(world["instructor"]).get(gradebook_url(world)).content.decode()
+    assert hostile not in body and "<b>x</b>" not in body
+    assert "&lt;img src=x onerror=alert(1)&gt;" in body
+    assert "&lt;b&gt;x&lt;/b&gt;" in body
