@@ -92,8 +92,8 @@ def can_read_reviews(*, user: User, revision: Revision) -> bool:
 
 def is_reviewable(*, revision: Revision) -> bool:
     """Grading has finished, so the reviewer has the grader's evidence to read (a failed run is evidence too), and
-    it is a learner's work, not a lab self-test's example."""
-    if revision.selftest_id is not None:
+    it is a learner's work, not a lab self-test's example nor a regrade preview's copy."""
+    if not revision.is_learner_work:
         return False
     return revision.state in REVIEWABLE_STATES
 

@@ -328,9 +328,7 @@ def _claim_refusal(*, work: LabWork, now: datetime) -> WorkStateRefused:
             f"{work.claimed_by.get_username()} is reviewing this work (their claim lasts until {until}).",
             "Pick another item from the queue.",
         )
-    return WorkStateRefused(
-        f"This work is {W(work.state).label.lower()}, not waiting for review.", "Reload the queue."
-    )
+    return WorkStateRefused(f"This work is {W(work.state).label.lower()}, not waiting for review.", "Reload the queue.")
 
 
 @transaction.atomic
@@ -445,9 +443,7 @@ MAX_OVERRIDE_REASON = 2000
 
 
 @transaction.atomic
-def work_grade_override(
-    *, work: LabWork, grade: Decimal | None, reason: str, by: AbstractBaseUser
-) -> LabWork:
+def work_grade_override(*, work: LabWork, grade: Decimal | None, reason: str, by: AbstractBaseUser) -> LabWork:
     """Set (or, with grade None, remove) an instructor's grade for `work`. It wins over the loop's grade and
     over later regrades; every override is kept in GradeOverride and on the timeline."""
     from labs.models import GradeOverride
@@ -508,6 +504,13 @@ def work_regraded(
     else:
         work_event_record(work=work, kind=K.REGRADED, actor=by, revision=revision, data=data)
     work_grades_refresh(work=work)
+    _notify(
+        work=work,
+        kind="grading_finished",
+        title=f"{work.lab.title}: revision {revision.number} regraded, now {autograde}%",
+        url=reverse("revision_detail", args=[revision.pk]),
+        body="The lab's grader was corrected and your newest revision was graded again.",
+    )
     return work
 
 

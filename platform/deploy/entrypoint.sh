@@ -14,7 +14,7 @@ case "$role" in
     ;;
   worker)
     exec celery -A config worker --concurrency "${SHIPSHAPE_WORKER_CONCURRENCY:-2}" \
-      --prefetch-multiplier 1 -Q celery --loglevel INFO "$@"
+      --prefetch-multiplier 1 -Q celery,regrades --loglevel INFO "$@"
     ;;
   beat)
     exec celery -A config beat --loglevel INFO --schedule "${SHIPSHAPE_DATA_DIR}/celerybeat-schedule" "$@"
