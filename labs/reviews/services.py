@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from labs.errors import LearnerError
-from labs.models import LabWork, Review, Revision
+from labs.models import Review, Revision
 from labs.permissions import User, can_review, is_reviewable
 from labs.reviews import loop
 from labs.reviews.rubric import Criterion, review_spec_for_lab
@@ -71,9 +71,7 @@ def review_submit(
         raise ReviewRejected(
             [f"Revision {locked.number} is still {locked.state}: wait until grading finishes, then review it."]
         )
-    work = LabWork.objects.select_for_update().select_related("claimed_by", "lab").get(
-        lab_id=locked.lab_id, user_id=locked.user_id
-    )
+    work = loop.work_for_review(revision=locked)
     loop.work_claim_check(work=work, reviewer=reviewer, revision=locked)
     spec = review_spec_for_lab(locked.lab)
     problems: list[str] = []
@@ -218,3 +216,115 @@ def _line_number(value: Any) -> int | None:
     except (TypeError, ValueError):
         return None
     return line if line >= 1 else None
+
+
+# --- the reviewer's draft: line comments, scores and the general comment, saved before deciding ---------------------
+
+
+class ReviewClosed(LearnerError):
+    """The reviewer already submitted their review of this revision: it is part of the loop and stays as it is."""
+
+    http_status = 409
+
+
+class CommentRejected(LearnerError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("The comment was not added.", "Fix what is listed and add it again.", problems=problems)
+
+
+def _draft_for_update(*, revision: Revision, reviewer: User) -> tuple[Revision, Review | None]:
+    """The revision (locked) and `reviewer`'s draft of it, if any; raises if they may not write one."""
+    locked = Revision.objects.select_for_update().select_related("lab", "lab__course").get(pk=revision.pk)
+    if not can_review(user=reviewer, revision=locked):
+        raise ReviewNotAllowed(
+            "You cannot review this revision.", "Only the course's reviewers can, and not their own."
+        )
+    if not is_reviewable(revision=locked):
+        raise ReviewRejected(
+            [f"Revision {locked.number} is still {locked.state}: wait until grading finishes, then review it."]
+        )
+    review = Review.objects.select_for_update().filter(revision=locked, reviewer=reviewer).first()
+    if review is not None and review.submitted_at is not None:
+        raise ReviewClosed(
+            f"You already submitted your review of revision {locked.number}; it cannot change now.",
+            "Comment on the learner's next revision instead.",
+        )
+    return locked, review
+
+
+@transaction.atomic
+def review_draft_comment_add(
+    *, revision: Revision, reviewer: User, path: str, line: Any, body: str
+) -> tuple[Review, dict[str, Any]]:
+    """Add a line comment to `reviewer`'s draft of `revision` (creating the draft on the first comment). The path
+    must be a text file of the revision and the line one of its lines. Returns the draft and the comment."""
+    locked, review = _draft_for_update(revision=revision, reviewer=reviewer)
+    existing = list(review.file_comments or []) if review is not None else []
+    problems: list[str] = []
+    if len(existing) >= MAX_FILE_COMMENTS:
+        problems.append(f"Your review already has {len(existing)} line comments, the most one review holds.")
+    else:
+        added = _file_comments([{"path": path, "line": line, "body": body}], revision=locked, problems=problems)
+    if problems:
+        raise CommentRejected([p.removeprefix("Line comment 1: ").removeprefix("Line comment 1 ") for p in problems])
+    comment = added[0]
+    comments = sorted([*existing, comment], key=lambda c: (str(c.get("path", "")), int(c.get("line", 0))))
+    if review is None:
+        review = Review.objects.create(revision=locked, reviewer=reviewer, file_comments=comments)
+    else:
+        review.file_comments = comments
+        review.save(update_fields=["file_comments", "updated_at"])
+    logger.info("draft comment added", extra={"revision_id": locked.pk, "review_id": review.pk})
+    return review, comment
+
+
+@transaction.atomic
+def review_draft_comment_delete(
+    *, revision: Revision, reviewer: User, index: int, path: str | None = None, line: Any = None
+) -> dict[str, Any]:
+    """Remove the `index`-th line comment of `reviewer`'s draft. With `path` and `line` (the form sends the ones
+    it showed), a comment that moved meanwhile (another tab changed the draft) is refused, not deleted."""
+    _locked, review = _draft_for_update(revision=revision, reviewer=reviewer)
+    comments = list(review.file_comments or []) if review is not None else []
+    if not 0 <= index < len(comments):
+        raise ReviewClosed("That comment is not in your draft any more.", "Reload the page to see your draft.")
+    comment = comments[index]
+    moved = path is not None and (comment.get("path") != path or str(comment.get("line")) != str(line))
+    if moved:
+        raise ReviewClosed("Your draft changed since this page was loaded.", "Reload the page and delete it again.")
+    del comments[index]
+    review.file_comments = comments
+    review.save(update_fields=["file_comments", "updated_at"])
+    return comment
+
+
+@transaction.atomic
+def review_draft_save(
+    *, revision: Revision, reviewer: User, decision: str, rubric_scores: Mapping[str, Any], comment: str
+) -> Review:
+    """Store `reviewer`'s rubric scores, general comment and chosen decision as a draft, deciding nothing. Scores
+    left blank stay blank; those given are checked as on submit. No claim is needed: only submitting decides."""
+    locked, review = _draft_for_update(revision=revision, reviewer=reviewer)
+    spec = review_spec_for_lab(locked.lab)
+    problems: list[str] = []
+    given = {
+        key: value for key, value in (rubric_scores or {}).items() if str(value if value is not None else "").strip()
+    }
+    criteria = tuple(c for c in spec.criteria if c.id in given)
+    scores, total = _scores(given, criteria, problems)
+    comment = _comment(comment, problems)
+    if problems:
+        raise ReviewRejected(problems)
+    fields = {
+        "decision": decision if decision in Review.Decision.values else "",
+        "rubric_scores": scores,
+        "rubric_total": total if len(criteria) == len(spec.criteria) else None,
+        "comment": comment,
+    }
+    if review is None:
+        review = Review.objects.create(revision=locked, reviewer=reviewer, **fields)
+    else:
+        for name, value in fields.items():
+            setattr(review, name, value)
+        review.save(update_fields=[*fields, "updated_at"])
+    return review

@@ -10,24 +10,19 @@ from django.db import connection
 from django.template.loader import render_to_string
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.urls import include, path
 from django.utils import timezone
 
-from config import urls as config_urls
 from courses.models import Enrollment
-from labs.models import CheckResult, GradingRun, Review, Revision
+from labs.models import CheckResult, GradingRun, LabWork, Review, Revision
 from labs.permissions import can_read_reviews, can_review, can_use_review_queue
-from labs.reviews import selectors
+from labs.reviews import loop, selectors
 from labs.reviews.services import ReviewNotAllowed, ReviewRejected, review_submit
 from labs.storage import tree_store
 from labs.uploads import UploadRules, validate_files
 
-from .factories import DEFAULT_SPEC, enroll, make_course, make_lab, make_user
+from .factories import DEFAULT_SPEC, enroll, loop_record, make_course, make_lab, make_user
 
-# Until config/urls.py mounts labs.reviews.urls under /review/, these tests mount it themselves.
-urlpatterns = [path("review/", include("labs.reviews.urls")), *config_urls.urlpatterns]
-
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
+pytestmark = [pytest.mark.django_db]
 
 HOSTILE = "<script>alert('pwned')</script>"
 RUBRIC_SPEC = {
@@ -52,15 +47,16 @@ def root(settings, tmp_path):
     return settings.SUBMISSIONS_ROOT
 
 
-def make_revision(*, lab, user, files=None, state="graded", number=None, **fields) -> Revision:
-    """A stored revision: files go through the real validator and content-addressed storage."""
+def make_revision(*, lab, user, files=None, state="graded", number=None, loop=True, **fields) -> Revision:
+    """A stored revision: files go through the real validator and content-addressed storage, and the review loop
+    records it as revision_submit and grading would (loop=False leaves the loop out)."""
     files = files if files is not None else {"service.py": SERVICE_PY}
     tree = validate_files(list(files.items()), rules=UploadRules())
     tree_store(tree=tree)
     number = number or Revision.objects.filter(lab=lab, user=user).count() + 1
     fields.setdefault("score", Decimal(5))
     fields.setdefault("max_score", Decimal(15))
-    return Revision.objects.create(
+    revision = Revision.objects.create(
         lab=lab,
         user=user,
         number=number,
@@ -70,6 +66,9 @@ def make_revision(*, lab, user, files=None, state="graded", number=None, **field
         total_bytes=tree.total_bytes,
         **fields,
     )
+    if loop:
+        loop_record(revision)
+    return revision
 
 
 @pytest.fixture
@@ -111,7 +110,21 @@ def review_url(revision) -> str:
     return f"/review/revisions/{revision.pk}/"
 
 
-def submit(revision, reviewer, **overrides):
+def work_of(revision) -> LabWork:
+    return LabWork.objects.get(lab_id=revision.lab_id, user_id=revision.user_id)
+
+
+def claim(revision, reviewer) -> LabWork:
+    """`reviewer` claims the learner's work, as the Claim button does: submitting needs a live claim."""
+    return loop.work_claim(work=work_of(revision), reviewer=reviewer)
+
+
+def submit(revision, reviewer, *, claimed: bool = True, **overrides):
+    """Claim (unless claimed=False) and submit a review."""
+    if claimed and can_review(user=reviewer, revision=revision) and work_of(revision).revision_id == revision.pk:
+        work = work_of(revision)
+        if work.claimed_by_id != reviewer.pk and work.state in ("awaiting_review", "in_review"):
+            claim(revision, reviewer)
     args = {
         "decision": "approved",
         "rubric_scores": {"clarity": 4, "ops": "2.5"},
@@ -201,25 +214,25 @@ def test_approving_stores_the_review_and_sets_the_status(world):
     assert selectors.lab_review_state(lab=world["lab"], user=world["learner"]) == "approved"
 
 
-def test_submitting_twice_updates_the_one_review_instead_of_adding_another(world):
+def test_a_submitted_review_decides_once_and_cannot_be_submitted_again(world):
     revision = world["revision"]
-    first = submit(revision, world["reviewer"])
-    again = submit(revision, world["reviewer"])
-    changed = submit(revision, world["reviewer"], decision="changes_requested", comment="Add a health check.")
-    assert first.pk == again.pk == changed.pk
-    assert Review.objects.count() == 1
+    first = submit(revision, world["reviewer"], decision="changes_requested", comment="Add a health check.")
+    with pytest.raises(loop.WorkStateRefused, match="nobody holds it"):
+        submit(revision, world["reviewer"], claimed=False)
+    assert Review.objects.get().pk == first.pk
+    assert Review.objects.get().comment == "Add a health check."
     revision.refresh_from_db()
     assert revision.review_status == "changes_requested"
-    assert Review.objects.get().comment == "Add a health check."
 
 
-def test_two_reviewers_each_have_their_review_and_the_latest_decision_wins(world):
+def test_a_second_reviewer_cannot_decide_on_work_already_decided(world):
     revision = world["revision"]
     submit(revision, world["reviewer"])
-    submit(revision, world["instructor"], decision="changes_requested", comment="Not yet.")
+    with pytest.raises(loop.WorkStateRefused):
+        submit(revision, world["instructor"], decision="changes_requested", comment="Not yet.")
     revision.refresh_from_db()
-    assert Review.objects.filter(revision=revision).count() == 2
-    assert revision.review_status == "changes_requested"
+    assert Review.objects.filter(revision=revision).count() == 1
+    assert revision.review_status == "approved"
 
 
 @pytest.mark.parametrize(
@@ -361,7 +374,9 @@ def test_the_loop_changes_requested_then_a_new_revision_then_approved(world):
     second = make_revision(lab=lab, user=learner, state="queued", score=None, max_score=None)
     assert list(selectors.review_queue(reviewer=reviewer)) == []  # not graded yet
     Revision.objects.filter(pk=second.pk).update(state="graded", score=Decimal(15))
-    assert list(selectors.review_queue(reviewer=reviewer)) == [second]
+    second.refresh_from_db()
+    loop.work_revision_graded(revision=second, notify=False)
+    assert [w.revision for w in selectors.review_queue(reviewer=reviewer)] == [second]
     assert selectors.lab_review_state(lab=lab, user=learner) == "awaiting_review"
 
     submit(second, reviewer)
@@ -381,74 +396,104 @@ def test_a_learner_with_no_revision_has_not_submitted(world):
 # --- the queue ---------------------------------------------------------------------------------------------------
 
 
-def test_the_queue_lists_waiting_revisions_oldest_first_with_their_details(world):
-    lab, reviewer = world["lab"], world["reviewer"]
-    now = timezone.now()
-    newer = make_revision(lab=lab, user=world["classmate"], state="failed", score=None, max_score=None)
+def waiting(revision, *, hours_ago: float) -> None:
+    LabWork.objects.filter(lab=revision.lab, user=revision.user).update(
+        waiting_since=timezone.now() - timedelta(hours=hours_ago)
+    )
+
+
+def test_the_course_queue_lists_waiting_work_longest_waiting_first_with_its_age_and_claim(world):
+    lab, reviewer, course = world["lab"], world["reviewer"], world["course"]
     older = world["revision"]
-    Revision.objects.filter(pk=older.pk).update(created_at=now - timedelta(hours=2), score=Decimal("12.5"))
-    Revision.objects.filter(pk=newer.pk).update(created_at=now - timedelta(hours=1))
-    # Left out: still grading, already reviewed, superseded, on another course, and the reviewer's own.
-    third = make_user("third")
-    make_revision(lab=lab, user=third, state="running")
-    reviewed = make_revision(lab=lab, user=make_user("fourth"), review_status="changes_requested")
-    superseded_user = make_user("fifth")
-    superseded = make_revision(lab=lab, user=superseded_user)
-    latest = make_revision(lab=lab, user=superseded_user)
-    Revision.objects.filter(pk=latest.pk).update(created_at=now)
+    newer = make_revision(lab=lab, user=world["classmate"], state="failed", score=None, max_score=None)
+    waiting(older, hours_ago=5)
+    waiting(newer, hours_ago=1)
+    claimed_user = make_user("claimed")
+    claimed = make_revision(lab=lab, user=claimed_user)
+    waiting(claimed, hours_ago=3)
+    claim(claimed, world["instructor"])
+    # Left out: still grading, already decided, on another course, and the reviewer's own.
+    make_revision(lab=lab, user=make_user("third"), state="running")
+    decided = make_revision(lab=lab, user=make_user("fourth"))
+    submit(decided, world["instructor"], decision="changes_requested", comment="More.")
     make_revision(lab=make_lab(), user=make_user("elsewhere"))
     make_revision(lab=lab, user=reviewer)
 
-    queue = list(selectors.review_queue(reviewer=reviewer))
-    assert queue == [older, newer, latest]
-    assert reviewed not in queue and superseded not in queue
+    queue = [w.revision for w in selectors.review_queue(reviewer=reviewer, course=course)]
+    assert queue == [older, claimed, newer]
 
-    response = client_for(reviewer).get("/review/")
-    html = response.content.decode()
-    assert "<strong>3</strong> revisions waiting" in html
+    html = client_for(reviewer).get(f"/review/{course.slug}/").content.decode()
+    assert "<strong>3</strong> items in the queue" in html
     rows = html.split("<tbody>")[1]
-    assert rows.index(f'data-revision="{older.pk}"') < rows.index(f'data-revision="{newer.pk}"')
-    assert "The quote service" in rows
-    assert "learner" in rows and "classmate" in rows
-    assert "12.50 / 15" in rows
-    assert "state-failed" in rows
+    order = [rows.index(f'data-work="{work_of(r).pk}"') for r in (older, claimed, newer)]
+    assert order == sorted(order)
+    assert "5\xa0hours" in rows and "1\xa0hour" in rows
+    assert "instructor until" in rows
+    assert "The quote service" in rows and "learner" in rows and "classmate" in rows
+    assert "33.33%" in rows
     assert f'href="/review/revisions/{older.pk}/"' in rows
+    assert f'action="/review/work/{work_of(older).pk}/claim/"' in rows
+    assert f'action="/review/work/{work_of(claimed).pk}/claim/"' not in rows
+
+    looking_back = client_for(reviewer).get(f"/review/{course.slug}/?state=changes_requested").content.decode()
+    assert f'data-work="{work_of(decided).pk}"' in looking_back
+    assert f'data-work="{work_of(older).pk}"' not in looking_back
 
 
-def test_staff_see_every_courses_queue_and_can_filter_by_lab(world):
-    other_lab = make_lab(title="Elsewhere lab")
+def test_the_queue_index_lists_the_courses_a_reviewer_reviews_with_counts(world):
+    make_revision(lab=world["lab"], user=world["classmate"])
+    make_revision(lab=world["lab"], user=world["reviewer"])  # their own: not counted
+    claim(world["revision"], world["instructor"])
+    html = client_for(world["reviewer"]).get("/review/").content.decode()
+    assert f'href="/review/{world["course"].slug}/"' in html
+    row = html.split(f'data-course="{world["course"].slug}"')[1].split("</tr>")[0]
+    assert "<td>1</td>" in row and row.count("<td>1</td>") == 2
+    elsewhere = make_course()
+    assert f"/review/{elsewhere.slug}/" not in html
+
+
+def test_staff_see_every_course_and_can_filter_a_queue_by_lab(world):
+    other_lab = make_lab(course=world["course"], title="Elsewhere lab")
     elsewhere = make_revision(lab=other_lab, user=make_user("far"))
-    assert set(selectors.review_queue(reviewer=world["staff"])) == {world["revision"], elsewhere}
-    assert list(selectors.review_queue(reviewer=world["staff"], lab_id=other_lab.pk)) == [elsewhere]
-    html = client_for(world["staff"]).get(f"/review/?lab={other_lab.pk}").content.decode()
-    assert "<strong>1</strong> revision waiting in this lab" in html
-    assert f'data-revision="{elsewhere.pk}"' in html
-    assert f'data-revision="{world["revision"].pk}"' not in html
+    far_course = make_revision(lab=make_lab(), user=make_user("farther"))
+    assert {w.revision for w in selectors.review_queue(reviewer=world["staff"])} == {
+        world["revision"],
+        elsewhere,
+        far_course,
+    }
+    course = world["course"]
+    html = client_for(world["staff"]).get(f"/review/{course.slug}/?lab={other_lab.pk}").content.decode()
+    assert "<strong>1</strong> item matching" in html
+    assert f'data-work="{work_of(elsewhere).pk}"' in html
+    assert f'data-work="{work_of(world["revision"]).pk}"' not in html
     assert f'<option value="{other_lab.pk}" selected>Elsewhere lab</option>' in html
 
 
-def test_a_lab_already_approved_for_a_learner_leaves_the_queue(world):
+def test_approved_work_leaves_the_queue(world):
     submit(world["revision"], world["reviewer"])
-    make_revision(lab=world["lab"], user=world["learner"])  # polishing after approval
     assert list(selectors.review_queue(reviewer=world["reviewer"])) == []
+    assert list(selectors.review_queue(reviewer=world["reviewer"], state="approved")) == [work_of(world["revision"])]
 
 
 def test_the_queue_page_query_count_does_not_grow_with_the_queue(world):
-    reviewer = world["reviewer"]
+    reviewer, course = world["reviewer"], world["course"]
 
     def count_queries() -> int:
         client = client_for(reviewer)
         with CaptureQueriesContext(connection) as queries:
-            assert client.get("/review/").status_code == 200
+            assert client.get(f"/review/{course.slug}/").status_code == 200
         return len(queries)
 
     for n in range(2):
         make_revision(lab=world["lab"], user=make_user(f"few{n}"))
-    assert selectors.review_queue(reviewer=reviewer).count() == 3
+    claim(world["revision"], world["instructor"])
+    assert selectors.review_queue(reviewer=reviewer, course=course).count() == 3
     few = count_queries()
     for n in range(27):
-        make_revision(lab=world["lab"], user=make_user(f"many{n}"))
-    assert selectors.review_queue(reviewer=reviewer).count() == 30
+        revision = make_revision(lab=world["lab"], user=make_user(f"many{n}"))
+        if n % 3 == 0:
+            claim(revision, world["instructor"])
+    assert selectors.review_queue(reviewer=reviewer, course=course).count() == 30
     many = count_queries()
     assert few == many
 
@@ -554,22 +599,30 @@ def test_posting_the_form_saves_the_review_and_redirects_back(world):
         "fc-body": ["Use logging.", ""],
         "decision": "changes_requested",
     }
+    refused = client.post(review_url(revision), form)
+    assert refused.status_code == 409
+    assert "Claim this work before reviewing it" in refused.content.decode()
+    assert not Review.objects.exists()
+    claim(revision, world["reviewer"])
     response = client.post(review_url(revision), form)
     assert response.status_code == 302
     assert response["Location"] == f"/review/revisions/{revision.pk}/#your-review"
     review = Review.objects.get()
     assert review.file_comments == [{"path": "service.py", "line": 5, "body": "Use logging."}]
     assert review.rubric_total == Decimal("6.5")
+    assert review.submitted_at is not None
     page = client.get(response["Location"]).content.decode()
-    assert "Your review of revision 1 was saved." in page
-    assert "Update review" in page and 'value="5"' in page and "Use logging." in page
-    client.post(review_url(revision), {**form, "decision": "approved"})
+    assert "Your review of revision 1 was submitted." in page
+    assert "You submitted your review of this revision" in page and "Use logging." in page
+    again = client.post(review_url(revision), {**form, "decision": "approved"})
+    assert again.status_code == 409
     assert Review.objects.count() == 1
     revision.refresh_from_db()
-    assert revision.review_status == "approved"
+    assert revision.review_status == "changes_requested"
 
 
 def test_a_rejected_form_lists_every_problem_and_keeps_the_input(world):
+    claim(world["revision"], world["reviewer"])
     response = client_for(world["reviewer"]).post(
         review_url(world["revision"]),
         {
@@ -587,7 +640,7 @@ def test_a_rejected_form_lists_every_problem_and_keeps_the_input(world):
     assert "Choose a decision" in html
     assert "9 is out of range" in html
     assert "line 99 is out of range" in html
-    assert "Keep me." in html and 'value="9"' in html and "off the end" in html
+    assert "Keep me." in html and 'value="9"' in html
     assert not Review.objects.exists()
 
 
@@ -636,7 +689,9 @@ def test_people_who_may_not_read_reviews_get_nothing(world):
 
 def test_reviews_for_revision_reads_in_a_constant_number_of_queries(world, django_assert_num_queries):
     submit(world["revision"], world["reviewer"])
-    submit(world["revision"], world["instructor"])
+    # A review stored before claims existed (two reviewers decided on one revision), and a draft, left out.
+    Review.objects.create(revision=world["revision"], reviewer=world["instructor"], submitted_at=timezone.now())
+    Review.objects.create(revision=world["revision"], reviewer=world["staff"], comment="Draft.")
     # One for the author check is skipped (the viewer is the author); one query loads reviews and reviewers.
     with django_assert_num_queries(1):
         views = selectors.reviews_for_revision(revision=world["revision"], viewer=world["learner"])
@@ -648,7 +703,8 @@ def test_reviews_for_revision_reads_in_a_constant_number_of_queries(world, djang
 
 @pytest.mark.django_db(transaction=True)
 def test_two_simultaneous_submits_store_one_review(world):
-    """The revision row is locked first, so two posts of the same form racing each other leave one review."""
+    """The revision row is locked first, so two posts of the same form racing each other leave one review; the
+    second finds the work decided and is refused."""
     import threading
 
     from django.db import connections
@@ -659,18 +715,19 @@ def test_two_simultaneous_submits_store_one_review(world):
     def post() -> None:
         try:
             barrier.wait()
-            submit(world["revision"], world["reviewer"])
+            submit(world["revision"], world["reviewer"], claimed=False)
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
         finally:
             connections.close_all()
 
+    claim(world["revision"], world["reviewer"])
     threads = [threading.Thread(target=post) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    assert [type(error) for error in errors] == [loop.WorkStateRefused]
     assert Review.objects.filter(revision=world["revision"]).count() == 1
     assert Revision.objects.get(pk=world["revision"].pk).review_status == "approved"
 
@@ -714,6 +771,7 @@ def test_a_score_too_far_from_any_rubric_is_refused_quoting_what_was_typed(world
 
 
 def test_posting_a_score_of_1e999999999_answers_a_short_refusal(world):
+    claim(world["revision"], world["reviewer"])
     response = client_for(world["reviewer"]).post(
         review_url(world["revision"]), {"decision": "approved", "score-clarity": "1e999999999", "score-ops": "1"}
     )
