@@ -97,6 +97,8 @@ EMAIL_BACKEND = env_str(
 EMAIL_HOST = env_str("SHIPSHAPE_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("SHIPSHAPE_EMAIL_PORT", 25, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("SHIPSHAPE_FROM_EMAIL", "shipshape@localhost")
+# How long the link that verifies an account's email address works (notifications are mailed to verified ones).
+EMAIL_VERIFICATION_DAYS = env_int("SHIPSHAPE_EMAIL_VERIFICATION_DAYS", 3, minimum=1)
 # Links in mail point here (the site's public address, without a trailing path).
 SHIPSHAPE_SITE_URL = env_str("SHIPSHAPE_SITE_URL", "http://127.0.0.1:8000")
 # How long a reviewer's claim on a piece of work lasts before another reviewer may take it.

@@ -4,6 +4,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
 
+from notifications.forms import email_address_clean, email_field
+
 # Letters of other alphabets drawn exactly like a Latin letter, in upper or lower case, mapped to that Latin
 # letter. Keys are lower case (the skeleton is case-folded first: a capital counts when it is the identical one,
 # Cyrillic U+041D looks like H) and decomposed, so accents are compared apart and Cyrillic U+0451 (U+0435 with a
@@ -70,7 +72,8 @@ def username_skeleton(username: str) -> str:
 
 
 class SignupForm(UserCreationForm):
-    """Username and password only: an email address is not needed to follow a course.
+    """Username, email address and password. The address is where notifications are mailed once verified
+    (the signup view mails the link); it must not belong to another account, in any case.
 
     The username is normalised (NFKC, as Django's UsernameField does) and refused when it reads the same as an
     existing one: same letters in another case, or look-alike letters from another alphabet (`learner` spelt with
@@ -85,8 +88,13 @@ class SignupForm(UserCreationForm):
         ),
     }
 
+    email = email_field()
+
     class Meta(UserCreationForm.Meta):
-        fields = ("username",)
+        fields = ("username", "email")
+
+    def clean_email(self) -> str:
+        return email_address_clean(email=self.cleaned_data["email"])
 
     def clean_username(self) -> str | None:
         username = super().clean_username()  # Django's check: taken, in any ASCII case

@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
+from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -19,6 +20,8 @@ from courses.forms import SignupForm
 from courses.markdown import graded_quiz_placeholder
 from courses.models import Course, Lesson, Quiz
 from courses.services import learning
+from notifications.forms import TAKEN as EMAIL_TAKEN
+from notifications.services import email_address_set
 
 # Anonymous lesson pages are cached per content version; the timeout only bounds memory held by old versions.
 LESSON_PAGE_CACHE_SECONDS = 3600
@@ -171,9 +174,21 @@ def signup(request: HttpRequest) -> HttpResponse:
             throttle.form_refused(form, throttle.signup_refused_message(verdict))
             return throttle.refused_page(request, "registration/signup.html", context, verdict)
         if form.is_valid():
-            user = form.save()
+            try:
+                with transaction.atomic():
+                    user = form.save()
+                    address = email_address_set(user=user, email=form.cleaned_data["email"])
+            except IntegrityError:
+                # Another signup took the address (or the name) between the form's check and the insert.
+                form.add_error("email", EMAIL_TAKEN)
+                throttle.SIGNUPS.undo(verdict)
+                return render(request, "registration/signup.html", context, status=400)
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            messages.success(request, f"Welcome, {user.get_username()}. Your account is ready.")
+            messages.success(
+                request,
+                f"Welcome, {user.get_username()}. Your account is ready. We mailed a link to {address.email}: "
+                "open it to receive notifications by mail.",
+            )
             return HttpResponseRedirect(next_url or reverse("catalog"))
         throttle.SIGNUPS.undo(verdict)
     return render(request, "registration/signup.html", context)

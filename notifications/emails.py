@@ -1,4 +1,4 @@
-"""Mailing notifications through Django's email backend (console in development)."""
+"""Mailing notifications through Django's email backend (console in development), to verified addresses only."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.core.mail import send_mail
 from django.utils import timezone
 
 from notifications.models import Notification
+from notifications.selectors import email_address_verified
 
 logger = logging.getLogger(__name__)
 
@@ -17,7 +18,7 @@ def notification_mail(*, notification_id: int) -> bool:
     notification = Notification.objects.select_related("user").filter(pk=notification_id).first()
     if notification is None or notification.emailed_at is not None:
         return False
-    address = notification.user.email
+    address = email_address_verified(user=notification.user)
     if not address:
         return False
     link = f"{settings.SHIPSHAPE_SITE_URL.rstrip('/')}{notification.url}"

@@ -1,5 +1,6 @@
-"""Accounts: usernames normalised and never confusable with another at signup; password change for a logged-in
-user; password reset by email; API tokens that expire.
+"""Accounts: usernames normalised and never confusable with another at signup; an email address asked at signup,
+unique in any case and verified by a signed link; password change for a logged-in user; password reset by email;
+API tokens that expire.
 
 Personas: an anonymous visitor signing up; `learner`, an existing account (with or without an email address);
 site staff, for the admin's own password page.
@@ -8,17 +9,21 @@ site staff, for the admin's own password page.
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core import mail
+from django.core import mail, signing
 from django.test import Client
 from django.utils import timezone
 
 from courses.forms import username_skeleton
 from labs.models import ApiToken
 from labs.services.tokens import api_token_authenticate, api_token_create
+from notifications.models import EmailAddress
+from notifications.services import email_address_set, email_verification_token
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +49,12 @@ def learner():
 
 def sign_up(username: str, client: Client | None = None):
     client = client or Client()
-    data = {"username": username, "password1": "a-long-pw-for-tests-42", "password2": "a-long-pw-for-tests-42"}
+    data = {
+        "username": username,
+        "email": f"u{username.encode().hex()[:40]}@example.com",  # any username, an address of ASCII letters
+        "password1": "a-long-pw-for-tests-42",
+        "password2": "a-long-pw-for-tests-42",
+    }
     return client.post("/accounts/signup/", data)
 
 
@@ -130,6 +140,168 @@ def test_the_skeleton_of_look_alike_names_is_the_same(a, b):
 @pytest.mark.parametrize(("a", "b"), [("learner", "1earner"), ("rn", "m"), ("o", "0"), ("ivan", "иван")])
 def test_the_skeleton_keeps_apart_what_is_only_similar(a, b):
     assert username_skeleton(a) != username_skeleton(b)
+
+
+# --- email addresses ------------------------------------------------------------------------------------------
+
+
+def verification_link(message) -> str:
+    match = re.search(r"http://127\.0\.0\.1:8000(/accounts/email/verify/[^/\s]+/)", message.body)
+    assert match, message.body
+    return match.group(1)
+
+
+def test_the_signup_form_asks_for_an_email_address():
+    html = Client().get("/accounts/signup/").content.decode()
+    assert 'type="email" name="email"' in html
+    assert re.search(r'<input type="email" name="email"[^>]*required', html)
+
+
+def test_a_signup_without_an_email_address_is_refused():
+    response = Client().post(
+        "/accounts/signup/", {"username": "ada", "password1": "a-long-pw-42", "password2": "a-long-pw-42"}
+    )
+    assert response.status_code == 200
+    assert "This field is required." in response.content.decode()
+    assert not get_user_model().objects.filter(username="ada").exists()
+
+
+@pytest.mark.parametrize("email", ["not-an-address", "ada@", "@example.com"])
+def test_a_signup_with_a_malformed_address_is_refused(email):
+    data = {"username": "ada", "email": email, "password1": "a-long-pw-42", "password2": "a-long-pw-42"}
+    response = Client().post("/accounts/signup/", data)
+    assert "Enter a valid email address." in response.content.decode()
+    assert not get_user_model().objects.filter(username="ada").exists()
+
+
+@pytest.mark.parametrize("email", ["Taken@Example.com", "taken@example.com", "TAKEN@EXAMPLE.COM"])
+def test_an_address_another_account_has_is_refused_in_any_case(email):
+    owner = get_user_model().objects.create_user(username="owner", password=PASSWORD)
+    EmailAddress.objects.create(user=owner, email="taken@example.com")
+    data = {"username": "ada", "email": email, "password1": "a-long-pw-42", "password2": "a-long-pw-42"}
+    response = Client().post("/accounts/signup/", data)
+    assert "This email address belongs to another account." in response.content.decode()
+    assert not get_user_model().objects.filter(username="ada").exists()
+
+
+def test_signing_up_mails_a_link_that_verifies_the_address_once(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = sign_up("ada")
+    user = get_user_model().objects.get(username="ada")
+    address = EmailAddress.objects.get(user=user)
+    assert response.status_code == 302
+    assert user.email == address.email and address.verified_at is None
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == [address.email]
+    link = verification_link(mail.outbox[0])
+
+    first = Client().get(link)
+    again = Client().get(link)
+
+    assert first.status_code == 200 and "is verified" in first.content.decode()
+    address.refresh_from_db()
+    assert address.verified_at is not None
+    assert again.status_code == 400
+    assert "This link was already used" in again.content.decode()
+
+
+def test_an_expired_link_is_refused_with_a_clear_message(learner, settings, django_capture_on_commit_callbacks):
+    settings.EMAIL_VERIFICATION_DAYS = 3
+    with django_capture_on_commit_callbacks(execute=True):
+        email_address_set(user=learner, email="learner@example.com")
+    link = verification_link(mail.outbox[0])
+
+    later = time.time() + 3 * 24 * 3600 + 5
+    with mock.patch("django.core.signing.time.time", return_value=later):
+        response = Client().get(link)
+
+    assert response.status_code == 400
+    assert "This link has expired: links work for 3 days." in response.content.decode()
+    assert not EmailAddress.objects.get(user=learner).is_verified
+
+
+@pytest.mark.parametrize("tamper", ["signature", "payload", "cut"])
+def test_a_tampered_link_is_refused_with_a_clear_message(learner, tamper):
+    address = EmailAddress.objects.create(user=learner, email="learner@example.com")
+    token = email_verification_token(address=address)
+    value, _, signature = token.rpartition(":")
+    if tamper == "signature":
+        token = f"{value}:{signature[:-1]}{'A' if signature[-1] != 'A' else 'B'}"
+    elif tamper == "payload":
+        # Another user's id and address under the original signature.
+        forged = signing.b64_encode(b'{"user":1,"email":"me@example.com"}').decode()
+        token = forged + token[token.index(":") :]
+    else:
+        token = token[: len(token) // 2]
+
+    response = Client().get(f"/accounts/email/verify/{token}/")
+
+    assert response.status_code == 400
+    assert "This link is not valid" in response.content.decode()
+    address.refresh_from_db()
+    assert not address.is_verified
+
+
+def test_a_link_for_an_address_since_changed_is_refused(learner, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        email_address_set(user=learner, email="old@example.com")
+        email_address_set(user=learner, email="new@example.com")
+    old_link, new_link = (verification_link(m) for m in mail.outbox)
+
+    refused = Client().get(old_link)
+
+    assert refused.status_code == 400
+    assert "no longer on the account" in refused.content.decode()
+    assert Client().get(new_link).status_code == 200
+    assert EmailAddress.objects.get(user=learner).email == "new@example.com"
+
+
+def test_a_learner_without_an_address_adds_one_on_the_email_page(learner, django_capture_on_commit_callbacks):
+    client = Client()
+    client.force_login(learner)
+    assert "Your account has no email address" in client.get("/accounts/email/").content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/accounts/email/", {"email": "Learner@Example.COM"})
+
+    assert response.status_code == 302
+    address = EmailAddress.objects.get(user=learner)
+    assert address.email == "Learner@example.com" and not address.is_verified
+    learner.refresh_from_db()
+    assert learner.email == "Learner@example.com"
+    assert mail.outbox[0].to == ["Learner@example.com"]
+    assert "is waiting for confirmation" in client.get("/accounts/email/").content.decode()
+
+
+def test_the_email_page_resends_the_link_at_most_once_a_minute(learner, django_capture_on_commit_callbacks):
+    client = Client()
+    client.force_login(learner)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/accounts/email/", {"email": "learner@example.com"})
+        too_soon = client.post("/accounts/email/", {"action": "resend"}, follow=True)
+    assert len(mail.outbox) == 1
+    assert "less than a minute ago" in too_soon.content.decode()
+
+    EmailAddress.objects.filter(user=learner).update(verification_sent_at=timezone.now() - timedelta(minutes=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/accounts/email/", {"action": "resend"})
+    assert len(mail.outbox) == 2
+    assert verification_link(mail.outbox[1])
+
+
+def test_the_email_page_refuses_another_accounts_address(learner):
+    other = get_user_model().objects.create_user(username="other", password=PASSWORD, email="other@example.com")
+    client = Client()
+    client.force_login(learner)
+    response = client.post("/accounts/email/", {"email": "OTHER@example.com"})
+    assert response.status_code == 400
+    assert "This email address belongs to another account." in response.content.decode()
+    assert not EmailAddress.objects.filter(user=learner).exists()
+    assert other.email == "other@example.com"
+
+
+def test_an_anonymous_visitor_is_sent_to_log_in_for_the_email_page():
+    response = Client().get("/accounts/email/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
 
 
 # --- password change --------------------------------------------------------------------------------------------
@@ -234,7 +406,7 @@ def test_a_reset_for_an_unknown_address_answers_the_same_and_sends_nothing(learn
     assert mail.outbox == []
 
 
-def test_an_account_made_by_signing_up_has_no_email_and_gets_no_reset_mail(learner):
+def test_an_account_without_an_email_address_gets_no_reset_mail(learner):
     assert learner.email == ""
     Client().post("/accounts/password/reset/", {"email": ""})
     Client().post("/accounts/password/reset/", {"email": "learner@example.org"})

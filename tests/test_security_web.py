@@ -308,7 +308,12 @@ def test_signup_never_redirects_off_site(target):
     page = client.get("/accounts/signup/", {"next": target}).content.decode()
     assert "evil.example" not in page
     assert "javascript:" not in page
-    data = {"username": "grace", "password1": "a-long-pw-for-tests-42", "password2": "a-long-pw-for-tests-42"}
+    data = {
+        "username": "grace",
+        "email": "grace@example.com",
+        "password1": "a-long-pw-for-tests-42",
+        "password2": "a-long-pw-for-tests-42",
+    }
     response = client.post("/accounts/signup/?next=" + target, {**data, "next": target})
     assert response.status_code == 302
     assert response["Location"] == "/"

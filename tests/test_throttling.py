@@ -232,7 +232,8 @@ def test_a_refused_login_says_nothing_about_whether_the_account_exists(ines):
 
 def sign_up(client: Client, username: str):
     password = f"{username}-long-password-42"
-    return client.post("/accounts/signup/", {"username": username, "password1": password, "password2": password})
+    data = {"username": username, "email": f"{username}@example.com", "password1": password, "password2": password}
+    return client.post("/accounts/signup/", data)
 
 
 def test_it_throttles_signups_per_address(clock):

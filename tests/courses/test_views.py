@@ -220,8 +220,9 @@ def test_lesson_page_queries_stay_constant_as_lessons_grow(django_assert_num_que
         LessonProgress.objects.create(user=user, lesson=lesson)
         url = lesson_url(lesson)
         client.get(url)  # warm the session
-        # session, user, lesson, enrollment, progress, graded quizzes, attempts, previous, next, review-queue link
-        with django_assert_num_queries(10) as captured:
+        # session, user, lesson, enrollment, progress, graded quizzes, attempts, previous, next, review-queue link,
+        # unread notifications
+        with django_assert_num_queries(11) as captured:
             response = client.get(url)
         assert response.status_code == 200
         counts[lessons] = len(captured.captured_queries)
@@ -269,7 +270,8 @@ def test_logged_in_pages_of_imported_courses_reuse_the_neighbours(imported_lesso
     client = logged_in(factories.user_create())
     url = lesson_url(imported_lesson)
     client.get(url)
-    with django_assert_num_queries(6):  # session, user, lesson, enrollment, progress, review-queue link
+    # session, user, lesson, enrollment, progress, review-queue link, unread notifications
+    with django_assert_num_queries(7):
         body = client.get(url).content.decode()
     assert 'rel="prev"' in body and 'rel="next"' in body
 
@@ -480,7 +482,13 @@ def test_signup_creates_the_account_logs_in_and_follows_next(client, rich_lesson
     target = lesson_url(rich_lesson["lesson"])
     response = client.post(
         reverse("signup"),
-        {"username": "ada", "password1": factories.PASSWORD, "password2": factories.PASSWORD, "next": target},
+        {
+            "username": "ada",
+            "email": "ada@example.com",
+            "password1": factories.PASSWORD,
+            "password2": factories.PASSWORD,
+            "next": target,
+        },
     )
     assert response.status_code == 302
     assert response["Location"] == target
@@ -492,6 +500,7 @@ def test_signup_ignores_an_offsite_next(client):
         reverse("signup"),
         {
             "username": "ada",
+            "email": "ada@example.com",
             "password1": factories.PASSWORD,
             "password2": factories.PASSWORD,
             "next": "https://evil.example/",
