@@ -73,6 +73,10 @@ def make_revision(*, lab, user, files=None, state="graded", number=None, loop=Tr
 
 @pytest.fixture
 def world():
+    return world_create()
+
+
+def world_create() -> dict:
     """A course with a rubric lab, its learner's revision, and one user per persona."""
     course = make_course()
     lab = make_lab(course=course, spec=RUBRIC_SPEC, title="The quote service")
