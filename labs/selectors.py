@@ -391,6 +391,7 @@ class TimelineEvent:
     label: str
     actor_name: str
     reason: str
+    revision: Revision | None = None  # the revision it concerns, when it is one of the work's
 
 
 @dataclass
@@ -451,6 +452,7 @@ def work_timeline(*, work: LabWork, viewer: User, now: datetime | None = None) -
     concealing = not reveal and has_hidden
 
     submitted = {e.revision_id: e for e in events if e.kind == WorkEvent.Kind.SUBMITTED and e.revision_id}
+    by_pk = {revision.pk: revision for revision in revisions}
     items: list[TimelineItem] = []
     previous: tuple[Revision, dict[str, CheckResult]] | None = None
     for revision in revisions:
@@ -470,9 +472,9 @@ def work_timeline(*, work: LabWork, viewer: User, now: datetime | None = None) -
     for event in events:
         if event.kind == WorkEvent.Kind.SUBMITTED and event.revision_id in submitted:
             continue
-        items.append(
-            TimelineItem(at=event.created_at, event=_timeline_event(event, staff=is_staff_view, concealing=concealing))
-        )
+        shown = _timeline_event(event, staff=is_staff_view, concealing=concealing)
+        shown.revision = by_pk.get(event.revision_id)
+        items.append(TimelineItem(at=event.created_at, event=shown))
     items.sort(key=lambda item: (item.at, item.event is not None, item.event.event.pk if item.event else 0))
 
     override = None

@@ -271,9 +271,11 @@ def test_the_timeline_shows_events_who_when_and_why_and_an_override_with_its_rea
 
     html = client_for(learner).get(f"/work/{work_of(lab, learner).pk}/").content.decode()
 
-    assert "Changes requested</strong> · reviewer" in html
+    revision = Revision.objects.get()
+    assert f'Changes requested</strong> (<a href="/revisions/{revision.pk}/#reviews">revision 1</a>) · reviewer' in html
     assert "Add a health check." in html
-    assert "Waiting for a reviewer</strong> · Shipshape" in html  # the platform acts as "Shipshape"
+    assert "Waiting for a reviewer</strong> (" in html
+    assert "revision 1</a>) · Shipshape" in html  # the platform acts as "Shipshape"
     assert "88.50%" in html and "Extension granted for illness." in html
     assert "Submit a new revision" in html
 
