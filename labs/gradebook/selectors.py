@@ -15,8 +15,18 @@ from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, F, Min, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    Count,
+    F,
+    FloatField,
+    Func,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
+from django.db.models.functions import Coalesce, Floor
 
 from courses.models import Course, Enrollment
 from labs.models import CheckResult, GradingRun, Lab, LabWork, Revision, WorkEvent
@@ -331,9 +341,20 @@ def lab_revisions_to_pass(*, lab: Lab) -> list[tuple[str, int]]:
     return [(f"{n}" if n < 10 else "10+", counts.get(n, 0)) for n in range(1, top + 1)]
 
 
+class Epoch(Func):
+    """Seconds since the epoch of a datetime, computed by the database: subtracting them costs no parsing of
+    timestamps in Python (SQLite's Python-level timestamp functions dominated the analytics page)."""
+
+    template = "EXTRACT(EPOCH FROM %(expressions)s)"  # PostgreSQL
+    output_field = FloatField()
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, template="(julianday(%(expressions)s) * 86400.0)", **extra_context)
+
+
 def lab_hours_to_review(*, lab: Lab) -> tuple[list[tuple[str, int]], int, float | None]:
     """Hours from a revision's `submitted` event to the reviewer's decision on it (approved or changes requested).
-    Returns (histogram buckets, number of decisions, median hours). One query."""
+    Returns (histogram buckets, number of decisions, median hours). One query; the database subtracts."""
     submitted_at = (
         WorkEvent.objects.filter(
             work_id=OuterRef("work_id"), revision_id=OuterRef("revision_id"), kind=WorkEvent.Kind.SUBMITTED
@@ -341,15 +362,14 @@ def lab_hours_to_review(*, lab: Lab) -> tuple[list[tuple[str, int]], int, float 
         .order_by("created_at", "pk")
         .values("created_at")[:1]
     )
-    pairs = (
+    waits = (
         WorkEvent.objects.filter(
             work__lab=lab, kind__in=[WorkEvent.Kind.APPROVED, WorkEvent.Kind.CHANGES_REQUESTED], revision__isnull=False
         )
-        .annotate(submitted_at=Subquery(submitted_at))
-        .filter(submitted_at__isnull=False)
-        .values_list("submitted_at", "created_at")
+        .annotate(wait=Epoch("created_at") - Epoch(Subquery(submitted_at)))
+        .values_list("wait", flat=True)
     )
-    hours = sorted(max((decided - submitted).total_seconds(), 0) / 3600 for submitted, decided in pairs)
+    hours = sorted(max(float(wait), 0.0) / 3600 for wait in waits if wait is not None)
     if not hours:
         return [], 0, None
     buckets = []
@@ -363,13 +383,19 @@ def lab_hours_to_review(*, lab: Lab) -> tuple[list[tuple[str, int]], int, float 
 
 def lab_score_distribution(*, lab: Lab) -> list[tuple[str, int]]:
     """Learners per 10-point bucket of their grade (the override, else the final grade, else the autograde); 100
-    counts in the top bucket. One aggregate query; empty when nobody has a score yet."""
-    scored = LabWork.objects.filter(lab=lab).annotate(score=Coalesce("override_grade", "final_grade", "autograde"))
-    aggregates = {}
-    for low, high in SCORE_BUCKETS:
-        upper = Q(score__lt=high) if high < 100 else Q(score__lte=Decimal(100))
-        aggregates[f"b{low}"] = Count("pk", filter=Q(score__gte=low) & upper)
-    counts = scored.aggregate(**aggregates)
-    if not any(counts.values()):
+    counts in the top bucket. One grouped query; empty when nobody has a score yet."""
+    score = Coalesce("override_grade", "final_grade", "autograde")
+    rows = (
+        LabWork.objects.filter(lab=lab)
+        .annotate(bucket=Floor(score / 10))
+        .filter(bucket__isnull=False)
+        .values("bucket")
+        .annotate(n=Count("pk"))
+        .values_list("bucket", "n")
+    )
+    counts: Counter = Counter()
+    for bucket, n in rows:
+        counts[min(max(int(bucket), 0), 9)] += n
+    if not counts:
         return []
-    return [(f"{low}-{high - 1 if high < 100 else 100}", counts[f"b{low}"] or 0) for low, high in SCORE_BUCKETS]
+    return [(f"{low}-{high - 1 if high < 100 else 100}", counts.get(low // 10, 0)) for low, high in SCORE_BUCKETS]
