@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods
 from labs.errors import LearnerError
 from labs.gradebook import charts, selectors
 from labs.gradebook.cells import gradebook_row_cells, override_url_maker
-from labs.gradebook.export import gradebook_csv_lines
+from labs.gradebook.export import gradebook_csv_lines, lines_batched
 from labs.permissions import (
     access_course_for_instructor_by_slug,
     access_lab_for_instructor_by_slugs,
@@ -54,7 +54,7 @@ def gradebook_csv(request: HttpRequest, course_slug: str) -> StreamingHttpRespon
     course = access_course_for_instructor_by_slug(course_slug=course_slug, user=request.user)
     filters = selectors.GradebookFilters.from_query(request.GET)
     response = StreamingHttpResponse(
-        gradebook_csv_lines(course=course, filters=filters), content_type="text/csv; charset=utf-8"
+        lines_batched(gradebook_csv_lines(course=course, filters=filters)), content_type="text/csv; charset=utf-8"
     )
     response["Content-Disposition"] = f'attachment; filename="{course.slug}-grades.csv"'
     response["Cache-Control"] = "private, no-store"
