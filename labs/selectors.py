@@ -582,9 +582,9 @@ def work_for_revision(*, revision: Revision) -> LabWork | None:
 
 def revision_commented_files(*, revision: Revision, comments: list[dict[str, Any]]) -> list[Any]:
     """The revision's files that reviewers commented on, highlighted, each comment under its line (read-only):
-    labs.reviews.selectors.SourceFile. Only those files are read; the caller passes only submitted reviews'
+    labs.sources.SourceFile. Only those files are read; the caller passes only submitted reviews'
     comments, for a viewer who may see the revision."""
-    from labs.reviews.selectors import revision_source
+    from labs.sources import revision_source
 
     commented = {c.get("path") for c in comments}
     if not commented:

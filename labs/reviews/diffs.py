@@ -18,7 +18,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from labs.models import Revision
-from labs.reviews.selectors import (
+from labs.sources import (
     MAX_SHOWN_FILE_BYTES,
     MAX_SHOWN_TOTAL_BYTES,
     highlighted_lines,

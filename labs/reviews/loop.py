@@ -221,10 +221,10 @@ def work_revision_graded(*, revision: Revision, notify: bool = True) -> LabWork 
         autograde = Decimal(0)
     if not spec.reviewed:
         to_state, reason = W.AUTOGRADED, ""
-    elif autograde < spec.min_autograde:
+    elif (visible := visible_autograde(revision=revision, fallback=autograde)) < spec.min_autograde:
         to_state = W.BELOW_THRESHOLD
         reason = (
-            f"Autograde {autograde}% is under the {spec.min_autograde}% this lab needs before review: "
+            f"The visible checks scored {visible}%, under the {spec.min_autograde}% this lab needs before review: "
             "fix the failing checks and submit again."
         )
     else:
@@ -244,11 +244,38 @@ def work_revision_graded(*, revision: Revision, notify: bool = True) -> LabWork 
         _notify(
             work=work,
             kind="grading_finished",
-            title=f"{work.lab.title}: revision {revision.number} graded, {autograde}%",
+            title=f"{work.lab.title}: revision {revision.number} graded" + _percent_if_public(work, autograde),
             url=reverse("revision_detail", args=[revision.pk]),
             body=reason,
         )
     return work
+
+
+def visible_autograde(*, revision: Revision, fallback: Decimal) -> Decimal:
+    """The percentage the revision's visible checks scored: the review threshold is measured on what the learner
+    can see and fix, so being held back never tells them anything about hidden checks. `fallback` (the whole
+    autograde) when the revision has no stored results."""
+    from django.db.models import Sum
+
+    from labs.models import CheckResult, GradingRun
+
+    run = GradingRun.objects.filter(revision=revision).order_by("-attempt").first()
+    if run is None:
+        return fallback
+    totals = CheckResult.objects.filter(run=run, hidden_until_due=False).aggregate(
+        points=Sum("points"), maximum=Sum("max_points")
+    )
+    visible = percent(totals["points"], totals["maximum"])
+    return fallback if visible is None else visible
+
+
+def _percent_if_public(work: LabWork, autograde: Decimal) -> str:
+    """ ", 80%" unless the lab has hidden checks learners cannot see yet: the whole autograde counts them."""
+    from labs.selectors import hidden_checks_public
+
+    if work.lab.labspec.hidden_check_ids() and not hidden_checks_public(lab=work.lab):
+        return ""
+    return f", {autograde}%"
 
 
 def work_revision_needs_attention(*, revision: Revision) -> None:

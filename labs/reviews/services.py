@@ -18,7 +18,7 @@ from labs.models import Review, Revision
 from labs.permissions import User, can_review, is_reviewable
 from labs.reviews import loop
 from labs.reviews.rubric import Criterion, review_spec_for_lab
-from labs.reviews.selectors import revision_file_line_count, revision_paths
+from labs.sources import revision_file_line_count, revision_paths
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from courses.models import Enrollment
+from labs import sources
 from labs.models import CheckResult, GradingRun, LabWork, Review, Revision
 from labs.permissions import can_read_reviews, can_review, can_use_review_queue
 from labs.reviews import loop, selectors
@@ -577,7 +578,7 @@ def test_binary_and_huge_files_show_their_size_only(world):
 def test_the_page_budget_stops_showing_code_after_512_kib(world):
     chunk = b"plain words\n" * 8_000  # 96 KB each: five fit in 512 KiB, the sixth does not
     revision = make_revision(lab=world["lab"], user=world["classmate"], files={f"m{n}.txt": chunk for n in range(7)})
-    files = selectors.revision_source(revision=revision)
+    files = sources.revision_source(revision=revision)
     assert [f.kind for f in files] == ["text"] * 5 + ["over_page_budget"] * 2
 
 
@@ -760,9 +761,9 @@ def test_the_review_page_query_count_does_not_grow_with_the_loop(world):
 def test_line_counting_past_the_budget_does_not_mistake_a_cut_character_for_binary(world):
     text = ("é" * 5 + "\n").encode() * 3  # 11 bytes a line; a 16-byte budget cuts the second line's "é" in half
     revision = make_revision(lab=world["lab"], user=world["classmate"], files={"accents.txt": text})
-    assert selectors.revision_file_line_count(revision=revision, path="accents.txt", max_bytes=16) == 2
-    assert selectors.revision_file_line_count(revision=revision, path="accents.txt", max_bytes=len(text)) == 3
-    assert selectors.revision_file_line_count(revision=revision, path="not-there.txt", max_bytes=100) is None
+    assert sources.revision_file_line_count(revision=revision, path="accents.txt", max_bytes=16) == 2
+    assert sources.revision_file_line_count(revision=revision, path="accents.txt", max_bytes=len(text)) == 3
+    assert sources.revision_file_line_count(revision=revision, path="not-there.txt", max_bytes=100) is None
 
 
 @pytest.mark.parametrize("score", ["1e999999999", "-1e999999999", "1e-999999999", "0e999999999", "1" * 5000])
