@@ -119,11 +119,12 @@ class RevisionDetail:
 
 
 def revision_queue_position(*, revision: Revision) -> int | None:
-    """How many queued revisions are ahead of this one, or None when it is not waiting."""
+    """How many queued revisions are ahead of this one, or None when it is not waiting. Regrade preview copies
+    wait on a queue of their own and are not counted."""
     if revision.state != Revision.State.QUEUED or revision.queued_at is None:
         return None
     return (
-        Revision.objects.filter(state=Revision.State.QUEUED)
+        Revision.objects.filter(state=Revision.State.QUEUED, regrade__isnull=True)
         .filter(Q(queued_at__lt=revision.queued_at) | Q(queued_at=revision.queued_at, pk__lt=revision.pk))
         .count()
     )

@@ -449,3 +449,59 @@ def test_self_test_and_regrade_copies_never_start_a_work(people):
     assert loop.work_revision_submitted(revision=example) is None
     assert loop.work_revision_graded(revision=example) is None
     assert not LabWork.objects.exists()
+
+
+def graded_with_results(lab, user, results) -> Revision:
+    """A revision graded through grading.state with the given (check_id, hidden, points, max_points) results."""
+    from labs.grading import state
+    from labs.grading.scoring import score_results
+
+    revision = submit(lab, user)
+    Revision.objects.filter(pk=revision.pk).update(state="running")
+    revision.refresh_from_db()
+    run = state.run_start(revision=revision, worker="test")
+    stored = [
+        state.result_store(
+            run=run,
+            position=n,
+            check_id=check_id,
+            kind="command",
+            category="correctness",
+            status="pass" if points == maximum else "fail",
+            points=points,
+            max_points=maximum,
+            message="",
+            hidden_until_due=hidden,
+        )  # fmt: skip
+        for n, (check_id, hidden, points, maximum) in enumerate(results)
+    ]
+    state.revision_finish(revision=revision, run=run, score=score_results(stored))
+    revision.refresh_from_db()
+    return revision
+
+
+def test_the_threshold_is_measured_on_the_visible_checks_only(people):
+    lab = make_lab(course=people["course"], spec=spec_with(min_autograde=80))
+    # Visible checks all pass (100 %); the hidden one fails, so the whole autograde is 50 %.
+    revision = graded_with_results(lab, people["learner"], [("visible", False, 5, 5), ("hidden", True, 0, 5)])
+    work = work_of(revision)
+    assert (work.state, work.autograde) == (W.AWAITING_REVIEW, Decimal("50.00"))
+
+
+def test_held_back_by_visible_checks_the_reason_quotes_only_them(people):
+    lab = make_lab(course=people["course"], spec=spec_with(min_autograde=80))
+    revision = graded_with_results(lab, people["learner"], [("visible", False, 2, 5), ("hidden", True, 5, 5)])
+    work = work_of(revision)
+    assert work.state == W.BELOW_THRESHOLD
+    assert "visible checks scored 40.00%" in WorkEvent.objects.filter(work=work).last().reason
+
+
+def test_the_grading_notification_names_no_percentage_while_hidden_checks_are_concealed(people):
+    lab = make_lab(course=people["course"], spec=spec_with())  # DEFAULT_SPEC has a hidden check, no due date
+    graded_with_results(lab, people["learner"], [("visible", False, 5, 5), ("hidden", True, 0, 5)])
+    note = Notification.objects.get(user=people["learner"])
+    assert "%" not in note.title
+    lab.hidden_revealed_at = timezone.now()
+    lab.save(update_fields=["hidden_revealed_at"])
+    graded_with_results(lab, people["learner"], [("visible", False, 5, 5), ("hidden", True, 0, 5)])
+    assert Notification.objects.filter(user=people["learner"]).first().title.endswith(", 50.00%")
