@@ -253,8 +253,12 @@ def test_no_id_route_answers_500_to_a_hostile_id(world, route):
 # Query parameters and form fields that carry an id or a number standing for one: (method, URL, the rest of the
 # data, the field the hostile value goes into).
 FIELD_CASES = [
-    ("get", "/review/", {}, "lab"),
-    ("get", "/review/", {}, "page"),
+    ("get", "/review/shipping/", {}, "lab"),
+    ("get", "/review/shipping/", {}, "page"),
+    ("get", "/review/revisions/{rev}/", {}, "against"),
+    ("post", "/review/revisions/{rev}/comments/", {"path": "service.py", "body": "x"}, "line"),
+    ("post", "/courses/shipping/work/{work}/override/", {"reason": "x"}, "grade"),
+    ("get", "/courses/shipping/gradebook/", {}, "page"),
     ("post", "/account/tokens/", {"action": "revoke"}, "token_id"),
     ("post", "/account/tokens/", {"action": "create"}, "expires_in_days"),
     ("post", "/courses/shipping/week-01/pinning/quiz/final/", {}, "q0"),
@@ -275,6 +279,11 @@ NOT_ID_FIELDS = {
     "comment": "free text",
     "fc-path": "a file name checked against the revision's manifest",
     "fc-body": "free text",
+    "path": "a file name checked against the revision's manifest",
+    "reason": "free text",
+    "state": "a choice among the loop's states, anything else ignored",
+    "learner": "a substring of a username",
+    "body": "free text",
 }
 
 
@@ -406,6 +415,7 @@ def test_a_reviewer_filter_by_a_huge_lab_id_shows_the_whole_queue(world):
     course_factories.enrollment_create(user=reviewer, course=world.revision.lab.course, role=Enrollment.Role.REVIEWER)
     client = Client()
     client.force_login(reviewer)
-    response = client.get("/review/", {"lab": "9999999999999999999999999"})
+    work = lab_factories.loop_record(world.revision)
+    response = client.get("/review/shipping/", {"lab": "9999999999999999999999999"})
     assert response.status_code == 200
-    assert f'data-revision="{world.revision.pk}"' in response.content.decode()
+    assert f'data-work="{work.pk}"' in response.content.decode()

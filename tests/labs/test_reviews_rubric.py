@@ -120,8 +120,8 @@ def test_a_review_block_without_a_rubric_keeps_its_required_flag_and_the_default
 
 def test_parse_review_checks_required_and_unknown_keys():
     spec, problems = parse_review({"required": "yes please", "rubrik": []})
-    assert "review.rubrik: unknown key; allowed keys are rubric, required." in problems
-    assert "review.required: must be true or false, got 'yes please'." in problems
+    assert "review.rubrik: unknown key; allowed keys are rubric, required, weight, min_autograde." in problems
+    assert "review.required: must be true, false or optional, got 'yes please'." in problems
     assert spec.criteria == DEFAULT_CRITERIA
 
 
