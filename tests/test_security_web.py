@@ -12,10 +12,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.utils import timezone
 
 from courses.models import Enrollment
 from courses.services import learning
-from labs.models import CheckResult, GradingRun, Review, Revision
+from labs.models import CheckResult, GradingRun, LabWork, Review, Revision
 from labs.services.tokens import api_token_create
 from tests.courses import factories as course_factories
 from tests.labs import factories as lab_factories
@@ -111,7 +112,9 @@ def hostile() -> Hostile:
         rubric_scores={"overall": 3},
         comment="Comment " + HOSTILE,
         file_comments=[{"path": HOSTILE_PATH, "line": 1, "body": "Line " + HOSTILE}],
+        submitted_at=timezone.now(),
     )
+    lab_factories.loop_record(revision)
     return Hostile(
         owner=owner, reviewer=reviewer, staff=staff, revision=revision, token=api_token_create(user=owner)[1]
     )
@@ -128,7 +131,7 @@ def test_course_file_fields_render_as_text_on_catalog_course_and_lesson(hostile)
 
 def test_usernames_render_as_text_in_the_header_and_on_staff_pages(hostile):
     assert_inert(hostile.client(hostile.owner).get("/").content.decode())
-    queue = hostile.client(hostile.staff).get("/review/").content.decode()
+    queue = hostile.client(hostile.staff).get(f"/review/{hostile.revision.lab.course.slug}/").content.decode()
     assert_inert(queue, expect_at_least=2)  # lab title and learner name (twice, once hidden for screen readers)
 
 
@@ -242,13 +245,18 @@ def test_a_logged_in_post_without_its_csrf_token_is_refused(hostile, url, data):
 
 
 def test_a_review_post_without_its_csrf_token_is_refused(hostile):
-    client, token = _csrf_client(hostile.reviewer)
+    second = get_user_model().objects.create(username="second-reviewer")
+    course_factories.enrollment_create(user=second, course=hostile.revision.lab.course, role=Enrollment.Role.REVIEWER)
+    client, token = _csrf_client(second)
+    claim = f"/review/work/{LabWork.objects.get(revision=hostile.revision).pk}/claim/"
+    assert client.post(claim).status_code == 403
+    assert client.post(claim, {"csrfmiddlewaretoken": token}).status_code == 302
     url = f"/review/revisions/{hostile.revision.pk}/"
-    data = {"decision": "approved", "score-overall": "9"}
+    data = {"decision": "approved", "score-overall": "9", "action": "submit"}
     assert client.post(url, data).status_code == 403
-    assert Review.objects.get(reviewer=hostile.reviewer).decision == "changes_requested"
+    assert not Review.objects.filter(reviewer=second).exists()
     assert client.post(url, {**data, "csrfmiddlewaretoken": token}).status_code == 302
-    assert Review.objects.get(reviewer=hostile.reviewer).decision == "approved"
+    assert Review.objects.get(reviewer=second).decision == "approved"
 
 
 @pytest.mark.parametrize("url", ["/accounts/login/", "/accounts/signup/"])
