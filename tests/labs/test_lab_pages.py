@@ -277,3 +277,19 @@ def test_the_token_page_shows_a_new_token_once_and_stores_its_hash():
     assert raw not in client.get("/account/tokens/").content.decode()
     client.post("/account/tokens/", {"action": "revoke", "token_id": token.pk})
     assert not ApiToken.objects.exists()
+
+
+def test_an_instructor_finds_the_gradebook_analytics_and_regrades_from_the_lab_page():
+    lab = make_lab()
+    instructor, learner = make_user("teacher"), make_user("student")
+    enroll(instructor, lab.course, Enrollment.Role.INSTRUCTOR)
+    enroll(learner, lab.course)
+    page = logged_in(instructor).get(lab_url(lab)).content.decode()
+    for link in (
+        f"/courses/{lab.course.slug}/gradebook/?lab={lab.slug}",
+        f"/courses/{lab.course.slug}/labs/{lab.slug}/analytics/",
+        f"/courses/{lab.course.slug}/labs/{lab.slug}/regrades/",
+    ):
+        assert link in page
+        assert logged_in(instructor).get(link).status_code == 200
+    assert "/gradebook/" not in logged_in(learner).get(lab_url(lab)).content.decode()
