@@ -62,15 +62,7 @@ def review_submit(
     The revision row is locked first, so two submits of the same form serialise and the second updates the
     review the first created instead of adding a duplicate.
     """
-    locked = Revision.objects.select_for_update().select_related("lab", "lab__course").get(pk=revision.pk)
-    if not can_review(user=reviewer, revision=locked):
-        raise ReviewNotAllowed(
-            "You cannot review this revision.", "Only the course's reviewers can, and not their own."
-        )
-    if not is_reviewable(revision=locked):
-        raise ReviewRejected(
-            [f"Revision {locked.number} is still {locked.state}: wait until grading finishes, then review it."]
-        )
+    locked = _revision_locked_for_review(revision=revision, reviewer=reviewer)
     work = loop.work_for_review(revision=locked)
     loop.work_claim_check(work=work, reviewer=reviewer, revision=locked)
     spec = review_spec_for_lab(locked.lab)
@@ -232,8 +224,8 @@ class CommentRejected(LearnerError):
         super().__init__("The comment was not added.", "Fix what is listed and add it again.", problems=problems)
 
 
-def _draft_for_update(*, revision: Revision, reviewer: User) -> tuple[Revision, Review | None]:
-    """The revision (locked) and `reviewer`'s draft of it, if any; raises if they may not write one."""
+def _revision_locked_for_review(*, revision: Revision, reviewer: User) -> Revision:
+    """The revision, locked, once `reviewer` may review it and grading has finished."""
     locked = Revision.objects.select_for_update().select_related("lab", "lab__course").get(pk=revision.pk)
     if not can_review(user=reviewer, revision=locked):
         raise ReviewNotAllowed(
@@ -243,6 +235,12 @@ def _draft_for_update(*, revision: Revision, reviewer: User) -> tuple[Revision, 
         raise ReviewRejected(
             [f"Revision {locked.number} is still {locked.state}: wait until grading finishes, then review it."]
         )
+    return locked
+
+
+def _draft_for_update(*, revision: Revision, reviewer: User) -> tuple[Revision, Review | None]:
+    """The revision (locked) and `reviewer`'s draft of it, if any; raises if they may not write one."""
+    locked = _revision_locked_for_review(revision=revision, reviewer=reviewer)
     review = Review.objects.select_for_update().filter(revision=locked, reviewer=reviewer).first()
     if review is not None and review.submitted_at is not None:
         raise ReviewClosed(
