@@ -6,27 +6,34 @@ console errors and uncaught exceptions are recorded too. Each persona walks its 
 reviewer and staff. The learner also exercises what the policy could break: KaTeX (including the constructs
 where KaTeX writes a style attribute), the quiz reveal and the graded quiz (htmx), mark complete (htmx), the
 theme toggle, the drag-and-drop upload script (fetch), the revision page's live status (htmx polling, swapped
-without a reload) and the tokens page. Screenshots go to artifacts/screenshots/csp-*.png.
+without a reload) and the tokens page. The reviewer walks the review loop's pages: the queues, a claim, the review
+page (review.js opens a line comment form in place), a second revision's diff, the timeline and notifications;
+the learner comes back for the comment in place, the timeline, the diff and the notifications; staff walk the
+gradebook, the analytics (SVG), the override form and a regrade preview (htmx polling, then ready). Grading is
+written through labs.grading.state as a worker would (no worker runs here). Screenshots go to
+artifacts/screenshots/csp-*.png.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from decimal import Decimal
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 from playwright.sync_api import expect
 
 from config.security import CONTENT_SECURITY_POLICY
 from courses.markdown import render_markdown
 from courses.models import Enrollment, Lesson, Quiz
 from courses.services.importing import course_import
-from labs.models import CheckResult, GradingRun, Lab, Revision
+from labs.grading import state as grading_state
+from labs.grading.scoring import score_results
+from labs.models import Lab, LabWork, Regrade, Revision
+from labs.services.submissions import revision_submit
 from tests.courses import factories
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -201,21 +208,21 @@ def _starter_zip(path: Path) -> Path:
     return path
 
 
-def _grade(revision: Revision) -> None:
-    """Store a result as the worker would, while the revision page is open and polling."""
-    now = timezone.now()
-    run = GradingRun.objects.create(
-        revision=revision, attempt=1, worker="csp", phase="results_stored", outcome="graded",
-        queued_at=revision.queued_at, started_at=now, sandbox_ready_at=now, checks_finished_at=now,
-        results_stored_at=now, log="$ python service.py\n",
-    )  # fmt: skip
+def _grade(revision: Revision, *, passed: bool = False) -> None:
+    """Store a result through labs.grading.state, as the worker would (the loop moves on: the work waits for a
+    review), while the revision page is open and polling. `passed`: the first check passes."""
+    claimed = grading_state.revision_claim(revision_id=revision.pk)
+    assert claimed is not None, f"revision {revision.pk} could not be claimed ({revision.state})"
+    run = grading_state.run_start(revision=claimed, worker="csp")
     check = revision.lab.spec["checks"][0]
-    CheckResult.objects.create(
-        run=run, position=1, check_id=check["id"], kind=check["kind"], category=check["category"],
-        status="fail", points=0, max_points=check["points"], message="Pinned without a hash.",
-        hint="Regenerate the lock with hashes.", evidence={"lines": ["flask==3.0.3"]},
+    result = grading_state.result_store(
+        run=run, position=0, check_id=check["id"], kind=check["kind"], category=check["category"],
+        status="pass" if passed else "fail", points=check["points"] if passed else 0, max_points=check["points"],
+        message="Pinned with hashes." if passed else "Pinned without a hash.",
+        hint="" if passed else "Regenerate the lock with hashes.", evidence={"lines": ["flask==3.0.3"]},
     )  # fmt: skip
-    Revision.objects.filter(pk=revision.pk).update(state="graded", score=Decimal(0), max_score=Decimal(check["points"]))
+    grading_state.run_record(run=run, log="$ python service.py\n", hidden_log="", resources={})
+    assert grading_state.revision_finish(revision=claimed, run=run, score=score_results([result]))
 
 
 def _assert_math_typeset(page) -> None:
@@ -328,32 +335,103 @@ def test_every_page_runs_under_the_policy_without_a_violation_or_console_error(
     learner.visit("/accounts/password/change/", "password-change")
     problems += learner.close()
 
-    # The reviewer: the queue, the review page (review.js fills a line comment), the saved review.
+    # The reviewer: the queues, a claim, a line comment opened in place by review.js, changes requested.
+    work = LabWork.objects.get(lab=site["lab"], user=site["learner"])
+    assert work.state == "awaiting_review"
     reviewer = Watched(browser, live_server, screenshots, "reviewer")
     reviewer.log_in("rita")
     page = reviewer.page
-    reviewer.visit("/review/", "queue")
-    expect(page.locator(f"tr[data-revision='{revision.pk}']")).to_be_visible()
-    reviewer.visit(f"/review/revisions/{revision.pk}/", "review")
-    page.locator(".source-lines .ln a[data-path]").first.click()
-    row = page.locator(".file-comment-row").first
-    assert row.locator("select[name='fc-path']").input_value() != ""
-    assert page.evaluate("document.activeElement.name") == "fc-body"
+    reviewer.visit("/review/", "queues")
+    expect(page.locator("tr[data-course='production-systems']")).to_be_visible()
+    reviewer.visit(f"/review/production-systems/?lab={site['lab'].pk}&state=awaiting_review", "course-queue")
+    page.locator(f"tr[data-work='{work.pk}']").get_by_role("button", name="Claim").click()
+    page.wait_for_url(f"**/review/revisions/{revision.pk}/")
+    expect(page.get_by_text("You hold this until")).to_be_visible()
+    reviewer.settle("review-claimed")
+    page.evaluate("window.notReloaded = true")
+    page.locator('.source-lines a.comment-link[data-path="service.py"][data-line="1"]').click()
+    form_row = page.locator("tr.new-comment-row")
+    expect(form_row.locator(".comment-where")).to_have_text("service.py:1")
+    assert page.evaluate("window.notReloaded") is True
+    assert page.evaluate("document.activeElement.name") == "body"
     page.keyboard.type("Pin flask with a hash.")
+    reviewer.settle("review-comment-form")
+    form_row.get_by_role("button", name="Add comment").click()
+    page.wait_for_url("**#file-*-L1")
+    expect(page.locator("tr.line-comments")).to_contain_text("Pin flask with a hash.")
+    reviewer.settle("review-comment-drafted")
     for criterion in page.locator(".rubric input[type=number]").all():
         criterion.fill("1")
     page.get_by_label("Request changes").check()
     page.get_by_role("button", name="Submit review").click()
     page.wait_for_url("**#your-review")
+    expect(page.get_by_text("Your review of revision 1 was submitted.")).to_be_visible()
     reviewer.settle("review-saved")
+
+    # The learner resubmits (stored here; the upload form ran above) once the lab's cooldown has passed (revision
+    # 1 is moved back in time for that), and revision 2 is graded: the review page now diffs against revision 1.
+    Revision.objects.filter(pk=revision.pk).update(created_at=revision.created_at - timedelta(hours=1))
+    service = (STARTER_DIR / "service.py").read_bytes()
+    files = [(f.name, f.read_bytes()) for f in sorted(STARTER_DIR.iterdir()) if f.name != "service.py"]
+    second = revision_submit(
+        lab=site["lab"], user=site["learner"], upload=[*files, ("service.py", service + b"\n# revised\n")]
+    )
+    _grade(second, passed=True)
+    reviewer.visit("/review/production-systems/", "course-queue-again")
+    page.locator(f"tr[data-work='{work.pk}']").get_by_role("button", name="Claim").click()
+    page.wait_for_url(f"**/review/revisions/{second.pk}/")
+    expect(page.locator("h2#changes-heading")).to_have_text("Changes since revision 1 (last reviewed)")
+    assert page.locator("#changes .diff-add").count() >= 1
+    reviewer.settle("review-diff")
     reviewer.visit(f"/revisions/{revision.pk}/", "revision")
-    expect(page.locator(".reviews")).to_contain_text("Pin flask with a hash.")
+    expect(page.locator("#comments-in-place")).to_contain_text("Pin flask with a hash.")
+    reviewer.visit(f"/revisions/{revision.pk}/diff/{second.pk}/", "diff")
+    reviewer.visit(f"/work/{work.pk}/", "timeline")
+    reviewer.visit("/notifications/", "notifications")
     problems += reviewer.close()
 
-    # Staff: the same pages are fine; the admin runs under the policy too.
+    # The learner again: the count in the header, the comment in place, the fixed check, the diff.
+    learner = Watched(browser, live_server, screenshots, "learner-loop")
+    learner.log_in("ada")
+    page = learner.page
+    expect(page.locator(".site-nav .nav-count")).to_be_visible()
+    learner.visit("/notifications/", "notifications")
+    learner.visit(f"/revisions/{revision.pk}/", "revision-commented")
+    expect(page.locator("#comments-in-place tr.line-comments")).to_contain_text("Pin flask with a hash.")
+    learner.visit(f"/work/{work.pk}/", "timeline")
+    expect(page.locator("#revision-2 .checks-fixed")).to_contain_text(site["lab"].spec["checks"][0]["id"])
+    learner.visit(f"/revisions/{revision.pk}/diff/{second.pk}/", "diff")
+    learner.visit("/notifications/", "notifications-again")
+    page.get_by_role("button", name="Mark all read").click()
+    page.wait_for_url("**/notifications/")
+    expect(page.locator(".site-nav .nav-count")).to_have_count(0)
+    learner.settle("notifications-read")
+    problems += learner.close()
+
+    # Staff: the gradebook, analytics, an override form, a regrade preview (htmx polling, then ready), the admin.
     staff = Watched(browser, live_server, screenshots, "staff")
     staff.log_in("ina")
+    page = staff.page
     staff.visit(f"/revisions/{revision.pk}/", "revision")
+    staff.visit("/courses/production-systems/gradebook/", "gradebook")
+    expect(page.locator(f"td[data-work='{work.pk}']")).to_be_visible()
+    staff.visit("/courses/production-systems/gradebook/?lab=quote-service&state=in_review&learner=ad", "gradebook-lab")
+    expect(page.locator(f"td[data-work='{work.pk}']")).to_be_visible()
+    staff.visit(f"{LAB}analytics/", "analytics")
+    assert page.locator(".chart-section svg").count() >= 1  # server-rendered charts (one per section with data)
+    staff.visit(f"/courses/production-systems/work/{work.pk}/override/", "override")
+    staff.visit(f"{LAB}regrades/", "regrades")
+    page.get_by_role("button", name="Start a preview").click()
+    regrade = Regrade.objects.get(lab=site["lab"])
+    page.wait_for_url(f"**/regrades/{regrade.pk}/")
+    expect(page.locator("#regrade-progress")).to_contain_text("0 of 1 graded")
+    staff.settle("regrade-running")
+    for shadow in regrade.shadow_revisions.all():
+        _grade(shadow)  # the changed grader fails the check revision 2 passed
+    expect(page.locator("h1")).to_contain_text("preview ready", timeout=15_000)  # htmx polled, then reloaded
+    expect(page.locator("table.regrade-changes")).to_contain_text("ada")
+    staff.settle("regrade-ready")
+    staff.visit(f"{LAB}regrades/", "regrades-history")
     staff.visit("/admin/", "admin")
     staff.visit("/admin/labs/revision/", "admin-revisions")
     staff.visit(f"/admin/labs/revision/{revision.pk}/change/", "admin-revision")

@@ -79,7 +79,8 @@ def test_a_reviewer_claims_comments_on_a_line_in_place_and_requests_changes(brow
     page.locator("#file-2-L5").scroll_into_view_if_needed()
     shots = artifacts_dir / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(shots / "review-page.png"), full_page=True)
+    # review-page.png is the whole loop's (tests/browser/test_review_loop.py); this one is the claim's.
+    page.screenshot(path=str(shots / "review-page-claim.png"), full_page=True)
 
     page.get_by_label("Request changes").check()
     page.get_by_role("button", name="Submit review").click()
