@@ -30,11 +30,10 @@ from config.security import CONTENT_SECURITY_POLICY
 from courses.markdown import render_markdown
 from courses.models import Enrollment, Lesson, Quiz
 from courses.services.importing import course_import
-from labs.grading import state as grading_state
-from labs.grading.scoring import score_results
 from labs.models import Lab, LabWork, Regrade, Revision
 from labs.services.submissions import revision_submit
 from tests.courses import factories
+from tests.labs.factories import grade_through_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -211,18 +210,20 @@ def _starter_zip(path: Path) -> Path:
 def _grade(revision: Revision, *, passed: bool = False) -> None:
     """Store a result through labs.grading.state, as the worker would (the loop moves on: the work waits for a
     review), while the revision page is open and polling. `passed`: the first check passes."""
-    claimed = grading_state.revision_claim(revision_id=revision.pk)
-    assert claimed is not None, f"revision {revision.pk} could not be claimed ({revision.state})"
-    run = grading_state.run_start(revision=claimed, worker="csp")
     check = revision.lab.spec["checks"][0]
-    result = grading_state.result_store(
-        run=run, position=0, check_id=check["id"], kind=check["kind"], category=check["category"],
-        status="pass" if passed else "fail", points=check["points"] if passed else 0, max_points=check["points"],
-        message="Pinned with hashes." if passed else "Pinned without a hash.",
-        hint="" if passed else "Regenerate the lock with hashes.", evidence={"lines": ["flask==3.0.3"]},
+    grade_through_state(
+        revision,
+        [
+            {
+                "check_id": check["id"], "kind": check["kind"], "category": check["category"],
+                "status": "pass" if passed else "fail", "points": check["points"] if passed else 0,
+                "max_points": check["points"], "message": "Pinned with hashes." if passed else "Pinned without a hash.",
+                "hint": "" if passed else "Regenerate the lock with hashes.", "evidence": {"lines": ["flask==3.0.3"]},
+            }
+        ],
+        worker="csp",
+        log="$ python service.py\n",
     )  # fmt: skip
-    grading_state.run_record(run=run, log="$ python service.py\n", hidden_log="", resources={})
-    assert grading_state.revision_finish(revision=claimed, run=run, score=score_results([result]))
 
 
 def _assert_math_typeset(page) -> None:

@@ -37,12 +37,10 @@ from playwright.sync_api import expect
 from courses.models import Enrollment
 from labs.gradebook.cells import percent_text
 from labs.gradebook.export import csv_cell
-from labs.grading import state as grading_state
-from labs.grading.scoring import score_results
 from labs.models import LabWork, Regrade, Review, Revision
 from labs.services.submissions import revision_submit
 from notifications.models import Notification
-from tests.labs.factories import DEFAULT_SPEC, enroll, make_course, make_lab, make_user
+from tests.labs.factories import DEFAULT_SPEC, enroll, grade_through_state, make_course, make_lab, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -112,28 +110,24 @@ def sent(monkeypatch) -> list[int]:
 
 def grade(revision: Revision, statuses: dict[str, str]) -> Revision:
     """Grade `revision` through labs.grading.state as the worker does: claim, run, one result per check, finish."""
-    claimed = grading_state.revision_claim(revision_id=revision.pk)
-    assert claimed is not None, f"revision {revision.pk} could not be claimed ({revision.state})"
-    run = grading_state.run_start(revision=claimed, worker="browser-test")
-    results = [
-        grading_state.result_store(
-            run=run,
-            position=position,
-            check_id=check_id,
-            kind=kind,
-            category=category,
-            status=statuses[check_id],
-            points=Decimal(5 if statuses[check_id] == "pass" else 0),
-            max_points=Decimal(5),
-            message=message if statuses[check_id] == "pass" else f"{check_id} failed.",
-            hint="" if statuses[check_id] == "pass" else f"Run the {check_id} check locally.",
-        )
-        for position, (check_id, kind, category, message) in enumerate(CHECKS)
-    ]
-    grading_state.run_record(run=run, log="$ python service.py\nquote service up\n", hidden_log="", resources={})
-    assert grading_state.revision_finish(revision=claimed, run=run, score=score_results(results))
-    claimed.refresh_from_db()
-    return claimed
+    return grade_through_state(
+        revision,
+        [
+            {
+                "check_id": check_id,
+                "kind": kind,
+                "category": category,
+                "status": statuses[check_id],
+                "points": Decimal(5 if statuses[check_id] == "pass" else 0),
+                "max_points": Decimal(5),
+                "message": message if statuses[check_id] == "pass" else f"{check_id} failed.",
+                "hint": "" if statuses[check_id] == "pass" else f"Run the {check_id} check locally.",
+            }
+            for check_id, kind, category, message in CHECKS
+        ],
+        worker="browser-test",
+        log="$ python service.py\nquote service up\n",
+    )
 
 
 def page_for(browser, live_server, user, problems: list[str]):

@@ -105,3 +105,24 @@ def loop_record(revision, *, notify: bool = False):
     if revision.state in ("graded", "failed"):
         work = loop.work_revision_graded(revision=revision, notify=notify)
     return work
+
+
+def grade_through_state(revision, results: list[dict[str, Any]], *, worker: str = "test-worker", log: str = ""):
+    """Grade `revision` as a worker does, through labs.grading.state: claim, one run, one stored result per entry of
+    `results` (CheckResult fields; position from the order, message defaults to ""), logs, finish with their score.
+    Returns the claimed revision, refreshed."""
+    from labs.grading import state
+    from labs.grading.scoring import score_results
+
+    claimed = state.revision_claim(revision_id=revision.pk)
+    assert claimed is not None, f"revision {revision.pk} could not be claimed ({revision.state})"
+    run = state.run_start(revision=claimed, worker=worker)
+    stored = [
+        state.result_store(run=run, position=position, **{"message": "", **fields})
+        for position, fields in enumerate(results)
+    ]
+    hidden = "hidden log" if any(fields.get("hidden_until_due") for fields in results) else ""
+    state.run_record(run=run, log=log, hidden_log=hidden, resources={})
+    assert state.revision_finish(revision=claimed, run=run, score=score_results(stored))
+    claimed.refresh_from_db()
+    return claimed

@@ -19,7 +19,6 @@ from django.urls import reverse
 from courses.models import Enrollment
 from labs.errors import LearnerError
 from labs.grading import state as grading_state
-from labs.grading.scoring import score_results
 from labs.models import CheckResult, LabWork, Regrade, Revision, WorkEvent
 from labs.regrades.selectors import regrade_progress
 from labs.regrades.services import (
@@ -31,7 +30,7 @@ from labs.regrades.services import (
 )
 from labs.reviews import loop
 from labs.tasks import revision_queue
-from tests.labs.factories import enroll, make_course, make_lab, make_user
+from tests.labs.factories import enroll, grade_through_state, make_course, make_lab, make_user
 
 POINTS = {"has-service": 5, "secret-tests": 10}
 ALL_PASS = {"has-service": "pass", "secret-tests": "pass"}
@@ -65,28 +64,23 @@ def submit(lab, user, *, tree: str = "a") -> Revision:
 
 def grade(revision: Revision, statuses: dict[str, str]) -> Revision:
     """Grade `revision` through labs.grading.state, as the worker does: claim, run, one result per check, finish."""
-    claimed = grading_state.revision_claim(revision_id=revision.pk)
-    assert claimed is not None, f"revision {revision.pk} could not be claimed ({revision.state})"
-    run = grading_state.run_start(revision=claimed, worker="test-worker")
-    results = [
-        grading_state.result_store(
-            run=run,
-            position=position,
-            check_id=check_id,
-            kind="files.required" if check_id == "has-service" else "tests.pytest",
-            category="correctness",
-            status=status,
-            points=Decimal(POINTS[check_id] if status == "pass" else 0),
-            max_points=Decimal(POINTS[check_id]),
-            message=f"{check_id} said {status}",
-            hidden_until_due=check_id == "secret-tests",
-        )
-        for position, (check_id, status) in enumerate(statuses.items())
-    ]
-    grading_state.run_record(run=run, log="visible log", hidden_log="hidden log", resources={})
-    assert grading_state.revision_finish(revision=claimed, run=run, score=score_results(results))
-    claimed.refresh_from_db()
-    return claimed
+    return grade_through_state(
+        revision,
+        [
+            {
+                "check_id": check_id,
+                "kind": "files.required" if check_id == "has-service" else "tests.pytest",
+                "category": "correctness",
+                "status": status,
+                "points": Decimal(POINTS[check_id] if status == "pass" else 0),
+                "max_points": Decimal(POINTS[check_id]),
+                "message": f"{check_id} said {status}",
+                "hidden_until_due": check_id == "secret-tests",
+            }
+            for check_id, status in statuses.items()
+        ],
+        log="visible log",
+    )
 
 
 def park_in_error(revision: Revision) -> None:

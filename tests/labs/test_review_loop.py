@@ -20,7 +20,7 @@ from labs.reviews.services import review_submit
 from labs.services.submissions import revision_policy_check
 from notifications.models import Notification
 
-from .factories import DEFAULT_SPEC, enroll, make_course, make_lab, make_user
+from .factories import DEFAULT_SPEC, enroll, grade_through_state, make_course, make_lab, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -453,31 +453,18 @@ def test_self_test_and_regrade_copies_never_start_a_work(people):
 
 def graded_with_results(lab, user, results) -> Revision:
     """A revision graded through grading.state with the given (check_id, hidden, points, max_points) results."""
-    from labs.grading import state
-    from labs.grading.scoring import score_results
-
     revision = submit(lab, user)
-    Revision.objects.filter(pk=revision.pk).update(state="running")
-    revision.refresh_from_db()
-    run = state.run_start(revision=revision, worker="test")
-    stored = [
-        state.result_store(
-            run=run,
-            position=n,
-            check_id=check_id,
-            kind="command",
-            category="correctness",
-            status="pass" if points == maximum else "fail",
-            points=points,
-            max_points=maximum,
-            message="",
-            hidden_until_due=hidden,
-        )  # fmt: skip
-        for n, (check_id, hidden, points, maximum) in enumerate(results)
-    ]
-    state.revision_finish(revision=revision, run=run, score=score_results(stored))
-    revision.refresh_from_db()
-    return revision
+    return grade_through_state(
+        revision,
+        [
+            {
+                "check_id": check_id, "kind": "command", "category": "correctness",
+                "status": "pass" if points == maximum else "fail", "points": points, "max_points": maximum,
+                "hidden_until_due": hidden,
+            }
+            for check_id, hidden, points, maximum in results
+        ],
+    )  # fmt: skip
 
 
 def test_the_threshold_is_measured_on_the_visible_checks_only(people):
