@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+
+from httpbench import free_port, http_get, session_cookie, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKS = (
@@ -239,48 +240,13 @@ def revisions_of(by_key: dict) -> list:
     return [r for revs in by_key.values() for r in revs]
 
 
-def _session_cookie(user) -> str:
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(port: int, path: str, cookie: str = "") -> tuple[int, int]:
-    """One GET on a fresh connection, reading the whole answer; returns (status, bytes)."""
-    extra = f"Cookie: {cookie}\r\n" if cookie else ""
-    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n".encode())
-        size, head = 0, b""
-        while True:
-            chunk = sock.recv(262144)
-            if not chunk:
-                break
-            if len(head) < 12:
-                head += chunk[:12]
-            size += len(chunk)
-    return int(head[9:12]), size
-
-
 def _measure(port: int, path: str, cookie: str, requests: int) -> dict[str, float]:
     for _ in range(10):  # warm up: imports, templates, SQLite page cache
-        _get(port, path, cookie)
+        http_get(port, path, cookie)
     latencies = []
     for _ in range(requests):
         started = time.perf_counter()
-        status, _ = _get(port, path, cookie)
+        status, _ = http_get(port, path, cookie)
         latencies.append(time.perf_counter() - started)
         if status != 200:
             raise RuntimeError(f"GET {path} answered {status}")
@@ -303,19 +269,6 @@ def _query_count(path: str, user) -> tuple[int, int]:
     with CaptureQueriesContext(connection) as queries:
         response = client.get(path)
     return response.status_code, len(queries)
-
-
-def _wait_ready(port: int, proc: subprocess.Popen, deadline: float = 30.0) -> None:
-    until = time.monotonic() + deadline
-    while time.monotonic() < until:
-        if proc.poll() is not None:
-            raise RuntimeError("gunicorn exited during start-up; run it by hand to see why")
-        try:
-            if _get(port, "/healthz")[0] == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer on port {port} within {deadline:.0f} s")
 
 
 def main() -> int:
@@ -358,8 +311,8 @@ def main() -> int:
         command_seconds = time.perf_counter() - started
         command_lines = out.getvalue().count("\n")
 
-        cookies = {instructor.pk: _session_cookie(instructor), reviewer.pk: _session_cookie(reviewer)}
-        port = _free_port()
+        cookies = {instructor.pk: session_cookie(instructor), reviewer.pk: session_cookie(reviewer)}
+        port = free_port()
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "gunicorn", "config.wsgi:application",
@@ -372,7 +325,7 @@ def main() -> int:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        _wait_ready(port, proc)
+        wait_ready(port, proc)
         print(
             f"gunicorn: {args.workers} sync workers; one client, one connection per request, {args.requests} requests a page"
         )
@@ -387,11 +340,11 @@ def main() -> int:
                 f"max {figures['max_ms']:7.2f} ms  {counts[name]:3d} queries{'' if met else '  (over target)'}"
             )
         csv_path = f"/courses/{course.slug}/gradebook.csv"
-        _get(port, csv_path, cookies[instructor.pk])
+        http_get(port, csv_path, cookies[instructor.pk])
         timings = []
         for _ in range(3):
             started = time.perf_counter()
-            status, size = _get(port, csv_path, cookies[instructor.pk])
+            status, size = http_get(port, csv_path, cookies[instructor.pk])
             timings.append(time.perf_counter() - started)
             if status != 200:
                 raise RuntimeError(f"GET {csv_path} answered {status}")

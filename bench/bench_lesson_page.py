@@ -17,13 +17,14 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from httpbench import free_port, http_get, session_cookie, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_LESSON = REPO / "courses/content/production-systems/module-03-production-deployment/01-production-deployment.md"
@@ -122,40 +123,11 @@ def _course_build(tmp: Path) -> str:
     return f"/courses/bench/week-{UNITS // 2:02d}/lesson-{LESSONS_PER_UNIT // 2:02d}/"
 
 
-def _session_cookie() -> str:
+def _learner_cookie() -> str:
     """A logged-in learner's session cookie: their pages are personal, so never served from the cache."""
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
+    from django.contrib.auth import get_user_model
 
-    user = get_user_model().objects.create_user(username="bench")  # no password: the session is forged below
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(port: int, path: str, cookie: str = "") -> tuple[int, int]:
-    """One GET on a fresh connection; returns (status, response bytes incl. headers)."""
-    extra = f"Cookie: {cookie}\r\n" if cookie else ""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n".encode())
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    data = b"".join(chunks)
-    return int(data[9:12]), len(data)
+    return session_cookie(get_user_model().objects.create_user(username="bench"))  # no password: forged session
 
 
 def _worker(args: tuple[int, str, str, int]) -> list[float]:
@@ -163,7 +135,7 @@ def _worker(args: tuple[int, str, str, int]) -> list[float]:
     latencies = []
     for _ in range(count):
         started = time.perf_counter()
-        status, _ = _get(port, path, cookie)
+        status, _ = http_get(port, path, cookie)
         latencies.append(time.perf_counter() - started)
         if status != 200:
             raise RuntimeError(f"GET {path} answered {status}")
@@ -185,19 +157,6 @@ def _measure(pool, port: int, path: str, requests: int, concurrency: int, cookie
     }
 
 
-def _wait_ready(port: int, proc: subprocess.Popen, deadline: float = 30.0) -> None:
-    until = time.monotonic() + deadline
-    while time.monotonic() < until:
-        if proc.poll() is not None:
-            raise RuntimeError("gunicorn exited during start-up; run it by hand to see why")
-        try:
-            if _get(port, "/healthz")[0] == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer on port {port} within {deadline:.0f} s")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="per target over all rounds (default 3000)")
@@ -210,11 +169,11 @@ def main() -> int:
     proc = None
     try:
         lesson_path = _course_build(tmp)
-        cookie = _session_cookie()
+        cookie = _learner_cookie()
         from django.templatetags.static import static
 
         static_path = static("courses/css/site.css")
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "gunicorn", "config.wsgi:application",
@@ -227,8 +186,12 @@ def main() -> int:
             stdout=subprocess.DEVNULL,  # access logs are JSON lines on stdout: written, then dropped
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        _wait_ready(port, proc)
-        statuses = [_get(port, lesson_path)[0], _get(port, static_path)[0], _get(port, lesson_path, cookie)[0]]
+        wait_ready(port, proc)
+        statuses = [
+            http_get(port, lesson_path)[0],
+            http_get(port, static_path)[0],
+            http_get(port, lesson_path, cookie)[0],
+        ]
         assert statuses == [200, 200, 200], f"the server answered {statuses}; run gunicorn by hand to see why"
         print(f"gunicorn: {args.workers} sync workers; clients: {args.concurrency} processes, 1 connection/request")
         print(f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}")
