@@ -1,4 +1,11 @@
-"""Health endpoints that mean something: liveness is the process, readiness is every dependency."""
+"""Health endpoints that mean something: liveness is the process, readiness is every dependency.
+
+/readyz: the database and Redis are required (either down: 503 "unavailable"). The workers are reported from
+their heartbeats (labs/heartbeat.py): up, degraded (some report Docker down or the runner image missing) or down
+(no fresh heartbeat). Workers that cannot grade do not make the web unready, since it can still serve pages and
+take submissions that wait in the queue: the answer is 200 with status "degraded". Errors and worker details go
+only to internal callers (config.metrics.caller_is_internal); others see each status and latency.
+"""
 
 import time
 from collections.abc import Callable
@@ -9,6 +16,9 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from config.metrics import caller_is_internal
+from labs import heartbeat
 
 
 def _check_database() -> None:
@@ -29,6 +39,39 @@ DEPENDENCY_CHECKS: dict[str, Callable[[], None]] = {
     "database": _check_database,
     "redis": _check_redis,
 }
+
+
+def _workers() -> dict:
+    started = time.perf_counter()
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        beats = heartbeat.heartbeats_read(client=client)
+    except redis.RedisError as exc:
+        beats, error = [], f"{type(exc).__name__}: {exc}"[:300]
+    else:
+        error = None
+    finally:
+        client.close()
+    now = time.time()
+    result = {
+        "status": heartbeat.workers_status(beats=beats, now=now),
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "workers": [
+            {
+                "worker": beat["worker"],
+                "age_seconds": round(now - beat["time"], 1),
+                "fresh": now - beat["time"] <= heartbeat.heartbeat_ttl_seconds(),
+                "docker": beat.get("docker"),
+                "image": beat.get("image"),
+            }
+            for beat in beats
+        ],
+    }
+    if error:
+        result["error"] = error
+    elif not beats:
+        result["error"] = "no worker heartbeat in Redis: no Celery worker is running, or none can reach Redis"
+    return result
 
 
 def _probe(check: Callable[[], None]) -> dict:
@@ -56,7 +99,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     dependencies = {name: _probe(check) for name, check in DEPENDENCY_CHECKS.items()}
     ready = all(dep["status"] == "up" for dep in dependencies.values())
-    return JsonResponse(
-        {"status": "ready" if ready else "unavailable", "dependencies": dependencies},
-        status=200 if ready else 503,
-    )
+    dependencies["workers"] = _workers()
+    workers_up = dependencies["workers"]["status"] == "up"
+    status = ("ready" if workers_up else "degraded") if ready else "unavailable"
+    if not caller_is_internal(request):
+        dependencies = {
+            name: {"status": d["status"], "latency_ms": d["latency_ms"]} for name, d in dependencies.items()
+        }
+    return JsonResponse({"status": status, "dependencies": dependencies}, status=200 if ready else 503)

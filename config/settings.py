@@ -238,3 +238,15 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
     },
 }
+
+# Telemetry (TELEMETRY helper; config/metrics.py, labs/heartbeat.py, docs/architecture.md "Telemetry").
+# /metrics and /readyz's details need `Authorization: Bearer <token>`; without a token, only loopback callers.
+METRICS_TOKEN = env_str("SHIPSHAPE_METRICS_TOKEN", "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfiguredEnv("SHIPSHAPE_METRICS_TOKEN is shorter than 16 characters. Use a long random value.")
+# Celery queues (Redis lists) whose depth /metrics reports.
+METRICS_QUEUES = env_list("SHIPSHAPE_METRICS_QUEUES", ["celery", "regrades", "grading-long"])
+# Seconds between a worker's heartbeats; a heartbeat older than three of them no longer counts.
+HEARTBEAT_SECONDS = env_int("SHIPSHAPE_HEARTBEAT_SECONDS", 10, minimum=1)
+if (_multiproc_dir := env_str("PROMETHEUS_MULTIPROC_DIR", "")) and not Path(_multiproc_dir).is_dir():
+    raise ImproperlyConfiguredEnv(f"PROMETHEUS_MULTIPROC_DIR={_multiproc_dir!r} is not a directory. Create it first.")

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from config import health, throttle
+from config import health, metrics, throttle
 
 # The admin's login counts failed logins like the site's (config/throttle.py) and answers 429 once refused.
 admin.site.login_form = throttle.AdminLoginForm
@@ -9,6 +9,7 @@ admin.site.login_form = throttle.AdminLoginForm
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/login/", throttle.with_throttle_status(admin.site.login)),
     path("admin/", admin.site.urls),
     path("accounts/", include("courses.account_urls")),

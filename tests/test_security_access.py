@@ -165,6 +165,9 @@ HTML_TABLE = [
     _row("/accounts/signup/", "get", 200, 302, 302, 302, 302, 302, 302, 302),
     _row("/accounts/logout/", "post", 302, 302, 302, 302, 302, 302, 302, 302),
     _row("/healthz", "get", 200, 200, 200, 200, 200, 200, 200, 200),
+    # The test client calls from 127.0.0.1 and no token is configured: loopback is internal, whoever is logged
+    # in. From any other address, or with a token configured and not sent, it is 404 (tests/platform/test_metrics.py).
+    _row("/metrics", "get", 200, 200, 200, 200, 200, 200, 200, 200),
 ]
 REVIEW_POST = {"decision": "approved", "score-overall": "8", "comment": "Looks right."}
 COMMENT_POST = {"path": "service.py", "line": "1", "body": "Name this function for what it does."}

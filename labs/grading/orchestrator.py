@@ -39,6 +39,7 @@ from labs.models import CheckResult, GradingRun, Revision
 from labs.sandbox import Sandbox, SandboxLimits, clean_output
 from labs.sandbox.reaper import database_label
 from labs.storage import tree_files_dir
+from labs.telemetry import grading_run_observe
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,14 @@ def grade_revision(*, revision_id: int, worker: str = "") -> str | None:
         logger.info("revision %s is not queued any more; nothing to do", revision_id)
         return None
     run = grading_state.run_start(revision=revision, worker=worker)
+    try:
+        return _grade(revision, run)
+    finally:
+        grading_run_observe(run=run)  # whatever the run ended as: counted once, read back from the database
+
+
+def _grade(revision: Revision, run: GradingRun) -> str:
+    revision_id = revision.pk
     try:
         state = _prepare(revision, run)
         _grade_in_sandbox(state)
