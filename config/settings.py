@@ -138,6 +138,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Longer than the longest grading a lab may declare, so Redis never redelivers a run still going.
 GRADING_MAX_WALL_SECONDS = env_int("SHIPSHAPE_GRADING_MAX_WALL_SECONDS", 900, minimum=10)
+# Fair queues (labs.tasks.revision_queue): labs whose wall budget is over this many seconds grade on `grading-long`.
+GRADING_LONG_LAB_SECONDS = env_int("SHIPSHAPE_LONG_LAB_SECONDS", 120, minimum=1)
 # Platform maxima a lab.yaml may not exceed (validate_course reports a lab asking for more).
 GRADING_MAX_CPUS = env_int("SHIPSHAPE_GRADING_MAX_CPUS", 2, minimum=1)
 GRADING_MAX_MEMORY_MB = env_int("SHIPSHAPE_GRADING_MAX_MEMORY_MB", 2048, minimum=64)

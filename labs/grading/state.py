@@ -11,6 +11,11 @@ sweeper can never grade one revision twice or overwrite each other.
 
     graded | failed ──regrade applied──▶ graded | failed   (`revision_results_replace`: a new attempt, copied)
 
+A learner has at most one grading in flight, across labs, and theirs are claimed in submission order: a claim is
+refused while another of their revisions runs or an older one waits (`revision_claim`); the task that ends a
+grading sends the next (`revision_next_waiting`). Self-tests and regrade copies belong to system accounts and are
+not limited.
+
 A regrade preview's copies (Revision.regrade set) are graded like any revision; when one finishes or is parked,
 labs.regrades.report is told once the transaction commits, and a copy of a cancelled preview is never claimed.
 
@@ -25,7 +30,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from labs.grading.scoring import Score
@@ -97,9 +103,53 @@ def revision_claim(*, revision_id: int) -> Revision | None:
         return None
     _soft, hard = task_time_limits(revision=revision)
     deadline = timezone.now() + timedelta(seconds=hard + CLAIM_MARGIN_S)
-    if not revision_transition(revision=revision, to_state=S.RUNNING, deadline_at=deadline):
+    if revision.is_learner_work:
+        if not _learner_claim(revision=revision, deadline=deadline):
+            return None
+    elif not revision_transition(revision=revision, to_state=S.RUNNING, deadline_at=deadline):
         return None
     return Revision.objects.select_related("lab", "lab__course").get(pk=revision_id)
+
+
+def _ahead_of(revision: Revision):
+    """The learner's revisions that must go before `revision`: one running (any lab), or an older one queued."""
+    mine = Revision.objects.learner_work().filter(user_id=revision.user_id).exclude(pk=revision.pk)
+    return mine.filter(Q(state=S.RUNNING) | Q(state=S.QUEUED, pk__lt=revision.pk))
+
+
+def _learner_claim(*, revision: Revision, deadline: datetime) -> bool:
+    """Claim a learner's revision only when none of theirs runs and none older waits: one grading in flight per
+    learner, in submission order. Claims of one learner are serialised: on PostgreSQL by a row lock on the user
+    (FOR NO KEY UPDATE, which does not block inserts referencing the user), on SQLite by the IMMEDIATE transaction
+    that holds the write lock. A refused revision stays queued with its deadline moved to its blockers' (the
+    sweeper re-sends it only if they stall); the task that ends a grading sends the next one at once."""
+    user_model = Revision._meta.get_field("user").related_model
+    with transaction.atomic():
+        if connection.features.has_select_for_update:
+            list(user_model.objects.select_for_update(no_key=True).filter(pk=revision.user_id).values_list("pk"))
+        ahead = _ahead_of(revision)
+        if not ahead.exists():
+            return revision_transition(revision=revision, to_state=S.RUNNING, deadline_at=deadline)
+        now = timezone.now()
+        later = max(now + timedelta(seconds=QUEUED_RESEND_AFTER_S), ahead.aggregate(d=Max("deadline_at"))["d"] or now)
+        waiting = Revision.objects.filter(pk=revision.pk, state=S.QUEUED)
+        waiting.filter(Q(deadline_at__isnull=True) | Q(deadline_at__lt=later)).update(deadline_at=later)
+    logger.info("revision %s waits behind the learner's earlier grading", revision.pk)
+    return False
+
+
+def revision_next_waiting(*, revision_id: int) -> Revision | None:
+    """After a grading of `revision_id` ended (finished, parked, or back in the queue): the learner's oldest queued
+    revision, to send now, or None (not learner work, nothing waits, or the oldest is this one, which its task's
+    retry sends again)."""
+    revision = Revision.objects.filter(pk=revision_id).first()
+    if revision is None or not revision.is_learner_work:
+        return None
+    queued = Revision.objects.learner_work().filter(user_id=revision.user_id, state=S.QUEUED)
+    oldest = queued.select_related("lab").order_by("pk").first()
+    if oldest is None or oldest.pk == revision.pk:
+        return None
+    return oldest
 
 
 def _regrade_cancelled(revision: Revision) -> bool:

@@ -13,8 +13,10 @@ case "$role" in
       --workers "${SHIPSHAPE_WEB_WORKERS:-2}" --timeout 60 --graceful-timeout 10 "$@"
     ;;
   worker)
+    # Queues taken in turn (labs/tasks.py): short labs, long labs, regrade previews. A dedicated short-only
+    # worker: SHIPSHAPE_WORKER_QUEUES=celery.
     exec celery -A config worker --concurrency "${SHIPSHAPE_WORKER_CONCURRENCY:-2}" \
-      --prefetch-multiplier 1 -Q celery,regrades --loglevel INFO "$@"
+      --prefetch-multiplier 1 -Q "${SHIPSHAPE_WORKER_QUEUES:-celery,grading-long,regrades}" --loglevel INFO "$@"
     ;;
   beat)
     exec celery -A config beat --loglevel INFO --schedule "${SHIPSHAPE_DATA_DIR}/celerybeat-schedule" "$@"

@@ -65,8 +65,8 @@ class CeleryWorker:
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "celery", "-A", "config", "worker"),
-                # Both queues, as bin/run: learners' gradings and regrade previews' copies (taken in turn).
-                *("--pool", "prefork", "--concurrency", str(concurrency), "-Q", "celery,regrades"),
+                # Every queue, as bin/run: short labs, long labs, regrade previews' copies (taken in turn).
+                *("--pool", "prefork", "--concurrency", str(concurrency), "-Q", "celery,grading-long,regrades"),
                 *("--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"),
                 *("-n", f"test-worker-{self.starts}@%h"),
             ],
