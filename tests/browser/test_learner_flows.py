@@ -231,6 +231,7 @@ def test_learner_signs_up_takes_the_graded_quiz_and_completes_a_lesson(browser, 
 
     quiz.get_by_role("link", name="sign up").click()
     page.get_by_label("Username").fill("ada")
+    page.get_by_label("Email address").fill("ada@example.com")
     page.get_by_label("Password", exact=True).fill(factories.PASSWORD)
     page.get_by_label("Password confirmation").fill(factories.PASSWORD)
     page.get_by_role("button", name="Sign up").click()

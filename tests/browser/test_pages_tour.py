@@ -22,6 +22,7 @@ from playwright.sync_api import expect
 from courses.models import Enrollment
 from courses.services.importing import course_import
 from labs.models import CheckResult, GradingRun, Lab, Revision
+from tests.labs import factories as lab_factories
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -130,6 +131,8 @@ def _grade(revision: Revision) -> None:
         max_score=max_score,
         scores_by_category={k: {"score": str(v["score"]), "max": str(v["max"])} for k, v in by_category.items()},
     )
+    revision.refresh_from_db()
+    lab_factories.loop_record(revision)  # the review loop moves on, as revision_finish would: awaiting review
 
 
 def _assert_fits(page, name: str) -> None:
@@ -193,7 +196,11 @@ def test_tour_of_every_page_at_two_widths_in_both_themes(
             context.close()
 
     _grade(revision)
-    reviewer_pages = [("review-queue", "/review/"), ("review", f"/review/revisions/{revision.pk}/")]
+    reviewer_pages = [
+        ("review-queue", "/review/"),
+        ("review-course-queue", f"/review/{revision.lab.course.slug}/"),
+        ("review", f"/review/revisions/{revision.pk}/"),
+    ]
     for viewport in VIEWPORTS:
         for theme in THEMES:
             context = _context(browser, live_server, viewport=viewport, theme=theme)
@@ -203,12 +210,14 @@ def test_tour_of_every_page_at_two_widths_in_both_themes(
                 page.goto(live_server.url + path)
                 _shoot(page, screenshots, name, viewport, theme)
             if viewport == "desktop" and theme == "light":
-                # The quote-service lab's rubric (lab.yaml, review.rubric); every criterion must be scored.
+                # Claim it, then score the quote-service lab's rubric (lab.yaml): every criterion must be scored.
+                page.get_by_role("button", name="Claim", exact=True).click()
+                page.wait_for_load_state()
                 page.get_by_label("Failure handling reads clearly").fill("7")
                 page.get_by_label("Logs and metrics help an on-call engineer").fill("4")
                 page.get_by_label("The build is reproducible by someone else").fill("5")
-                page.get_by_label("General comment").fill("Good start. Pin flask with a hash, then resubmit.")
-                page.get_by_label("Request changes").check()
+                page.get_by_label("Overall comment").fill("Good start. Pin flask with a hash, then resubmit.")
+                page.get_by_label("Request changes", exact=False).check()
                 page.get_by_role("button", name="Submit review").click()
                 page.wait_for_url("**#your-review")
             assert context.offsite == []
