@@ -107,7 +107,7 @@ class Command(BaseCommand):
             if time.monotonic() >= deadline:
                 raise CommandError(
                     f"preview {regrade.pk} still running after {options['timeout']:.0f} s: are workers consuming "
-                    "the `regrades` queue (celery worker -Q celery,regrades)?",
+                    "the `regrades` queue (celery worker -Q celery,grading-long,regrades)?",
                     returncode=REFUSED,
                 )
             time.sleep(options["poll"])
