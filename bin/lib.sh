@@ -77,8 +77,10 @@ ensure_uv() {
 }
 
 ensure_python_deps() {
-  say "syncing Python dependencies (uv sync --frozen)"
-  (cd "$ROOT" && uv sync --frozen --quiet)
+  # The postgres extra (the psycopg driver) for both commands: ./bin/test needs it, and an exact sync without it
+  # would remove it again whenever ./bin/run syncs.
+  say "syncing Python dependencies (uv sync --frozen --extra postgres)"
+  (cd "$ROOT" && uv sync --frozen --quiet --extra postgres)
 }
 
 ensure_docker() {

@@ -4,6 +4,8 @@ Django's admin passes some ids from the request to `filter(pk__in=...)` without 
 
 - `ModelAdmin.response_action` filters by the posted `_selected_action` rows as they are: a non-numeric id raises
   ValueError, one past 64 bits OverflowError (SQLite binds integers as signed 64-bit values).
+- `ModelAdmin.get_object` (change, delete and history pages) catches ValueError and ValidationError, not the
+  DataError of a text id holding a NUL, which PostgreSQL refuses.
 - `ModelAdmin._get_list_editable_queryset` checks the list-edit row ids with `to_python`, which accepts any size.
 - `AutocompleteSelect.optgroups` re-renders a refused value with `filter(pk__in=[value])`.
 - `ModelMultipleChoiceField._check_values` (a many-to-many field, e.g. Group's permissions) catches the ValueError
@@ -46,6 +48,8 @@ def value_ok(field: models.Field, value: Any) -> bool:
         converted = field.to_python(value)
     except (ValidationError, TypeError, ValueError):
         return False
+    if isinstance(converted, str):
+        return "\x00" not in converted  # PostgreSQL's text cannot hold a NUL: the query itself would fail
     return not isinstance(converted, int) or MIN_DB_INT <= converted <= MAX_DB_INT
 
 
@@ -89,6 +93,12 @@ class SafeAutocompleteSelectMultiple(_SafeOptgroupsMixin, AutocompleteSelectMult
 
 class SafeIdsMixin(_AdminBase):
     """Mix into a ModelAdmin (before `admin.ModelAdmin`) so hostile row and related ids never reach a query."""
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> models.Model | None:
+        field = self.model._meta.get_field(from_field) if from_field else self.model._meta.pk
+        if not value_ok(field, object_id):
+            return None  # Django's answer to an id that matches no row
+        return super().get_object(request, object_id, from_field)
 
     def response_action(self, request: HttpRequest, queryset: models.QuerySet) -> HttpResponseBase | None:
         if not ids_ok(self.model, request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)):

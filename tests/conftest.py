@@ -51,9 +51,12 @@ def django_db_modify_db_settings(grading_db_path: Path) -> None:
     # Celery workers in the grading tests are other processes: the test database must be a file they can open,
     # not SQLite's :memory:. Defined here, not in tests/labs, because the first database test of the session,
     # wherever it is, decides the test database for all.
+    # On PostgreSQL (DATABASE_URL, as ./bin/test's second pass sets it) every process reaches the test database
+    # by name already: pytest-django creates test_<name> on that server and drops it at the end.
     from django.conf import settings
 
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(grading_db_path)
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(grading_db_path)
 
 
 def free_port() -> int:

@@ -165,7 +165,7 @@ def work_grades_refresh(*, work: LabWork) -> None:
 def work_for(*, revision: Revision, lock: bool = False) -> LabWork | None:
     query = LabWork.objects.select_related("lab", "lab__course", "user")
     if lock:
-        query = query.select_for_update()
+        query = query.select_for_update(of=("self",))
     return query.filter(lab_id=revision.lab_id, user_id=revision.user_id).first()
 
 
@@ -361,7 +361,7 @@ def _claim_refusal(*, work: LabWork, now: datetime) -> WorkStateRefused:
 @transaction.atomic
 def work_release(*, work: LabWork, reviewer: AbstractBaseUser, reason: str = "") -> LabWork:
     """Give the work back to the queue, keeping its place (waiting_since)."""
-    work = LabWork.objects.select_for_update().select_related("revision", "lab").get(pk=work.pk)
+    work = LabWork.objects.select_for_update(of=("self",)).select_related("revision", "lab").get(pk=work.pk)
     if work.state != W.IN_REVIEW or work.claimed_by_id != reviewer.pk:
         raise WorkStateRefused("You do not hold a claim on this work.", "Nothing to release.")
     work_transition(
@@ -396,8 +396,9 @@ def work_claims_expire(*, now: datetime | None = None) -> int:
 
 def work_for_review(*, revision: Revision) -> LabWork:
     """The work `revision` belongs to, locked, for a reviewer's decision; refused when the loop has none."""
+    # of=self: PostgreSQL cannot lock the nullable side of an outer join (claimed_by), and only the work is locked.
     work = (
-        LabWork.objects.select_for_update()
+        LabWork.objects.select_for_update(of=("self",))
         .select_related("claimed_by", "lab")
         .filter(lab_id=revision.lab_id, user_id=revision.user_id)
         .first()
@@ -487,7 +488,7 @@ def work_grade_override(*, work: LabWork, grade: Decimal | None, reason: str, by
         problems.append("Use at most two decimal places.")
     if problems:
         raise LearnerError("The override was not saved.", "Fix what is listed and save again.", problems=problems)
-    work = LabWork.objects.select_for_update().select_related("lab", "revision").get(pk=work.pk)
+    work = LabWork.objects.select_for_update(of=("self",)).select_related("lab", "revision").get(pk=work.pk)
     previous = work.override_grade
     GradeOverride.objects.create(work=work, grade=grade, previous_grade=previous, reason=reason, by=by)
     LabWork.objects.filter(pk=work.pk).update(override_grade=grade, updated_at=timezone.now())
@@ -508,7 +509,7 @@ def work_regraded(
 ) -> LabWork:
     """A regrade replaced `revision`'s results (revision already updated): refresh the autograde and the final
     grade, and let work held back by the threshold into the queue if it now passes. An override still wins."""
-    work = LabWork.objects.select_for_update().select_related("lab", "revision").get(pk=work.pk)
+    work = LabWork.objects.select_for_update(of=("self",)).select_related("lab", "revision").get(pk=work.pk)
     data = {"regrade_id": regrade_id, "before": before, "after": _score_data(revision)}
     if work.revision_id != revision.pk:
         work_event_record(work=work, kind=K.REGRADED, actor=by, revision=revision, data=data)

@@ -99,11 +99,14 @@ def enroll(user, course: Course, role: str = Enrollment.Role.LEARNER) -> Enrollm
 def loop_record(revision, *, notify: bool = False):
     """Run the review loop for a revision a test created directly, as revision_submit and grading would: the
     learner's work is started (or moved to `submitted`) and, for a finished revision, autograded. Returns it."""
+    from django.db import transaction
+
     from labs.reviews import loop
 
-    work = loop.work_revision_submitted(revision=revision)
-    if revision.state in ("graded", "failed"):
-        work = loop.work_revision_graded(revision=revision, notify=notify)
+    with transaction.atomic():  # as those callers do: the loop locks the work (PostgreSQL needs a transaction)
+        work = loop.work_revision_submitted(revision=revision)
+        if revision.state in ("graded", "failed"):
+            work = loop.work_revision_graded(revision=revision, notify=notify)
     return work
 
 
