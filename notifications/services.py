@@ -152,7 +152,7 @@ def email_address_verify(*, token: str) -> EmailAddress:
         ) from exc
     user_id, email = (payload.get("user"), payload.get("email")) if isinstance(payload, dict) else (None, None)
     with transaction.atomic():
-        address = EmailAddress.objects.select_for_update().select_related("user").filter(user_id=user_id).first()
+        address = EmailAddress.objects.select_for_update(of=("self",)).select_related("user").filter(user_id=user_id).first()
         if address is None or address.email != email:
             raise EmailVerificationRefused(
                 "This link is for an address that is no longer on the account.",

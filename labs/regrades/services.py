@@ -207,7 +207,7 @@ def regrade_discard(*, regrade: Regrade, by: AbstractBaseUser) -> Regrade:
 
 
 def _locked(regrade: Regrade) -> Regrade:
-    return Regrade.objects.select_for_update().select_related("lab", "lab__course").get(pk=regrade.pk)
+    return Regrade.objects.select_for_update(of=("self",)).select_related("lab", "lab__course").get(pk=regrade.pk)
 
 
 def _refusal(regrade: Regrade, *, action: str) -> RegradeRefused:

@@ -226,7 +226,7 @@ class CommentRejected(LearnerError):
 
 def _revision_locked_for_review(*, revision: Revision, reviewer: User) -> Revision:
     """The revision, locked, once `reviewer` may review it and grading has finished."""
-    locked = Revision.objects.select_for_update().select_related("lab", "lab__course").get(pk=revision.pk)
+    locked = Revision.objects.select_for_update(of=("self",)).select_related("lab", "lab__course").get(pk=revision.pk)
     if not can_review(user=reviewer, revision=locked):
         raise ReviewNotAllowed(
             "You cannot review this revision.", "Only the course's reviewers can, and not their own."
