@@ -18,9 +18,7 @@ import io
 import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +26,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from httpbench import free_port, http_get, session_cookie, wait_ready
+from httpbench import free_port, gunicorn_start, gunicorn_stop, http_get, server_environment, session_cookie
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKS = (
@@ -42,18 +40,7 @@ TARGET_P99_MS = 150.0
 
 
 def _environment(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "SHIPSHAPE_DEV": "1",
-            "SHIPSHAPE_DEBUG": "0",
-            "SHIPSHAPE_DATA_DIR": str(tmp),
-            "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "SHIPSHAPE_LOG_LEVEL": "WARNING",
-        }
-    )
-    return env
+    return server_environment(tmp, SHIPSHAPE_LOG_LEVEL="WARNING")
 
 
 def _spec() -> dict:
@@ -313,19 +300,7 @@ def main() -> int:
 
         cookies = {instructor.pk: session_cookie(instructor), reviewer.pk: session_cookie(reviewer)}
         port = free_port()
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn", "config.wsgi:application",
-                "--bind", f"127.0.0.1:{port}",
-                "--workers", str(args.workers),
-                "--log-level", "warning",
-            ],
-            cwd=REPO,
-            env=_environment(tmp),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_ready(port, proc)
+        proc = gunicorn_start(port=port, workers=args.workers, cwd=REPO, env=_environment(tmp))
         print(
             f"gunicorn: {args.workers} sync workers; one client, one connection per request, {args.requests} requests a page"
         )
@@ -359,11 +334,7 @@ def main() -> int:
         return 0 if ok else 1
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            gunicorn_stop(proc)
         if args.keep:
             print(f"kept {tmp}")
         else:

@@ -16,15 +16,13 @@ import argparse
 import multiprocessing
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from httpbench import free_port, http_get, session_cookie, wait_ready
+from httpbench import free_port, gunicorn_start, gunicorn_stop, http_get, server_environment, session_cookie
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_LESSON = REPO / "courses/content/production-systems/module-03-production-deployment/01-production-deployment.md"
@@ -59,17 +57,7 @@ def _lesson_source() -> str:
 
 
 def _environment(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "SHIPSHAPE_DEV": "1",
-            "SHIPSHAPE_DEBUG": "0",
-            "SHIPSHAPE_DATA_DIR": str(tmp),
-            "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-        }
-    )
-    return env
+    return server_environment(tmp)
 
 
 def _course_build(tmp: Path) -> str:
@@ -174,19 +162,7 @@ def main() -> int:
 
         static_path = static("courses/css/site.css")
         port = free_port()
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn", "config.wsgi:application",
-                "--bind", f"127.0.0.1:{port}",
-                "--workers", str(args.workers),
-                "--log-level", "warning",
-            ],
-            cwd=REPO,
-            env=_environment(tmp),
-            stdout=subprocess.DEVNULL,  # access logs are JSON lines on stdout: written, then dropped
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_ready(port, proc)
+        proc = gunicorn_start(port=port, workers=args.workers, cwd=REPO, env=_environment(tmp))
         statuses = [
             http_get(port, lesson_path)[0],
             http_get(port, static_path)[0],
@@ -233,11 +209,7 @@ def main() -> int:
         return 0 if ok else 1
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            gunicorn_stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

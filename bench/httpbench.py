@@ -1,9 +1,14 @@
-"""What benchmarks against a real server share: a free port on 127.0.0.1, one GET on a fresh connection, waiting
-for gunicorn to answer, and a logged-in session cookie forged in the database (no password hashing)."""
+"""What benchmarks against a real server share: a throwaway environment, gunicorn started on a free port of
+127.0.0.1 and stopped, one GET on a fresh connection, and a logged-in session cookie forged in the database (no
+password hashing)."""
 
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -53,3 +58,48 @@ def session_cookie(user) -> str:
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+
+def server_environment(tmp: Path, **extra: str) -> dict[str, str]:
+    """The environment of a server (and of the benchmark's own Django) on a throwaway data dir and SQLite file."""
+    env = dict(os.environ)
+    env.update(
+        SHIPSHAPE_DEV="1",
+        SHIPSHAPE_DEBUG="0",
+        SHIPSHAPE_DATA_DIR=str(tmp),
+        DATABASE_URL=f"sqlite:///{tmp / 'bench.sqlite3'}",
+        DJANGO_SETTINGS_MODULE="config.settings",
+        **extra,
+    )
+    return env
+
+
+def gunicorn_start(*, port: int, workers: int, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """gunicorn with `workers` sync workers on 127.0.0.1:`port`, once it answers /healthz. Its access logs (JSON
+    lines on stdout) are written, then dropped."""
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "gunicorn", "config.wsgi:application",
+            "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers),
+            "--log-level", "warning",
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_ready(port, proc)
+    except BaseException:
+        gunicorn_stop(proc)
+        raise
+    return proc
+
+
+def gunicorn_stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
