@@ -129,3 +129,23 @@ def grade_through_state(revision, results: list[dict[str, Any]], *, worker: str 
     assert state.revision_finish(revision=claimed, run=run, score=score_results(stored))
     claimed.refresh_from_db()
     return claimed
+
+
+def make_stored_revision(*, lab, user, files: dict[str, bytes], number: int | None = None, **fields: Any):
+    """A revision whose files went through the real validator and content-addressed storage (numbered after the
+    learner's last one unless `number` is given); the review loop is left to the caller (loop_record)."""
+    from labs.models import Revision
+    from labs.storage import tree_store
+    from labs.uploads import UploadRules, validate_files
+
+    tree = validate_files(list(files.items()), rules=UploadRules())
+    tree_store(tree=tree)
+    return Revision.objects.create(
+        lab=lab,
+        user=user,
+        number=number or Revision.objects.filter(lab=lab, user=user).count() + 1,
+        tree_sha256=tree.tree_sha256,
+        files=tree.manifest(),
+        total_bytes=tree.total_bytes,
+        **fields,
+    )

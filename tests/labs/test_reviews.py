@@ -18,10 +18,8 @@ from labs.models import CheckResult, GradingRun, LabWork, Review, Revision
 from labs.permissions import can_read_reviews, can_review, can_use_review_queue
 from labs.reviews import loop, selectors
 from labs.reviews.services import ReviewNotAllowed, ReviewRejected, review_submit
-from labs.storage import tree_store
-from labs.uploads import UploadRules, validate_files
 
-from .factories import DEFAULT_SPEC, enroll, loop_record, make_course, make_lab, make_user
+from .factories import DEFAULT_SPEC, enroll, loop_record, make_course, make_lab, make_stored_revision, make_user
 
 pytestmark = [pytest.mark.django_db]
 
@@ -52,21 +50,9 @@ def make_revision(*, lab, user, files=None, state="graded", number=None, loop=Tr
     """A stored revision: files go through the real validator and content-addressed storage, and the review loop
     records it as revision_submit and grading would (loop=False leaves the loop out)."""
     files = files if files is not None else {"service.py": SERVICE_PY}
-    tree = validate_files(list(files.items()), rules=UploadRules())
-    tree_store(tree=tree)
-    number = number or Revision.objects.filter(lab=lab, user=user).count() + 1
     fields.setdefault("score", Decimal(5))
     fields.setdefault("max_score", Decimal(15))
-    revision = Revision.objects.create(
-        lab=lab,
-        user=user,
-        number=number,
-        state=state,
-        tree_sha256=tree.tree_sha256,
-        files=tree.manifest(),
-        total_bytes=tree.total_bytes,
-        **fields,
-    )
+    revision = make_stored_revision(lab=lab, user=user, files=files, number=number, state=state, **fields)
     if loop:
         loop_record(revision)
     return revision

@@ -22,10 +22,8 @@ from courses.models import Enrollment
 from labs import selectors
 from labs.models import CheckResult, GradingRun, LabWork, Review, Revision
 from labs.reviews import loop
-from labs.storage import tree_store
-from labs.uploads import UploadRules, validate_files
 
-from .factories import DEFAULT_SPEC, enroll, loop_record, make_course, make_lab, make_user
+from .factories import DEFAULT_SPEC, enroll, loop_record, make_course, make_lab, make_stored_revision, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -56,19 +54,13 @@ def root(settings, tmp_path):
 
 def submit(lab, user, statuses: dict[str, str] | None, *, state: str = "graded", source: bytes = SERVICE_V1):
     """A stored revision graded with `statuses` ({check id: status}) on its one run, run through the loop."""
-    tree = validate_files([("service.py", source)], rules=UploadRules())
-    tree_store(tree=tree)
-    number = Revision.objects.filter(lab=lab, user=user).count() + 1
     statuses = statuses or {}
     score = sum(POINTS[c] for c, s in statuses.items() if s == "pass")
-    revision = Revision.objects.create(
+    revision = make_stored_revision(
         lab=lab,
         user=user,
-        number=number,
+        files={"service.py": source},
         state=state,
-        tree_sha256=tree.tree_sha256,
-        files=tree.manifest(),
-        total_bytes=tree.total_bytes,
         score=Decimal(score) if state != "error" else None,
         max_score=Decimal(20) if state != "error" else None,
         failure_reason="timeout" if state == "failed" else "",
