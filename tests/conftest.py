@@ -57,6 +57,11 @@ def django_db_modify_db_settings(grading_db_path: Path) -> None:
 
     if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(grading_db_path)
+    else:
+        # A name of its own per session: two test runs on one server (two developers, a run beside a benchmark)
+        # would otherwise drop each other's test_<name> database mid-run.
+        name = settings.DATABASES["default"]["NAME"]
+        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_{name}_{os.getpid()}"
 
 
 def free_port() -> int:
