@@ -1,3 +1,4 @@
+import logging
 import os
 
 from celery import Celery, signals
@@ -24,3 +25,17 @@ def _bind_request_id(task=None, **_: object) -> None:
 
     request_id = getattr(task.request, "request_id", None) if task is not None else None
     request_id_var.set(request_id if isinstance(request_id, str) and request_id else f"task-{task.request.id}")
+
+
+# A worker on any host serves its own metrics (SHIPSHAPE_WORKER_METRICS_ADDR; config/metrics.py). In the main
+# process once the pool has started, like the heartbeat, so no pool process is forked with the server's thread.
+@signals.worker_ready.connect
+def _serve_worker_metrics(**_: object) -> None:
+    from config.metrics import WorkerMetricsError, worker_metrics_start
+
+    try:
+        worker_metrics_start()
+    except WorkerMetricsError as exc:
+        # Celery logs and swallows a receiver's exceptions; SystemExit is not one of them and stops the worker.
+        logging.getLogger(__name__).critical("%s", exc)
+        raise SystemExit(1) from exc

@@ -4,7 +4,8 @@ Every metric is declared here, so the web and the workers record into the same n
 PROMETHEUS_MULTIPROC_DIR set (bin/run sets it, a directory under the data dir emptied at start), each gunicorn
 worker and each Celery pool process writes its own files there and /metrics adds them all up, gradings included;
 without it (tests, runserver), /metrics reads this process's registry. Queue depth is read from Redis at scrape
-time, never stored.
+time, never stored. A worker on another host has its own directory: with SHIPSHAPE_WORKER_METRICS_ADDR set, its
+main process serves that directory's sum itself (`worker_metrics_start`).
 
 Not public: a caller gets /metrics (and /readyz's details) with `Authorization: Bearer <SHIPSHAPE_METRICS_TOKEN>`
 or, when no token is configured, from a loopback address without proxy headers. Everyone else gets a 404.
@@ -15,6 +16,10 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import socket
+import threading
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import redis
 from django.conf import settings
@@ -57,12 +62,17 @@ _LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 _PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 
 
+def bearer_matches(*, authorization: str, token: str) -> bool:
+    """Whether an Authorization header carries `Bearer <token>` (compared in constant time)."""
+    scheme, _, given = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 def caller_is_internal(request: HttpRequest) -> bool:
     """The bearer token when one is configured; otherwise a loopback address that no proxy forwarded."""
     token = settings.METRICS_TOKEN
     if token:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+        return bearer_matches(authorization=request.headers.get("Authorization", ""), token=token)
     try:
         address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
@@ -123,3 +133,64 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if not caller_is_internal(request):
         raise Http404
     return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+# The worker's own endpoint (SHIPSHAPE_WORKER_METRICS_ADDR). Gradings run in the pool's forked children, so the
+# main process serves the sum of the worker's PROMETHEUS_MULTIPROC_DIR, as the web does with its own.
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scraper never holds the worker's shutdown
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # one line per scrape on stderr would drown the worker's JSON log
+
+
+def worker_metrics_app(*, token: str):
+    """A WSGI app serving the multiprocess directory's sum at /metrics; 401 without the token when one is set."""
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry)
+
+    def app(environ, start_response):
+        if token and not bearer_matches(authorization=environ.get("HTTP_AUTHORIZATION", ""), token=token):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
+            return [b"401: send Authorization: Bearer <SHIPSHAPE_METRICS_TOKEN>\n"]
+        if environ.get("PATH_INFO") != "/metrics" or environ.get("REQUEST_METHOD") not in {"GET", "HEAD"}:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"404: the metrics are at GET /metrics\n"]
+        body = generate_latest(registry)
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Cache-Control", "no-store")])
+        return [body]
+
+    return app
+
+
+class WorkerMetricsError(Exception):
+    """The worker's metrics endpoint cannot start as configured."""
+
+
+def worker_metrics_start() -> WSGIServer | None:
+    """Serve this worker's metrics on SHIPSHAPE_WORKER_METRICS_ADDR from a daemon thread (once, in the worker's main
+    process); None when the setting is unset. Raises WorkerMetricsError when it cannot."""
+    if settings.WORKER_METRICS_ADDR is None:
+        return None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        raise WorkerMetricsError(
+            "SHIPSHAPE_WORKER_METRICS_ADDR is set but PROMETHEUS_MULTIPROC_DIR is not: the gradings run in the pool's "
+            "processes, whose metrics only reach this endpoint through that directory. Create an empty directory and "
+            "set PROMETHEUS_MULTIPROC_DIR to it in the worker's environment."
+        )
+    host, port = settings.WORKER_METRICS_ADDR
+    server_class = _ThreadingServer
+    if ":" in host:
+        server_class = type("_ThreadingServer6", (_ThreadingServer,), {"address_family": socket.AF_INET6})
+    try:
+        server = make_server(host, port, worker_metrics_app(token=settings.METRICS_TOKEN), server_class, _QuietHandler)
+    except OSError as exc:
+        raise WorkerMetricsError(f"SHIPSHAPE_WORKER_METRICS_ADDR: cannot listen on {host}:{port}: {exc}") from exc
+    # Pool processes forked later (a replaced child) must not hold the port open after the main process is gone.
+    os.register_at_fork(after_in_child=server.socket.close)
+    threading.Thread(target=server.serve_forever, name="shipshape-worker-metrics", daemon=True).start()
+    return server

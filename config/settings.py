@@ -252,3 +252,33 @@ METRICS_QUEUES = env_list("SHIPSHAPE_METRICS_QUEUES", ["celery", "regrades", "gr
 HEARTBEAT_SECONDS = env_int("SHIPSHAPE_HEARTBEAT_SECONDS", 10, minimum=1)
 if (_multiproc_dir := env_str("PROMETHEUS_MULTIPROC_DIR", "")) and not Path(_multiproc_dir).is_dir():
     raise ImproperlyConfiguredEnv(f"PROMETHEUS_MULTIPROC_DIR={_multiproc_dir!r} is not a directory. Create it first.")
+
+
+def _listen_address(name: str, *, token: str) -> tuple[str, int] | None:
+    """`IP:port` (IPv6 in brackets: `[::1]:9101`) to listen on, or None when unset. A non-loopback address needs
+    the metrics token: without one, anyone who can reach the host would read the metrics."""
+    raw = env_str(name, "").strip()
+    if not raw:
+        return None
+    host, _, port = raw.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        address, number = None, 0
+    if address is None or not 1 <= number <= 65535:
+        raise ImproperlyConfiguredEnv(
+            f"{name}={raw!r} is not an IP address and port. Use e.g. 127.0.0.1:9101 or [::1]:9101."
+        )
+    if not address.is_loopback and not token:
+        raise ImproperlyConfiguredEnv(
+            f"{name}={raw!r} is not a loopback address, and SHIPSHAPE_METRICS_TOKEN is not set: the worker's metrics "
+            "would be open to anyone who can reach it. Set SHIPSHAPE_METRICS_TOKEN, or listen on 127.0.0.1."
+        )
+    return str(address), number
+
+
+# A worker on any host serves its own metrics (its pool processes' added up) at http://<this>/metrics, with the
+# same token rule as the web's /metrics; the worker needs PROMETHEUS_MULTIPROC_DIR then. Unset: no endpoint.
+WORKER_METRICS_ADDR = _listen_address("SHIPSHAPE_WORKER_METRICS_ADDR", token=METRICS_TOKEN)
