@@ -1,24 +1,41 @@
 """Content-addressed storage of labs' grader bundles and starter archives, written by the course import.
 
-Layout: `DATA_DIR/graders/<digest>/` (read-only files) and `DATA_DIR/starters/<digest>.zip`. The digest names
-the content (courses.coursefs.tree_digest), so a stored bundle is never overwritten and an aborted import
-only leaves unreferenced, immutable files behind.
+Stored twice: as blobs in the database (labs.blobs; what a worker on another host reads) and as a per-host copy,
+`DATA_DIR/graders/<digest>/` (read-only files) and `DATA_DIR/starters/<digest>.zip`. The digest names the content
+(courses.coursefs.tree_digest), so a stored bundle is never overwritten and an aborted import only leaves
+unreferenced, immutable files behind. `grader_materialize` and `starter_materialize` return the local copy,
+verified, written from the database when it is missing or does not match.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import logging
 import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
 
 from courses.coursefs import TreeDigest, tree_digest
+from labs.blobs import Entry, Layout, blob_tree_get, blob_tree_materialize, blob_tree_put, blob_tree_read
 from labs.errors import PlatformError
+from labs.models import BlobTree
+
+logger = logging.getLogger(__name__)
+
+# What grader_store writes: read-only files, executable where the course's file is.
+_GRADER_LAYOUT = Layout(
+    top_mode=0o700,  # as mkdtemp made it: hidden tests stay unreadable to other users of the host
+    dir_mode=0o755,
+    file_mode=lambda executable: 0o555 if executable else 0o444,
+    check_executable=True,
+)
 
 
 def grader_dir(*, digest: str) -> Path:
@@ -32,7 +49,9 @@ def starter_path(*, digest: str) -> Path:
 
 
 def grader_store(*, tree: TreeDigest) -> Path:
-    """Copy a grader folder into the store unless that digest is already stored. Never overwrites."""
+    """Copy a grader folder into the database and the local store unless that digest is already stored.
+    Never overwrites."""
+    _blobs_put(kind=BlobTree.Kind.GRADER, tree=tree)
     dest = grader_dir(digest=tree.digest)
     if dest.exists():
         return dest
@@ -60,28 +79,100 @@ def grader_store(*, tree: TreeDigest) -> Path:
     return dest
 
 
+def grader_materialize(*, digest: str) -> Path:
+    """The grader bundle on this host, written from the database when missing or not matching it."""
+    return blob_tree_materialize(
+        kind=BlobTree.Kind.GRADER, digest=digest, dest=grader_dir(digest=digest), layout=_GRADER_LAYOUT
+    )
+
+
 def starter_store(*, tree: TreeDigest) -> Path:
-    """Zip a starter folder deterministically into the store unless already stored."""
+    """Store a starter's files in the database and zip them deterministically into the local store, unless
+    already stored."""
+    _blobs_put(kind=BlobTree.Kind.STARTER, tree=tree)
     dest = starter_path(digest=tree.digest)
     if dest.exists():
         return dest
+    archive = starter_zip(((rel, (tree.root / rel).read_bytes(), executable) for rel, _s, _h, executable in tree.files))
+    _starter_write(dest, archive, replace=False)
+    return dest
+
+
+def starter_materialize(*, digest: str) -> Path:
+    """The starter archive on this host, zipped again from the database's files when it is missing or its files
+    do not hash to `digest`. Raises PlatformError when the database cannot supply it."""
+    dest = starter_path(digest=digest)
+    stored = blob_tree_get(kind=BlobTree.Kind.STARTER, digest=digest)
+    if stored is None:
+        if dest.is_file():
+            return dest  # stored before blobs existed and not backfilled yet: the local copy is all there is
+        raise PlatformError(
+            f"starter tree {digest} is neither in the database nor at {dest}; import the course again "
+            "(manage.py import_course)"
+        )
+    if dest.is_file() and starter_zip_digest(dest.read_bytes()) == digest:
+        return dest
+    if dest.exists():
+        logger.warning("the local starter archive %s does not match the database; rebuilding it", dest)
+    archive = starter_zip(
+        (entry["path"], data, bool(entry["executable"])) for entry, data in blob_tree_read(tree=stored)
+    )
+    if starter_zip_digest(archive) != digest:
+        raise PlatformError(f"starter tree {digest}: the archive zipped from the database does not hash to its name")
+    _starter_write(dest, archive, replace=True)
+    return dest
+
+
+def starter_zip(files: Iterable[Entry]) -> bytes:
+    """A deterministic zip of (path, data, executable) files: the same files always give the same bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for rel, data, executable in sorted(files):
+            # Fixed timestamps and modes: the same files always give the same bytes.
+            info = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = (0o100755 if executable else 0o100644) << 16
+            archive.writestr(info, data, compresslevel=6)
+    return buffer.getvalue()
+
+
+def starter_zip_digest(archive: bytes) -> str | None:
+    """The tree digest of a starter archive's files (executable bits included), or None if it is no zip."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+            files = []
+            for info in opened.infolist():
+                data = opened.read(info)
+                executable = bool((info.external_attr >> 16) & 0o111)
+                files.append((info.filename, len(data), hashlib.sha256(data).hexdigest(), executable))
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        return None
+    return tree_digest(files)
+
+
+def _starter_write(dest: Path, archive: bytes, *, replace: bool) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{tree.digest[:12]}-", suffix=".zip", dir=dest.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem[:12]}-", suffix=".zip", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
-            for rel, _size, _sha, executable in sorted(tree.files):
-                # Fixed timestamps and modes: the same files always give the same bytes.
-                info = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.create_system = 3
-                info.external_attr = (0o100755 if executable else 0o100644) << 16
-                archive.writestr(info, (tree.root / rel).read_bytes(), compresslevel=6)
-        with contextlib.suppress(FileExistsError):  # another import stored the same archive first
-            os.link(tmp, dest)  # link, not rename: it fails rather than overwrite an existing archive
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(archive)
+        if replace:
+            os.replace(tmp, dest)  # a rebuild: whoever renames last, the bytes are the same
+        else:
+            with contextlib.suppress(FileExistsError):  # another import stored the same archive first
+                os.link(tmp, dest)  # link, not rename: it fails rather than overwrite an existing archive
     finally:
         tmp.unlink(missing_ok=True)
-    return dest
+
+
+def _blobs_put(*, kind: str, tree: TreeDigest) -> None:
+    entries = [(rel, (tree.root / rel).read_bytes(), executable) for rel, _size, _sha, executable in tree.files]
+    try:
+        blob_tree_put(kind=kind, digest=tree.digest, entries=entries)
+    except PlatformError:
+        raise PlatformError(f"{tree.root} changed while it was being imported; run the import again") from None
 
 
 def _checked(digest: str) -> str:

@@ -461,3 +461,35 @@ class ApiToken(models.Model):
     @property
     def is_expired(self) -> bool:
         return self.expires_at <= timezone.now()
+
+
+class Blob(models.Model):
+    """One file's bytes, stored once per content (named by its sha256). The database is the one store every host
+    shares, so a worker on another host reads submitted files and grader bundles from here (labs.blobs)."""
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    size = models.PositiveBigIntegerField()
+    data = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class BlobTree(models.Model):
+    """A folder made of blobs: a submitted tree, a grader bundle or a starter's files, named by its digest
+    (labs.uploads.tree_digest for submissions, courses.coursefs.tree_digest for bundles)."""
+
+    class Kind(models.TextChoices):
+        SUBMISSION = "submission"
+        GRADER = "grader"
+        STARTER = "starter"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    digest = models.CharField(max_length=64)
+    manifest = models.JSONField(default=list, help_text="[{path, size, sha256, executable}], sorted by path.")
+    total_bytes = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "digest"], name="labs_blobtree_kind_digest")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.digest[:12]}"

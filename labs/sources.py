@@ -4,6 +4,7 @@ with line comments attached. Used by the review page, the learner's revision pag
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,23 +71,40 @@ def revision_paths(*, revision: Revision) -> list[str]:
 def revision_file_read(*, revision: Revision, path: str, max_bytes: int) -> bytes | None:
     """Up to `max_bytes` + 1 bytes of one submitted file (so callers can tell it is longer), or None when the
     revision has no such file or storage has lost it. Only paths listed in the revision's manifest are read,
-    and the resolved file must stay inside the revision's tree."""
-    if path not in set(revision_paths(revision=revision)):
+    and the resolved file must stay inside the revision's tree. The file is checked against the manifest's
+    sha256: a missing or changed local copy is written again from the database (labs.blobs)."""
+    entry = next((f for f in revision.files or [] if f.get("path") == path), None)
+    if entry is None:
         return None
     try:
-        files_root = (storage.tree_path(tree_sha256=revision.tree_sha256) / "files").resolve()
+        files_root = storage.tree_files_dir(tree_sha256=revision.tree_sha256)
     except PlatformError:
         logger.error("revision %s has a malformed tree digest %r", revision.pk, revision.tree_sha256)
         return None
+    data = _stored_file_read(revision, files_root, path)
+    if data is None or (entry.get("sha256") and hashlib.sha256(data).hexdigest() != entry["sha256"]):
+        try:
+            files_root = storage.tree_materialize(tree_sha256=revision.tree_sha256)
+        except PlatformError as exc:
+            logger.error("revision %s: its stored files cannot be read: %s", revision.pk, exc)
+            return None
+        data = _stored_file_read(revision, files_root, path)
+        if data is None or (entry.get("sha256") and hashlib.sha256(data).hexdigest() != entry["sha256"]):
+            logger.error("revision %s: stored file %r does not match its manifest", revision.pk, path)
+            return None
+    return data[: max_bytes + 1]
+
+
+def _stored_file_read(revision: Revision, files_root: Path, path: str) -> bytes | None:
+    # Whole files, to check their sha256: a submitted file is at most the lab's max_file_bytes.
+    files_root = files_root.resolve()
     target = (files_root / path).resolve()
     if not target.is_relative_to(files_root) or target == files_root:
         logger.error("revision %s: manifest path %r resolves outside its tree", revision.pk, path)
         return None
     try:
-        with Path(target).open("rb") as handle:
-            return handle.read(max_bytes + 1)
-    except OSError as exc:
-        logger.error("revision %s: cannot read stored file %r: %s", revision.pk, path, exc)
+        return target.read_bytes()
+    except OSError:
         return None
 
 

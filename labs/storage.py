@@ -1,8 +1,11 @@
-"""Content-addressed storage of submitted trees under settings.SUBMISSIONS_ROOT.
+"""Content-addressed storage of submitted trees: blobs in the database (labs.blobs, what every host shares) and a
+per-host copy under settings.SUBMISSIONS_ROOT, written on submit and materialized from the database elsewhere.
 
 Layout: `<root>/<tree_sha256>/files/<path>` plus `<root>/<tree_sha256>/manifest.json`. A tree is written to a
 temporary folder inside the root, fsynced, then renamed into place, so a reader (the sandbox's read-only bind
 mount) never sees half a tree. Files are 0644 and folders 0755 so the sandbox's uid 1000 can read them.
+Readers that need the files go through `tree_materialize`, which verifies the local copy and rebuilds it from the
+database when it is missing or does not match.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from labs.blobs import Layout, blob_tree_get, blob_tree_materialize, blob_tree_put
 from labs.errors import PlatformError
+from labs.models import BlobTree
 from labs.uploads import ValidatedTree
 
 FILE_MODE = 0o644
@@ -40,8 +45,38 @@ def tree_files_dir(*, tree_sha256: str) -> Path:
     return tree_path(tree_sha256=tree_sha256) / "files"
 
 
+def tree_materialize(*, tree_sha256: str) -> Path:
+    """The learner's files of a stored tree on this host (what tree_files_dir names), written from the database
+    when the local copy is missing or does not match it. Raises PlatformError when the database cannot supply it."""
+    return blob_tree_materialize(
+        kind=BlobTree.Kind.SUBMISSION,
+        digest=tree_sha256,
+        dest=tree_path(tree_sha256=tree_sha256),
+        layout=_LAYOUT,
+    )
+
+
+def tree_manifest(*, tree_sha256: str) -> list[dict] | None:
+    """The stored tree's files as Revision.files lists them ({path, size, sha256}), or None if it is not stored.
+    Read from the database; a tree stored before blobs existed (not backfilled yet) from its local manifest.json."""
+    stored = blob_tree_get(kind=BlobTree.Kind.SUBMISSION, digest=tree_sha256)
+    if stored is not None:
+        return [{"path": f["path"], "size": f["size"], "sha256": f["sha256"]} for f in stored.manifest]
+    local = tree_path(tree_sha256=tree_sha256) / "manifest.json"
+    if not local.is_file():
+        return None
+    return json.loads(local.read_text()).get("files", [])
+
+
 def tree_store(*, tree: ValidatedTree) -> Path:
-    """Write the tree if it is not stored yet and return its folder. Idempotent: the same content is stored once."""
+    """Store the tree in the database and on this host unless already stored; return its local folder.
+    Idempotent: the same content is stored once. The database write joins the caller's transaction, so a submit
+    that rolls back leaves no tree row (its local copy stays: unreferenced, immutable, harmless)."""
+    blob_tree_put(
+        kind=BlobTree.Kind.SUBMISSION,
+        digest=tree.tree_sha256,
+        entries=[(path, data, False) for path, data, _digest in tree.files],
+    )
     final = tree_path(tree_sha256=tree.tree_sha256)
     if (final / "manifest.json").is_file():
         return final
@@ -73,6 +108,23 @@ def tree_store(*, tree: ValidatedTree) -> Path:
 
 def _manifest(tree: ValidatedTree) -> dict:
     return {"tree_sha256": tree.tree_sha256, "total_bytes": tree.total_bytes, "files": tree.manifest()}
+
+
+def _manifest_json(stored: BlobTree) -> bytes:
+    files = [{"path": f["path"], "size": f["size"], "sha256": f["sha256"]} for f in stored.manifest]
+    manifest = {"tree_sha256": stored.digest, "total_bytes": stored.total_bytes, "files": files}
+    return json.dumps(manifest, indent=1, sort_keys=True).encode()
+
+
+# What tree_store writes, so a materialized copy is the same folder.
+_LAYOUT = Layout(
+    files_subdir="files",
+    top_mode=DIR_MODE,
+    dir_mode=DIR_MODE,
+    file_mode=lambda executable: FILE_MODE,
+    extra_names=("manifest.json",),
+    extra_files=lambda stored: {"manifest.json": _manifest_json(stored)},
+)
 
 
 def _inside(base: Path, relative: str) -> Path:

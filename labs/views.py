@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.conf import settings
+import logging
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -12,7 +13,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from labs import selectors
-from labs.errors import LearnerError
+from labs.bundles import starter_materialize
+from labs.errors import LearnerError, PlatformError
 from labs.forms import SubmissionForm
 from labs.models import ApiToken
 from labs.permissions import (
@@ -33,6 +35,8 @@ from labs.services.tokens import (
     api_token_create,
     api_token_revoke,
 )
+
+logger = logging.getLogger(__name__)
 
 # The largest id a 64-bit primary key holds; bigger numbers overflow SQLite's integers instead of matching nothing.
 MAX_ID = 2**63 - 1
@@ -72,9 +76,12 @@ def lab_starter(request: HttpRequest, course_slug: str, lab_slug: str) -> FileRe
     digest = lab.starter_digest
     if not digest or not all(ch in "0123456789abcdef" for ch in digest):
         raise Http404("This lab has no starter files.")
-    path = settings.DATA_DIR / "starters" / f"{digest}.zip"
-    if not path.is_file():
-        raise Http404("The starter archive is missing; the course needs importing again.")
+    try:
+        # This host's copy, zipped again from the database when missing or changed (labs.blobs).
+        path = starter_materialize(digest=digest)
+    except PlatformError as exc:
+        logger.error("lab %s: starter archive unavailable: %s", lab.pk, exc)
+        raise Http404("The starter archive is missing; the course needs importing again.") from None
     return FileResponse(path.open("rb"), as_attachment=True, filename=f"{lab.slug}-starter.zip")
 
 

@@ -28,8 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-
+from labs.bundles import grader_materialize
 from labs.checks.base import CheckOutcome, GradingContext, check_kind
 from labs.errors import PlatformError
 from labs.grading import state as grading_state
@@ -38,7 +37,7 @@ from labs.labspec import CheckSpec, LabSpec
 from labs.models import CheckResult, GradingRun, Revision
 from labs.sandbox import Sandbox, SandboxLimits, clean_output
 from labs.sandbox.reaper import database_label
-from labs.storage import tree_files_dir
+from labs.storage import tree_materialize
 from labs.telemetry import grading_run_observe
 
 logger = logging.getLogger(__name__)
@@ -105,19 +104,16 @@ def _grade(revision: Revision, run: GradingRun) -> str:
 
 def _prepare(revision: Revision, run: GradingRun) -> RunState:
     lab = revision.lab
-    state = RunState(
+    # This host's copies, verified against the database and written from it when missing or changed (the worker
+    # may run on another host than the one the files were submitted or imported on). PlatformError if it cannot.
+    return RunState(
         revision=revision,
         run=run,
         spec=lab.labspec,
         limits=lab.labspec.limits.sandbox_limits(),
-        submission_dir=tree_files_dir(tree_sha256=revision.tree_sha256),
-        grader_dir=Path(settings.DATA_DIR) / "graders" / lab.grader_digest,
+        submission_dir=tree_materialize(tree_sha256=revision.tree_sha256),
+        grader_dir=grader_materialize(digest=lab.grader_digest),
     )
-    if not state.submission_dir.is_dir():
-        raise PlatformError(f"stored submission {state.submission_dir} is missing")
-    if not state.grader_dir.is_dir():
-        raise PlatformError(f"grader bundle {state.grader_dir} is missing; re-import the course")
-    return state
 
 
 def _sandbox(state: RunState, labels: dict[str, str]) -> Sandbox:
