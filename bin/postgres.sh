@@ -5,11 +5,16 @@
 export SHIPSHAPE_TEST_DATABASE_URL="${SHIPSHAPE_TEST_DATABASE_URL:-postgres://shipshape@127.0.0.1:6391/shipshape}"
 # The cluster's files belong to this system user when the script runs as root (PostgreSQL refuses to run as root).
 PG_SYSTEM_USER="shipshape-pg"
+# Where Debian puts each server version's programs. The next three are seams for tests/platform/
+# test_postgres_script.py, which must reach every branch without the real tree, Debian or root; leave them unset.
+POSTGRES_LIB_DIR="${POSTGRES_LIB_DIR:-/usr/lib/postgresql}"
+POSTGRES_DEBIAN_VERSION_FILE="${POSTGRES_DEBIAN_VERSION_FILE:-/etc/debian_version}"
+POSTGRES_AS_UID="${POSTGRES_AS_UID:-}" # the user id ensure_postgres_package believes it runs as
 
 # The directory of the newest installed server's programs (Debian: /usr/lib/postgresql/<version>/bin), or nothing.
 postgres_bindir() {
   local dir
-  dir="$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/postgres' 2>/dev/null | sort -V | tail -1)"
+  dir="$(find "$POSTGRES_LIB_DIR" -mindepth 3 -maxdepth 3 -path '*/bin/postgres' 2>/dev/null | sort -V | tail -1)"
   if [ -n "$dir" ]; then
     dirname "$dir"
   elif command -v postgres >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
@@ -19,11 +24,11 @@ postgres_bindir() {
 
 ensure_postgres_package() {
   [ -n "$(postgres_bindir)" ] && return 0
-  if [ -f /etc/debian_version ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  if [ -f "$POSTGRES_DEBIAN_VERSION_FILE" ] && [ "${POSTGRES_AS_UID:-$(id -u)}" -eq 0 ] && command -v apt-get >/dev/null; then
     say "installing the PostgreSQL server (Debian package postgresql)"
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
-    [ -n "$(postgres_bindir)" ] || fail "apt-get installed postgresql but no server program is in /usr/lib/postgresql/*/bin."
+    [ -n "$(postgres_bindir)" ] || fail "apt-get installed postgresql but no server program is in $POSTGRES_LIB_DIR/*/bin."
     return 0
   fi
   printf 'error: missing on this machine: the PostgreSQL server (postgres, initdb, pg_ctl)\n' >&2
@@ -41,7 +46,11 @@ from urllib.parse import urlsplit
 url = urlsplit(sys.argv[1])
 if url.scheme not in ("postgres", "postgresql", "pgsql"):
     sys.exit(f"error: SHIPSHAPE_TEST_DATABASE_URL must be a postgres:// URL, not {sys.argv[1]!r}")
-print(url.username or "shipshape", url.hostname or "127.0.0.1", url.port or 5432, url.path.lstrip("/") or "shipshape")
+try:
+    port = url.port or 5432
+except ValueError:  # a port that is not a number from 0 to 65535
+    sys.exit(f"error: SHIPSHAPE_TEST_DATABASE_URL={sys.argv[1]!r} has no valid port: use postgres://user@host:port/name")
+print(url.username or "shipshape", url.hostname or "127.0.0.1", port, url.path.lstrip("/") or "shipshape")
 PY
 }
 
