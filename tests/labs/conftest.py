@@ -1,5 +1,6 @@
-"""Grading fixtures: a real Celery worker subprocess on the session's Redis, sharing a file SQLite database
-with the test process, grading in the real Docker engine with the real runner image."""
+"""Grading fixtures: a real Celery worker subprocess on the session's Redis, sharing the session's test database
+with the test process (a file SQLite database, or Django's test_… database on PostgreSQL), grading in the real
+Docker engine with the real runner image."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -34,13 +36,45 @@ def own_containers(client) -> list:
     return [c for c in managed_containers(client) if c.labels.get("shipshape.db") == label]
 
 
-class CeleryWorker:
-    """`celery -A config worker` as a subprocess of the test, restartable with different environment."""
+def worker_database_url(*, db_path: Path) -> str:
+    """The URL of the session's test database for a worker subprocess: the SQLite file at `db_path`, or, when the
+    session runs on PostgreSQL, Django's test database on that server (created by pytest-django, so this is
+    only known once the session's database is set up)."""
+    from django.db import connection
 
-    def __init__(self, *, redis_url: str, db_path: Path, log_dir: Path) -> None:
+    if connection.vendor != "postgresql":
+        return f"sqlite:///{db_path}"
+    db = connection.settings_dict
+    # DATABASE_URL names the database the session was pointed at; a worker must never write there.
+    if db["NAME"] == urlsplit(os.environ.get("DATABASE_URL", "")).path.lstrip("/"):
+        pytest.fail(f"the PostgreSQL test database is not set up yet (NAME is still {db['NAME']!r})")
+    credentials = quote(db["USER"] or "", safe="")
+    if db.get("PASSWORD"):
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{credentials}@{db['HOST']}{port}/{quote(db['NAME'], safe='')}"
+
+
+class CeleryWorker:
+    """`celery -A config worker` as a subprocess of the test, restartable with different environment.
+
+    `wrapper` goes before the command (e.g. `unshare ... sh -c '...; exec "$@"' sh`, for a worker in its own
+    mount namespace); `name` starts the worker's hostname (`<name>-<start>@<host>`)."""
+
+    def __init__(
+        self,
+        *,
+        redis_url: str,
+        db_path: Path,
+        log_dir: Path,
+        name: str = "test-worker",
+        wrapper: Sequence[str] = (),
+    ) -> None:
         self.redis_url = redis_url
         self.db_path = db_path
         self.log_dir = log_dir
+        self.name = name
+        self.wrapper = list(wrapper)
         self.process: subprocess.Popen | None = None
         self.log_file: Path | None = None
         self.starts = 0
@@ -49,7 +83,7 @@ class CeleryWorker:
         env = dict(os.environ)
         env.update(
             SHIPSHAPE_DEV="1",
-            DATABASE_URL=f"sqlite:///{self.db_path}",
+            DATABASE_URL=worker_database_url(db_path=self.db_path),
             REDIS_URL=self.redis_url,
             SHIPSHAPE_DB_CONN_MAX_AGE="0",
             SHIPSHAPE_WORKER_SECRET=WORKER_SECRET,
@@ -64,11 +98,12 @@ class CeleryWorker:
         handle = self.log_file.open("wb")
         self.process = subprocess.Popen(
             [
+                *self.wrapper,
                 *(sys.executable, "-m", "celery", "-A", "config", "worker"),
                 # Every queue, as bin/run: short labs, long labs, regrade previews' copies (taken in turn).
                 *("--pool", "prefork", "--concurrency", str(concurrency), "-Q", "celery,grading-long,regrades"),
                 *("--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"),
-                *("-n", f"test-worker-{self.starts}@%h"),
+                *("-n", f"{self.name}-{self.starts}@%h"),
             ],
             cwd=REPO_ROOT,
             env=self.env(**env_overrides),
@@ -111,7 +146,10 @@ class CeleryWorker:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(redis_server, runner_image, grading_db_path, tmp_path_factory) -> Iterator[CeleryWorker]:
+def celery_worker(
+    redis_server, runner_image, grading_db_path, tmp_path_factory, django_db_setup
+) -> Iterator[CeleryWorker]:
+    # django_db_setup first: on PostgreSQL the worker's DATABASE_URL names the test database it creates.
     worker = CeleryWorker(
         redis_url=redis_server.url, db_path=grading_db_path, log_dir=tmp_path_factory.mktemp("worker-logs")
     )
