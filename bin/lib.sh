@@ -16,6 +16,8 @@ SYSTEM_NEEDS=(
   "cmd:redis-server redis-server"
   "cmd:redis-cli redis-tools"
   "cmd:debootstrap debootstrap"
+  # tests/platform/test_compose.py checks docker-compose.yml with it (the compose plugin, where present, too).
+  "cmd:docker-compose docker-compose"
   "cmd:chromium chromium"
   "cmd:git git"
   "cmd:curl curl"

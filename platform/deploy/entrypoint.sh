@@ -1,5 +1,6 @@
 #!/bin/sh
-# One image, three roles: web (migrate, collect static files, gunicorn), worker (Celery) and beat.
+# One image, three roles: web (migrate, collect static files, gunicorn), worker (Celery) and beat; `manage CMD`
+# runs a management command, and any other program in the image runs as given (`python manage.py check`, `sh`).
 set -eu
 
 role="${1:-web}"
@@ -25,7 +26,10 @@ case "$role" in
     exec python manage.py "$@"
     ;;
   *)
-    echo "unknown role '$role': use web, worker, beat or manage <command>" >&2
+    if command -v "$role" >/dev/null 2>&1; then
+      exec "$role" "$@"
+    fi
+    echo "unknown role '$role': use web, worker, beat, manage <command>, or a program in the image" >&2
     exit 2
     ;;
 esac

@@ -24,7 +24,8 @@ die() {
   exit 1
 }
 
-sha256_of() { cat "$@" | sha256sum | cut -c1-16; }
+# apt_mirror, wheelhouse_dir, base_rootfs_tar and sha256_of: shared with the app image's build.
+source "$HERE/base-rootfs.sh"
 
 # Everything the image is made from; change any of these and the tag changes.
 INPUTS_HASH="$(sha256_of "$HERE/build.sh" "$REQUIREMENTS")"
@@ -58,75 +59,11 @@ if image="$(image_id "$TAG")"; then
   exit 0
 fi
 
-# The Debian mirror this machine already uses; never a hard-coded host.
-apt_mirror() {
-  local file uri
-  for file in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$file" ] || continue
-    # deb822: take the URIs of the first stanza that lists the plain suite (not -security/-updates).
-    uri="$(awk -v suite="$SUITE" '
-      BEGIN { RS=""; FS="\n" }
-      {
-        uris=""; ok=0; deb=0
-        for (i = 1; i <= NF; i++) {
-          if ($i ~ /^URIs:/) { sub(/^URIs:[ \t]*/, "", $i); split($i, u, /[ \t]+/); uris=u[1] }
-          if ($i ~ /^Types:.*(^|[ \t])deb([ \t]|$)/) deb=1
-          if ($i ~ /^Suites:/) { n = split($i, s, /[ \t]+/); for (j = 2; j <= n; j++) if (s[j] == suite) ok=1 }
-        }
-        if (ok && deb && uris != "") { print uris; exit }
-      }' "$file")"
-    if [ -n "$uri" ]; then
-      echo "$uri"
-      return 0
-    fi
-  done
-  for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$file" ] || continue
-    uri="$(awk -v suite="$SUITE" '$1 == "deb" {
-        i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-        if ($(i + 1) == suite) { print $i; exit }
-      }' "$file")"
-    if [ -n "$uri" ]; then
-      echo "$uri"
-      return 0
-    fi
-  done
-  return 1
-}
-
 # 1. Wheelhouse: exactly the pinned wheels, downloaded once per requirements file.
-WHEELHOUSE="$CACHE_DIR/wheelhouse/$(sha256_of "$REQUIREMENTS")"
-if [ ! -f "$WHEELHOUSE/.complete" ]; then
-  log "downloading wheels into $WHEELHOUSE"
-  rm -rf "$WHEELHOUSE.partial"
-  mkdir -p "$WHEELHOUSE.partial"
-  # --no-deps: the file pins the whole closure; `pip check` in the image proves nothing is missing.
-  if ! python3 -m pip download --only-binary=:all: --no-deps --python-version 3.11 \
-    -d "$WHEELHOUSE.partial" -r "$REQUIREMENTS" >"$WHEELHOUSE.log" 2>&1; then
-    grep -v '^WARNING: Location' "$WHEELHOUSE.log" | tail -20 >&2
-    die "downloading the wheelhouse failed (full log: $WHEELHOUSE.log). Check pip's index configuration."
-  fi
-  touch "$WHEELHOUSE.partial/.complete"
-  rm -rf "$WHEELHOUSE"
-  mv "$WHEELHOUSE.partial" "$WHEELHOUSE"
-fi
+WHEELHOUSE="$(wheelhouse_dir "$CACHE_DIR" "$REQUIREMENTS")"
 
 # 2. Base: a minimal bookworm with Python and tini, kept as a tarball.
-BASE_TAR="$CACHE_DIR/base/$SUITE-minbase-$(echo "$INCLUDE" | sha256sum | cut -c1-12).tar"
-if [ ! -f "$BASE_TAR" ]; then
-  mirror="$(apt_mirror)" || die "no Debian $SUITE mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list."
-  log "debootstrapping $SUITE (minbase + $INCLUDE) from the host's configured mirror"
-  mkdir -p "$CACHE_DIR/base"
-  base_dir="$(mktemp -d "$CACHE_DIR/base/rootfs.XXXXXX")"
-  if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$base_dir" "$mirror" >"$base_dir.log" 2>&1; then
-    tail -20 "$base_dir.log" >&2
-    rm -rf "$base_dir"
-    die "debootstrap failed (full log: $base_dir.log)."
-  fi
-  tar --numeric-owner -C "$base_dir" -cf "$BASE_TAR.partial" .
-  mv "$BASE_TAR.partial" "$BASE_TAR"
-  rm -rf "$base_dir" "$base_dir.log"
-fi
+BASE_TAR="$(base_rootfs_tar "$CACHE_DIR" "$SUITE" "$INCLUDE")"
 
 # 3. Image rootfs: a fresh copy of the base, then the venv, users and mount points.
 WORK="$(mktemp -d "$CACHE_DIR/build.XXXXXX")"
