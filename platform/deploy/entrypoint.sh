@@ -6,16 +6,26 @@ set -eu
 role="${1:-web}"
 [ "$#" -gt 0 ] && shift
 
+# Gunicorn's workers and Celery's pool are several processes: prometheus-client adds their metrics up through
+# files in one directory per container, emptied at start so counters of an earlier run never come back.
+metrics_dir_fresh() {
+  export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-/tmp/shipshape-metrics}"
+  rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+  mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+}
+
 case "$role" in
   web)
     python manage.py migrate --noinput
     python manage.py collectstatic --noinput
+    metrics_dir_fresh
     exec gunicorn config.wsgi:application --bind "0.0.0.0:${SHIPSHAPE_PORT:-8000}" \
       --workers "${SHIPSHAPE_WEB_WORKERS:-2}" --timeout 60 --graceful-timeout 10 "$@"
     ;;
   worker)
     # Queues taken in turn (labs/tasks.py): short labs, long labs, regrade previews. A dedicated short-only
     # worker: SHIPSHAPE_WORKER_QUEUES=celery.
+    metrics_dir_fresh
     exec celery -A config worker --concurrency "${SHIPSHAPE_WORKER_CONCURRENCY:-2}" \
       --prefetch-multiplier 1 -Q "${SHIPSHAPE_WORKER_QUEUES:-celery,grading-long,regrades}" --loglevel INFO "$@"
     ;;
