@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -159,9 +158,11 @@ def celery_worker(
 
 
 @pytest.fixture
-def lab_factory(settings):
-    """Creates a Lab from a folder holding lab.yaml and grader/ (as the importer would)."""
+def lab_factory():
+    """Creates a Lab from a folder holding lab.yaml and grader/ (as the importer would: the grader bundle stored
+    in the database and in this host's store)."""
     from courses.models import Unit
+    from labs.bundles import grader_store
     from labs.labspec import parse_lab_yaml
     from labs.models import Lab
     from tests.labs.factories import make_course
@@ -174,10 +175,7 @@ def lab_factory(settings):
         assert parsed is not None and not problems, [p.format() for p in problems]
         spec = parsed.to_json()
         spec.update(spec_overrides or {})
-        digest = _tree_digest(lab_dir / "grader")
-        target = Path(settings.DATA_DIR) / "graders" / digest
-        if not target.exists():
-            shutil.copytree(lab_dir / "grader", target)
+        digest = grader_store(tree=_folder_tree(lab_dir / "grader")).name
         course = make_course()
         unit = Unit.objects.create(course=course, slug="week-05-containers", title="Containers", position=1)
         slug = spec.get("slug") or lab_dir.name
@@ -196,36 +194,41 @@ def lab_factory(settings):
 
 
 @pytest.fixture
-def submit(settings):
-    """Stores a folder as a revision content-addressed (as revision_submit would) and enqueues it."""
+def submit():
+    """Stores a folder as a revision content-addressed (as revision_submit would, in the database and in this
+    host's store, but without the upload rules: tests submit what a validator would refuse) and enqueues it."""
     from django.db import transaction
     from django.utils import timezone
 
     from labs.models import Revision
     from labs.services.grading import revision_enqueue
+    from labs.storage import tree_store
+    from labs.uploads import ValidatedTree, tree_digest
     from tests.labs.factories import make_user
 
     users: dict = {}
 
     def create(lab, folder: Path, *, user=None, enqueue: bool = True) -> Revision:
         user = user or users.setdefault("default", make_user())
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
-        entries = [(p.relative_to(folder).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
-        tree = hashlib.sha256("\n".join(f"{path}\0{sha}" for path, sha in entries).encode()).hexdigest()
-        target = Path(settings.SUBMISSIONS_ROOT) / tree / "files"  # labs.storage's layout
-        if not target.exists():
-            shutil.copytree(folder, target)
-            for path in [target, *target.rglob("*")]:
-                path.chmod(0o755 if path.is_dir() else 0o644)
+        files = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            files.append((path.relative_to(folder).as_posix(), data, hashlib.sha256(data).hexdigest()))
+        tree = ValidatedTree(
+            files=files,
+            total_bytes=sum(len(data) for _path, data, _sha in files),
+            tree_sha256=tree_digest([(path, sha) for path, _data, sha in files]),
+        )
         number = Revision.objects.filter(lab=lab, user=user).count() + 1
         with transaction.atomic():
+            tree_store(tree=tree)
             revision = Revision.objects.create(
                 lab=lab,
                 user=user,
                 number=number,
-                tree_sha256=tree,
-                files=[{"path": p, "sha256": s, "size": (folder / p).stat().st_size} for p, s in entries],
-                total_bytes=sum(p.stat().st_size for p in files),
+                tree_sha256=tree.tree_sha256,
+                files=tree.manifest(),
+                total_bytes=tree.total_bytes,
                 queued_at=timezone.now(),
             )
             if enqueue:
@@ -246,8 +249,23 @@ def wait_for_state(revision, states: set[str], *, timeout: float = 120):
     raise AssertionError(f"revision {revision.pk} stayed {revision.state!r}; wanted one of {sorted(states)}")
 
 
+def _folder_tree(folder: Path):
+    """A folder as the course loader hashes it (courses.coursefs): path, size, sha256, executable bit."""
+    from courses.coursefs import TreeDigest, tree_digest
+
+    files = [
+        (
+            p.relative_to(folder).as_posix(),
+            p.stat().st_size,
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+            bool(p.stat().st_mode & 0o111),
+        )
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    ]
+    return TreeDigest(root=folder, digest=tree_digest(files), files=files)
+
+
 def _tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+    """A grader folder's digest as the course loader names it."""
+    return _folder_tree(folder).digest
