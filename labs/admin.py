@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from config.admin_safety import SafeIdsMixin
-from labs.models import ApiToken, CheckResult, GradingRun, Lab, Revision
+from labs.models import ApiToken, BlobTree, CheckResult, GradingRun, Lab, Revision
 
 
 class ReadOnlyAdmin(SafeIdsMixin, admin.ModelAdmin):
@@ -84,3 +84,15 @@ class ApiTokenAdmin(SafeIdsMixin, admin.ModelAdmin):
     list_display = ("user", "prefix", "created_at", "last_used_at")
     search_fields = ("user__username", "prefix")
     readonly_fields = ("key_sha256", "prefix", "created_at", "last_used_at")
+
+
+@admin.register(BlobTree)
+class BlobTreeAdmin(ReadOnlyAdmin):
+    """Stored trees (labs.blobs), to look one up by digest; never deleted here: revisions and labs need them."""
+
+    list_display = ("kind", "digest", "total_bytes", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("digest",)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

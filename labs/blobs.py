@@ -63,7 +63,8 @@ def blob_tree_put(*, kind: str, digest: str, entries: Sequence[Entry]) -> BlobTr
     """Store a tree's files and its row unless already stored; idempotent, the same content is stored once.
 
     Runs in the caller's transaction when there is one (a submit), so a rolled-back caller leaves no tree.
-    Refuses entries whose digest is not `digest`: a tree row always names exactly its files."""
+    Refuses entries whose digest is not `digest`: a tree row always names exactly its files. Blobs missing under
+    an existing tree row are stored again, so putting a tree again from a good copy repairs it (docs/runbook.md)."""
     data_by_sha = {hashlib.sha256(data).hexdigest(): data for _path, data, _x in entries}
     manifest = sorted(
         (
@@ -76,9 +77,6 @@ def blob_tree_put(*, kind: str, digest: str, entries: Sequence[Entry]) -> BlobTr
     if actual != digest:
         raise PlatformError(f"{kind} tree {digest}: its files hash to {actual}, not to its name; nothing was stored")
     with transaction.atomic():
-        existing = BlobTree.objects.filter(kind=kind, digest=digest).first()
-        if existing is not None:
-            return existing
         shas = list(data_by_sha)
         stored: set[str] = set()
         for start in range(0, len(shas), _LOOKUP_CHUNK):
@@ -97,6 +95,9 @@ def blob_tree_put(*, kind: str, digest: str, entries: Sequence[Entry]) -> BlobTr
         if batch:
             # A concurrent writer of the same content may win; its bytes are the same, so ignore the conflict.
             Blob.objects.bulk_create(batch, ignore_conflicts=True)
+        existing = BlobTree.objects.filter(kind=kind, digest=digest).first()
+        if existing is not None:
+            return existing
         BlobTree.objects.bulk_create(
             [BlobTree(kind=kind, digest=digest, manifest=manifest, total_bytes=sum(f["size"] for f in manifest))],
             ignore_conflicts=True,
@@ -106,6 +107,16 @@ def blob_tree_put(*, kind: str, digest: str, entries: Sequence[Entry]) -> BlobTr
 
 def blob_tree_get(*, kind: str, digest: str) -> BlobTree | None:
     return BlobTree.objects.filter(kind=kind, digest=digest).first()
+
+
+def blob_tree_missing(*, tree: BlobTree) -> list[str]:
+    """The paths of the tree's files whose blob is not in the database."""
+    shas = sorted({entry["sha256"] for entry in tree.manifest})
+    present: set[str] = set()
+    for start in range(0, len(shas), _LOOKUP_CHUNK):
+        chunk = shas[start : start + _LOOKUP_CHUNK]
+        present.update(Blob.objects.filter(sha256__in=chunk).values_list("sha256", flat=True))
+    return [entry["path"] for entry in tree.manifest if entry["sha256"] not in present]
 
 
 def blob_tree_read(*, tree: BlobTree) -> Iterator[tuple[dict[str, Any], bytes]]:

@@ -284,3 +284,14 @@ def test_a_worker_grades_correctly_after_its_local_copies_are_wiped(celery_worke
     assert storage.tree_files_dir(tree_sha256=tree.tree_sha256).is_dir()  # materialized again by the worker
     assert os.access(bundles.grader_dir(digest=grader.digest) / "tests" / "test_greet.py", os.R_OK)
     assert own_containers(docker_client) == []
+
+
+def test_backfill_repairs_a_tree_whose_corrupt_blob_was_deleted_from_the_local_copy(settings, web_host, tmp_path):
+    revision = make_stored_revision(lab=make_lab(), user=make_user(), files=FILES)
+    Blob.objects.filter(sha256=hashlib.sha256(FILES["service.py"]).hexdigest()).delete()
+
+    call_command("blobs_backfill")
+
+    _host(settings, tmp_path / "worker")
+    files_dir = storage.tree_materialize(tree_sha256=revision.tree_sha256)
+    assert (files_dir / "service.py").read_bytes() == FILES["service.py"]

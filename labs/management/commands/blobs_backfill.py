@@ -3,7 +3,8 @@
 For stores written before migration labs 0010: run it once, on the host that holds SUBMISSIONS_ROOT and
 DATA_DIR (the web host), after migrating. A command rather than a data migration: a migration runs wherever
 `migrate` runs and must not depend on a host's files, and this one may need running again (after restoring a
-backup of the files, say). Idempotent; what is missing locally is named, not fatal.
+backup of the files, say). Idempotent; what is missing locally is named, not fatal. A tree whose row exists
+but some of whose blobs do not (deleted as corrupt, docs/runbook.md) gets them again from the local copy.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 
 from labs import bundles, storage
-from labs.blobs import Entry, blob_tree_get, blob_tree_put
+from labs.blobs import Entry, blob_tree_get, blob_tree_missing, blob_tree_put
 from labs.errors import PlatformError
 from labs.models import BlobTree, Lab, Revision
 
@@ -37,7 +38,8 @@ class Command(BaseCommand):
             *((BlobTree.Kind.STARTER, d, _starter_entries) for d in sorted(starters)),
         ]
         for kind, digest, entries_of in work:
-            if blob_tree_get(kind=kind, digest=digest) is not None:
+            stored = blob_tree_get(kind=kind, digest=digest)
+            if stored is not None and not blob_tree_missing(tree=stored):
                 counts["already stored"] += 1
                 continue
             try:
