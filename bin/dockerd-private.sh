@@ -9,7 +9,7 @@
 #   bin/dockerd-private.sh stop NAME               stop it (SIGTERM, then SIGKILL after 30 s)
 #   bin/dockerd-private.sh restart NAME            stop, then start again (images are kept in its data-root)
 #   bin/dockerd-private.sh host NAME               print its DOCKER_HOST
-# Files: var/dockerd/NAME/{docker.sock,dockerd.pid,dockerd.log,data/}; exec-root /run/shipshape-dockerd-NAME
+# Files: var/dockerd/NAME/{docker.sock,dockerd.pid,dockerd.log,daemon.json,key.json,data/}; exec-root /run/shipshape-dockerd-NAME
 # (short: containerd's socket paths have a length limit).
 set -euo pipefail
 
@@ -46,8 +46,19 @@ start() {
     mkdir -p "$home/data" "$exec_root"
     if ! running_pid >/dev/null; then
       rm -f "$pidfile" "$sock"
+      # Its own engine ID (`docker info`), as another host's would be: before Docker 23 the ID comes from a key
+      # file shared by every engine of the machine (/etc/docker/key.json) unless the configuration names another;
+      # from 23 on it lives in the data-root, already its own, and that configuration key is refused.
+      local major
+      major="$(dockerd --version | sed -n 's/^Docker version \([0-9]*\)\..*/\1/p')"
+      if [ -n "$major" ] && [ "$major" -lt 23 ]; then
+        printf '{"deprecated-key-path": "%s"}\n' "$home/key.json" >"$home/daemon.json"
+      else
+        echo '{}' >"$home/daemon.json"
+      fi
       (setsid nohup dockerd --host "$host" --data-root "$home/data" --exec-root "$exec_root" --pidfile "$pidfile" \
         --containerd-namespace "shipshape-$name" --containerd-plugins-namespace "shipshape-$name-plugins" \
+        --config-file "$home/daemon.json" \
         --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
         >>"$home/dockerd.log" 2>&1 </dev/null &)
     fi

@@ -4,8 +4,12 @@ The web host has no Docker engine, so /readyz learns about the workers' engines 
 Each worker's main process (not its pool children) starts one daemon thread on `worker_ready`; the thread pings
 the worker's Docker engine, looks up the runner image and writes
 
-    shipshape:heartbeat:<worker hostname> = {"worker", "time", "docker": {"status", "latency_ms", "error"},
+    shipshape:heartbeat:<worker hostname> = {"worker", "time",
+                                            "docker": {"status", "latency_ms", "engine_id", "engine_name", "error"},
                                             "image": {"name", "present", "id"}}
+
+`engine_id` is the engine's own ID (`docker info`): with workers on several hosts it tells which engine a beat
+speaks for, and two workers sharing one engine show the same ID.
 
 with a TTL of three beats, so a worker that dies stops counting within three beats. Why a thread in the main
 process rather than a task: with prefork every pool process may be busy with a 15-minute grading, and a task
@@ -42,8 +46,13 @@ def heartbeat_observe(*, worker: str) -> dict[str, Any]:
     client = None
     try:
         client = docker.DockerClient(base_url=settings.DOCKER_HOST, timeout=5)
-        client.ping()
-        beat["docker"] = {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        info = client.info()
+        beat["docker"] = {
+            "status": "up",
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "engine_id": str(info.get("ID", "")),
+            "engine_name": str(info.get("Name", "")),
+        }
         try:
             image = client.images.get(settings.RUNNER_IMAGE)
             beat["image"] = {"name": settings.RUNNER_IMAGE, "present": True, "id": image.id}

@@ -246,6 +246,7 @@ def test_it_grades_a_revision_on_a_second_host_that_shares_only_postgresql_and_r
     (beat,) = workers["workers"]
     assert beat["worker"].startswith(f"{ENGINE_NAME}-")
     assert (beat["docker"]["status"], beat["image"]["present"], beat["image"]["id"]) == ("up", True, expected_image)
+    assert beat["docker"]["engine_id"] == second_engine.client.info()["ID"] != docker_client.info()["ID"]
 
 
 @pytest.fixture

@@ -145,7 +145,9 @@ def test_heartbeat_observe_reports_an_unreachable_engine_as_down(settings):
 
 
 @pytest.mark.docker
-def test_it_reports_workers_up_from_a_real_workers_heartbeat(redis_server, runner_image, settings, tmp_path):
+def test_it_reports_workers_up_from_a_real_workers_heartbeat(
+    redis_server, runner_image, docker_client, settings, tmp_path
+):
     from tests.labs.conftest import CeleryWorker
 
     # Its own Redis database, so another test worker's heartbeats (same Redis, same worker name) never count.
@@ -165,6 +167,7 @@ def test_it_reports_workers_up_from_a_real_workers_heartbeat(redis_server, runne
         (beat,) = workers["workers"]
         assert beat["worker"].startswith("test-worker-")
         assert beat["docker"]["status"] == "up"
+        assert beat["docker"]["engine_id"] == docker_client.info()["ID"]
         assert beat["image"]["present"] is True
         assert beat["image"]["id"] == runner_image
     finally:
