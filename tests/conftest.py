@@ -146,6 +146,9 @@ def _celery_broker_use(url: str) -> str | None:
     if app._pool is not None:  # drop connections made to the previous broker
         app._pool.force_close_all()
         app._pool = None
+    # The producer pool wraps the connection pool just closed: sending through it would fail with "Acquire on
+    # closed pool", so let Celery build a new one on the next send.
+    app.amqp._producer_pool = None
     return previous
 
 
