@@ -24,6 +24,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
+from labs.blobs import caches_sweep
 from labs.errors import PlatformError
 from labs.grading import state as grading_state
 from labs.grading.orchestrator import grade_revision
@@ -100,6 +101,8 @@ def revisions_sweep() -> dict:
 
 @shared_task(name="labs.tasks.containers_reap")
 def containers_reap() -> int:
+    # Host housekeeping rides along: the local file caches' set-aside copies and temporaries (labs.blobs).
+    caches_sweep()
     return reaper.containers_reap(live_runs=grading_state.runs_live)
 
 
@@ -115,3 +118,7 @@ def _reap_at_worker_start(**_: object) -> None:
         reaper.containers_reap(live_runs=grading_state.runs_live)
     except Exception:
         logger.exception("reaping sandbox containers at worker start failed")
+    try:
+        caches_sweep()
+    except Exception:
+        logger.exception("sweeping the local file caches at worker start failed")

@@ -184,7 +184,9 @@ def test_a_tampered_local_file_is_rebuilt_from_the_database(web_host):
 
     assert (files_dir / "service.py").read_bytes() == FILES["service.py"]
     assert not (files_dir / "extra.py").exists()
-    assert not [p for p in files_dir.parent.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+    left = sorted(p.name.split("-")[0] for p in files_dir.parent.parent.iterdir() if p.name.startswith("."))
+    # The replaced copy is set aside for the sweep (a sandbox may still mount it), beside the lock; no temporary.
+    assert left == [f".{revision.tree_sha256}.lock", ".stale"]
 
 
 def test_a_tampered_grader_file_is_rebuilt_with_its_modes(web_host, bundle_dir):
@@ -242,7 +244,8 @@ def test_backfill_uploads_what_the_local_stores_hold_and_names_what_is_missing(w
     call_command("blobs_backfill")
 
     out = capsys.readouterr().out
-    assert lost.tree_sha256 in out and "missing" in out
+    assert lost.tree_sha256 in out
+    assert out.strip().splitlines()[-1] == "2 uploaded, 0 already stored, 1 missing"
     stored = set(BlobTree.objects.values_list("kind", "digest"))
     assert stored == {("submission", kept.tree_sha256), ("grader", tree.digest)}
 
@@ -295,3 +298,226 @@ def test_backfill_repairs_a_tree_whose_corrupt_blob_was_deleted_from_the_local_c
     _host(settings, tmp_path / "worker")
     files_dir = storage.tree_materialize(tree_sha256=revision.tree_sha256)
     assert (files_dir / "service.py").read_bytes() == FILES["service.py"]
+
+
+# --- two workers, one host: the lock, the set-aside copy and the sweep ---------------------------------------
+
+
+def _tamper(files_dir: Path) -> None:
+    (files_dir / "service.py").write_bytes(b"changed\n")
+
+
+def test_a_rebuild_leaves_the_replaced_copy_readable_for_a_sandbox_that_mounts_it(web_host):
+    revision = make_stored_revision(lab=make_lab(), user=make_user(), files=FILES)
+    files_dir = storage.tree_materialize(tree_sha256=revision.tree_sha256)
+    mounted = os.open(files_dir, os.O_RDONLY | os.O_DIRECTORY)  # what a running sandbox's bind mount holds
+    try:
+        _tamper(files_dir)
+
+        storage.tree_materialize(tree_sha256=revision.tree_sha256)
+
+        assert sorted(os.listdir(mounted)) == sorted(["README.md", "pkg", "service.py"])
+    finally:
+        os.close(mounted)
+    assert (files_dir / "service.py").read_bytes() == FILES["service.py"]
+
+
+def test_it_swaps_a_stale_copy_only_while_holding_the_tree_lock(web_host, monkeypatch):
+    import fcntl
+
+    revision = make_stored_revision(lab=make_lab(), user=make_user(), files=FILES)
+    dest = storage.tree_path(tree_sha256=revision.tree_sha256)
+    _tamper(dest / "files")
+    real_rename = os.rename
+    renames: list[tuple[str, bool]] = []
+
+    def rename(src, dst, *args, **kwargs):
+        if dest in (Path(src), Path(dst)):
+            probe = os.open(dest.parent / f".{dest.name}.lock", os.O_RDWR | os.O_CREAT)
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                renames.append((Path(dst).name, False))
+            except BlockingIOError:
+                renames.append((Path(dst).name, True))  # another worker would wait here
+            finally:
+                os.close(probe)
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", rename)
+    storage.tree_materialize(tree_sha256=revision.tree_sha256)
+
+    assert [held for _name, held in renames] == [True, True]  # set aside, then the new copy in, both locked
+    assert renames[0][0].startswith(".stale-") and renames[1][0] == dest.name
+
+
+def test_a_second_rebuilder_keeps_the_fresh_copy_another_worker_swapped_in(web_host, monkeypatch):
+    from labs import blobs
+
+    revision = make_stored_revision(lab=make_lab(), user=make_user(), files=FILES)
+    files_dir = storage.tree_files_dir(tree_sha256=revision.tree_sha256)
+    _tamper(files_dir)
+    real_read = blobs.blob_tree_read
+    worker_a: dict = {}
+
+    def read(*, tree):
+        # Worker B saw the stale copy and is writing its own; meanwhile worker A rebuilds and starts grading.
+        if not worker_a:
+            worker_a["started"] = True
+            worker_a["root"] = storage.tree_materialize(tree_sha256=revision.tree_sha256)
+            worker_a["mount"] = os.open(worker_a["root"], os.O_RDONLY | os.O_DIRECTORY)
+            worker_a["inode"] = worker_a["root"].stat().st_ino
+        yield from real_read(tree=tree)
+
+    monkeypatch.setattr(blobs, "blob_tree_read", read)
+    _tamper(files_dir)  # still stale when B checks
+    try:
+        assert storage.tree_materialize(tree_sha256=revision.tree_sha256) == files_dir
+        assert files_dir.stat().st_ino == worker_a["inode"]  # B found A's copy good under the lock: kept it
+        assert sorted(os.listdir(worker_a["mount"])) == sorted(["README.md", "pkg", "service.py"])
+    finally:
+        if "mount" in worker_a:
+            os.close(worker_a["mount"])
+
+
+def test_the_sweep_removes_old_set_aside_copies_temporaries_and_free_locks_only(settings, web_host):
+    import fcntl
+    import time
+
+    from labs.blobs import caches_sweep
+
+    revision = make_stored_revision(lab=make_lab(), user=make_user(), files=FILES)
+    root = storage.submissions_root()
+    graders = Path(settings.DATA_DIR) / "graders"
+    graders.mkdir()
+    old = time.time() - 2 * settings.GRADING_MAX_WALL_SECONDS - 60
+    for folder in [
+        root / ".stale-0123456789ab-1",
+        graders / ".0123456789ab-xyz",
+        root / ".incoming-abc",
+        root / ".stale-young",
+    ]:
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "f.py").write_bytes(b"x\n")
+        (folder / "sub" / "f.py").chmod(0o444)
+    free_lock, held_lock = root / f".{revision.tree_sha256}.lock", root / f".{'c' * 64}.lock"
+    free_lock.touch()
+    held_lock.touch()
+    for path in [
+        root / ".stale-0123456789ab-1",
+        graders / ".0123456789ab-xyz",
+        root / ".incoming-abc",
+        free_lock,
+        held_lock,
+    ]:
+        os.utime(path, (old, old))
+    os.utime(storage.tree_path(tree_sha256=revision.tree_sha256), (old, old))
+    holder = os.open(held_lock, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        assert caches_sweep() == 4
+    finally:
+        os.close(holder)
+
+    assert sorted(p.name for p in root.iterdir()) == sorted([".stale-young", held_lock.name, revision.tree_sha256])
+    assert list(graders.iterdir()) == []
+    assert storage.tree_materialize(tree_sha256=revision.tree_sha256)  # the tree itself is never swept
+
+
+# --- verification: unreadable files and wrong modes ---------------------------------------------------------
+
+
+def test_a_copy_with_closed_modes_is_rebuilt_readable_for_the_sandbox(web_host):
+    revision = make_stored_revision(lab=make_lab(), user=make_user(), files=FILES)
+    files_dir = storage.tree_files_dir(tree_sha256=revision.tree_sha256)
+    for path in files_dir.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)  # a backup restored with umask 077
+    files_dir.chmod(0o700)
+
+    storage.tree_materialize(tree_sha256=revision.tree_sha256)
+
+    modes = {p: mode for p, (_data, mode) in _snapshot(files_dir).items()}
+    assert modes == {".": 0o755, "pkg": 0o755, "pkg/util.py": 0o644, "service.py": 0o644, "README.md": 0o644}
+
+
+def test_a_file_the_worker_cannot_read_is_a_problem_to_rebuild_not_a_crash(web_host, monkeypatch):
+    from labs import blobs
+
+    revision = make_stored_revision(lab=make_lab(), user=make_user(), files=FILES)
+    stored = BlobTree.objects.get(digest=revision.tree_sha256)
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(blobs, "_file_sha256", unreadable)
+    problem = blobs.blob_tree_local_problem(
+        tree=stored, files_root=storage.tree_files_dir(tree_sha256=revision.tree_sha256)
+    )
+
+    assert "cannot be read" in problem and "Permission denied" in problem
+
+
+# --- the database side: insert order, read batches, hostile paths -------------------------------------------
+
+
+def test_it_inserts_new_blobs_in_sha_order_so_concurrent_submits_cannot_deadlock(web_host):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    files = {f"f{n}.py": f"x = {n}\n".encode() for n in range(8)}
+    shas = [hashlib.sha256(data).hexdigest() for data in files.values()]
+    assert shas != sorted(shas)  # by path, the contents are not in sha order
+
+    with CaptureQueriesContext(connection) as queries:
+        make_stored_revision(lab=make_lab(), user=make_user(), files=files)
+
+    insert = next(
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].lstrip().upper().startswith("INSERT") and 'blob"' in q["sql"].split("(")[0]
+    )
+    positions = [insert.index(sha) for sha in shas]
+    assert [sha for _pos, sha in sorted(zip(positions, shas, strict=True))] == sorted(shas)
+
+
+def test_it_materializes_a_fifty_file_tree_in_a_handful_of_queries(
+    settings, web_host, django_assert_max_num_queries, monkeypatch
+):
+    from labs import blobs
+
+    files = {f"pkg/m{n:02}.py": f"N = {n % 40}\n".encode() for n in range(50)}  # ten contents appear twice
+    revision = make_stored_revision(lab=make_lab(), user=make_user(), files=files)
+
+    _host(settings, Path(settings.DATA_DIR).parent / "worker")
+    with django_assert_max_num_queries(3):
+        files_dir = storage.tree_materialize(tree_sha256=revision.tree_sha256)
+    assert {p.relative_to(files_dir).as_posix(): p.read_bytes() for p in files_dir.rglob("*.py")} == files
+
+    # Small batches (by bytes) still yield every file, in manifest order, repeated contents fetched again.
+    monkeypatch.setattr(blobs, "READ_BATCH_BYTES", 20)
+    stored = BlobTree.objects.get(digest=revision.tree_sha256)
+    read = list(blobs.blob_tree_read(tree=stored))
+    assert [(entry["path"], data) for entry, data in read] == sorted(files.items())
+
+
+@pytest.mark.parametrize("path", ["a/./b.py", "../evil.py", "/etc/evil.py", "a//b.py", "a/", "", "a/../b.py", "."])
+def test_a_put_with_an_unnormalised_or_hostile_path_is_refused(path):
+    with pytest.raises(PlatformError, match="not a plain relative path"):
+        blob_tree_put(kind=BlobTree.Kind.SUBMISSION, digest="b" * 64, entries=[(path, b"x", False)])
+    assert not BlobTree.objects.exists() and not Blob.objects.exists()
+
+
+def test_a_hostile_path_already_in_the_database_is_refused_naming_the_tree(web_host):
+    from labs.blobs import tree_digest_of
+
+    data = b"evil\n"
+    sha = hashlib.sha256(data).hexdigest()
+    manifest = [{"path": "../../evil.py", "size": len(data), "sha256": sha, "executable": False}]
+    digest = tree_digest_of(kind=BlobTree.Kind.SUBMISSION, manifest=manifest)
+    Blob.objects.create(sha256=sha, size=len(data), data=data)
+    BlobTree.objects.create(kind=BlobTree.Kind.SUBMISSION, digest=digest, manifest=manifest, total_bytes=len(data))
+
+    with pytest.raises(PlatformError) as caught:
+        storage.tree_materialize(tree_sha256=digest)
+
+    assert f"submission tree {digest}" in str(caught.value) and "refusing to materialize" in str(caught.value)
+    assert not (storage.submissions_root().parent / "evil.py").exists()
