@@ -85,7 +85,7 @@ def revision_file_read(*, revision: Revision, path: str, max_bytes: int) -> byte
     if data is None or (entry.get("sha256") and hashlib.sha256(data).hexdigest() != entry["sha256"]):
         try:
             files_root = storage.tree_materialize(tree_sha256=revision.tree_sha256)
-        except PlatformError as exc:
+        except (PlatformError, OSError) as exc:  # OSError: this host's cache cannot be written (disk full, modes)
             logger.error("revision %s: its stored files cannot be read: %s", revision.pk, exc)
             return None
         data = _stored_file_read(revision, files_root, path)

@@ -267,8 +267,14 @@ class Sandbox:
             raise SandboxUnavailable(f"cannot inspect runner image {self.image!r}: {exc}") from exc
         self.image_id = image.id
         volumes = {str(PLATFORM_SANDBOX_DIR): {"bind": "/opt/shipshape", "mode": "ro"}}
+        mounts = []
         if self.submission_dir:
-            volumes[str(self.submission_dir)] = {"bind": "/submission", "mode": "ro"}
+            # A Mount, not a Binds entry: the engine refuses a missing source instead of creating it as an empty
+            # folder, so a submission cache swapped out at the wrong moment is our error, never an empty submission.
+            # Read-only, default propagation (rprivate): as the bind it replaces.
+            mounts.append(
+                docker.types.Mount(target="/submission", source=str(self.submission_dir), type="bind", read_only=True)
+            )
         lim = self.limits
         memory = f"{lim.memory_mb}m"
         api = self._client.api
@@ -276,6 +282,7 @@ class Sandbox:
             # The low-level calls: containers.create() would inspect the new container, a round trip we never use.
             host_config = api.create_host_config(
                 binds=volumes,
+                mounts=mounts,
                 network_mode=self.network_mode,
                 read_only=True,
                 tmpfs={
@@ -352,6 +359,11 @@ class Sandbox:
         whatever user the worker runs as (root or not, compose included): no chown on the host is needed.
         """
         files = sorted(p for p in grader_dir.rglob("*") if p.is_file() and not p.is_symlink())
+        if not files:
+            # Materialized and verified before the sandbox started: a missing or empty bundle here is ours, and
+            # grading without the hidden tests would score the learner against nothing.
+            state = "has no files" if grader_dir.is_dir() else "is missing"
+            raise SandboxUnavailable(f"the grader bundle {grader_dir} {state}; nothing was staged")
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as archive:
             for path in files:

@@ -199,3 +199,43 @@ def test_the_sandbox_reports_pressure_from_its_own_counters(runner_image):
     assert pressure.work_free_bytes < 2 * 1024 * 1024 - 1_800_000
     assert pressure.tmp_free_bytes > 15 * 1024 * 1024 and pressure.grader_free_bytes > 60 * 1024 * 1024
     assert (pressure.pids_refused, pressure.oom_kills) == (0, 0)
+
+
+def test_the_submission_is_a_read_only_bind_mount_with_the_default_propagation(runner_image, submission, docker_client):
+    with Sandbox(limits=LIMITS, submission_dir=submission) as box:
+        mounts = docker_client.api.inspect_container(box.container_id)["Mounts"]
+        write = box.exec(["touch", "/submission/planted"], user="grader", timeout_s=10)
+
+    mount = next(m for m in mounts if m["Destination"] == "/submission")
+    assert (mount["Type"], mount["Source"], mount["RW"], mount["Propagation"]) == (
+        "bind",
+        str(submission),
+        False,
+        "rprivate",
+    )
+    assert write.exit_code != 0 and not (submission / "planted").exists()
+
+
+def test_a_missing_submission_folder_is_a_platform_error_never_an_empty_submission(runner_image, tmp_path):
+    gone = tmp_path / "submissions" / ("a" * 64) / "files"  # a cache swapped out between materialize and start
+
+    with (
+        pytest.raises(SandboxUnavailable, match="cannot start a sandbox container"),
+        Sandbox(limits=LIMITS, submission_dir=gone),
+    ):
+        pass
+
+    assert not gone.exists()  # the engine did not create it as an empty folder
+
+
+@pytest.mark.parametrize("bundle", ["missing", "empty"])
+def test_a_missing_or_empty_grader_bundle_is_a_platform_error_never_staged_empty(runner_image, tmp_path, bundle):
+    grader = tmp_path / "grader"
+    if bundle == "empty":
+        (grader / "tests").mkdir(parents=True)
+
+    with (
+        pytest.raises(SandboxUnavailable, match="the grader bundle .* (is missing|has no files)"),
+        Sandbox(limits=LIMITS, grader_dir=grader),
+    ):
+        pass
