@@ -19,6 +19,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 
@@ -103,7 +104,10 @@ def starter_store(*, tree: TreeDigest) -> Path:
 
 def starter_materialize(*, digest: str) -> Path:
     """The starter archive on this host, zipped again from the database's files when it is missing or its files
-    do not hash to `digest`. Raises PlatformError when the database cannot supply it."""
+    do not hash to `digest`. Raises PlatformError when the database cannot supply it.
+
+    A verified archive is remembered by this process with its file's (device, inode, size, mtime), and hashed
+    again only when one of them changes: a download does not unzip a 100 MiB archive every time."""
     dest = starter_path(digest=digest)
     stored = blob_tree_get(kind=BlobTree.Kind.STARTER, digest=digest)
     if stored is None:
@@ -113,42 +117,97 @@ def starter_materialize(*, digest: str) -> Path:
             f"starter tree {digest} is neither in the database nor at {dest}; import the course again "
             "(manage.py import_course)"
         )
-    if dest.is_file() and starter_zip_digest(dest.read_bytes()) == digest:
+    if _starter_verified(dest, digest):
         return dest
     if dest.exists():
         logger.warning("the local starter archive %s does not match the database; rebuilding it", dest)
-    archive = starter_zip(
-        (entry["path"], data, bool(entry["executable"])) for entry, data in blob_tree_read(tree=stored)
-    )
-    if starter_zip_digest(archive) != digest:
-        raise PlatformError(f"starter tree {digest}: the archive zipped from the database does not hash to its name")
-    _starter_write(dest, archive, replace=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Zipped into a temporary file beside dest (not in memory), checked, then renamed over dest.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{digest[:12]}-", suffix=".zip", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w+b") as handle:
+            # The manifest is sorted by path: the order starter_zip writes in, so the bytes are the same.
+            _starter_zip_write(
+                handle,
+                ((entry["path"], data, bool(entry["executable"])) for entry, data in blob_tree_read(tree=stored)),
+            )
+            handle.flush()
+            handle.seek(0)
+            if _zip_digest(handle) != digest:
+                raise PlatformError(
+                    f"starter tree {digest}: the archive zipped from the database does not hash to its name"
+                )
+            signature = _signature(os.fstat(handle.fileno()))
+        os.replace(tmp, dest)  # a rebuild: whoever renames last, the bytes are the same
+    finally:
+        tmp.unlink(missing_ok=True)
+    _STARTERS_VERIFIED[str(dest)] = signature
     return dest
+
+
+# This process's verified starter archives: path -> (st_dev, st_ino, st_size, st_mtime_ns) when verified. A file
+# changed in place changes its size or mtime; one replaced is another inode.
+_STARTERS_VERIFIED: dict[str, tuple[int, int, int, int]] = {}
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _starter_verified(dest: Path, digest: str) -> bool:
+    try:
+        with dest.open("rb") as handle:
+            signature = _signature(os.fstat(handle.fileno()))
+            if _STARTERS_VERIFIED.get(str(dest)) == signature:
+                return True
+            good = _zip_digest(handle) == digest
+    except OSError:
+        return False
+    if good:
+        _STARTERS_VERIFIED[str(dest)] = signature
+    else:
+        _STARTERS_VERIFIED.pop(str(dest), None)
+    return good
 
 
 def starter_zip(files: Iterable[Entry]) -> bytes:
     """A deterministic zip of (path, data, executable) files: the same files always give the same bytes."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for rel, data, executable in sorted(files):
+    _starter_zip_write(buffer, sorted(files))
+    return buffer.getvalue()
+
+
+def _starter_zip_write(handle: BinaryIO, files: Iterable[Entry]) -> None:
+    # In the order given: callers pass the files sorted by path.
+    with zipfile.ZipFile(handle, "w") as archive:
+        for rel, data, executable in files:
             # Fixed timestamps and modes: the same files always give the same bytes.
             info = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3
             info.external_attr = (0o100755 if executable else 0o100644) << 16
             archive.writestr(info, data, compresslevel=6)
-    return buffer.getvalue()
 
 
 def starter_zip_digest(archive: bytes) -> str | None:
     """The tree digest of a starter archive's files (executable bits included), or None if it is no zip."""
+    return _zip_digest(io.BytesIO(archive))
+
+
+def _zip_digest(handle: BinaryIO) -> str | None:
+    # Each member is hashed as it is inflated, a megabyte at a time: never a whole archive or file in memory.
     try:
-        with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        with zipfile.ZipFile(handle) as opened:
             files = []
             for info in opened.infolist():
-                data = opened.read(info)
+                digest, size = hashlib.sha256(), 0
+                with opened.open(info) as member:
+                    for chunk in iter(lambda member=member: member.read(1 << 20), b""):
+                        digest.update(chunk)
+                        size += len(chunk)
                 executable = bool((info.external_attr >> 16) & 0o111)
-                files.append((info.filename, len(data), hashlib.sha256(data).hexdigest(), executable))
+                files.append((info.filename, size, digest.hexdigest(), executable))
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
         return None
     return tree_digest(files)

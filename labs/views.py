@@ -71,7 +71,7 @@ def lab_detail(request: HttpRequest, course_slug: str, lab_slug: str) -> HttpRes
     )
 
 
-def lab_starter(request: HttpRequest, course_slug: str, lab_slug: str) -> FileResponse:
+def lab_starter(request: HttpRequest, course_slug: str, lab_slug: str) -> HttpResponse:
     lab = access_lab_by_slugs(course_slug=course_slug, lab_slug=lab_slug)
     digest = lab.starter_digest
     if not digest or not all(ch in "0123456789abcdef" for ch in digest):
@@ -79,10 +79,17 @@ def lab_starter(request: HttpRequest, course_slug: str, lab_slug: str) -> FileRe
     try:
         # This host's copy, zipped again from the database when missing or changed (labs.blobs).
         path = starter_materialize(digest=digest)
-    except PlatformError as exc:
+        handle = path.open("rb")
+    except (PlatformError, OSError) as exc:
+        # Ours (a blob missing from the database, a cache this host cannot write), not the learner's: 503.
         logger.error("lab %s: starter archive unavailable: %s", lab.pk, exc)
-        raise Http404("The starter archive is missing; the course needs importing again.") from None
-    return FileResponse(path.open("rb"), as_attachment=True, filename=f"{lab.slug}-starter.zip")
+        return HttpResponse(
+            "The starter files are unavailable because of a problem on our side; try again later.\n",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+            headers={"Retry-After": "60"},
+        )
+    return FileResponse(handle, as_attachment=True, filename=f"{lab.slug}-starter.zip")
 
 
 def revision_detail(request: HttpRequest, revision_id: int) -> HttpResponse:

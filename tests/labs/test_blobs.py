@@ -521,3 +521,63 @@ def test_a_hostile_path_already_in_the_database_is_refused_naming_the_tree(web_h
 
     assert f"submission tree {digest}" in str(caught.value) and "refusing to materialize" in str(caught.value)
     assert not (storage.submissions_root().parent / "evil.py").exists()
+
+
+# --- starters: verified once per change, our error when the database cannot supply one -------------------------
+
+
+def _starter_lab(tmp_path) -> tuple:
+    starter = tmp_path / "course" / "starter"
+    starter.mkdir(parents=True)
+    (starter / "greet.py").write_bytes(b"print('hi')\n")
+    tree = _folder_tree(starter)
+    archive = bundles.starter_store(tree=tree).read_bytes()
+    return make_lab(starter_digest=tree.digest), tree, archive
+
+
+def test_a_starter_archive_is_hashed_again_only_when_its_file_changed(web_host, tmp_path, monkeypatch):
+    lab, tree, archive = _starter_lab(tmp_path)
+    url = f"/courses/{lab.course.slug}/labs/{lab.slug}/starter.zip"
+    real_digest = bundles._zip_digest
+    hashed: list[int] = []
+
+    def counting(handle):
+        hashed.append(1)
+        return real_digest(handle)
+
+    monkeypatch.setattr(bundles, "_zip_digest", counting)
+    monkeypatch.setattr(bundles, "_STARTERS_VERIFIED", {})
+    downloads = [b"".join(Client().get(url).streaming_content) for _ in range(3)]
+    assert downloads == [archive] * 3 and len(hashed) == 1  # verified on the first download only
+
+    path = bundles.starter_path(digest=tree.digest)
+    path.write_bytes(bundles.starter_zip([("greet.py", b"print('changed')\n", False)]))  # changed in place
+    hashed.clear()
+    assert b"".join(Client().get(url).streaming_content) == archive
+    assert len(hashed) == 2  # the changed archive, then the one rebuilt from the database
+
+
+def test_a_starter_whose_blob_is_missing_is_our_error_a_503_logged(settings, web_host, tmp_path, caplog):
+    lab, _tree, _archive = _starter_lab(tmp_path)
+    Blob.objects.filter(sha256=hashlib.sha256(b"print('hi')\n").hexdigest()).delete()
+    _host(settings, tmp_path / "other-web")
+
+    response = Client().get(f"/courses/{lab.course.slug}/labs/{lab.slug}/starter.zip")
+
+    assert response.status_code == 503
+    assert b"unavailable because of a problem on our side; try again later" in response.content
+    assert any(r.levelname == "ERROR" and "'greet.py'" in r.getMessage() for r in caplog.records)
+
+
+def test_a_starter_the_host_cannot_write_is_our_error_a_503(web_host, tmp_path, monkeypatch):
+    from labs import views
+
+    lab, _tree, _archive = _starter_lab(tmp_path)
+
+    def unwritable(*, digest):
+        raise PermissionError(13, "Permission denied", "starters")
+
+    monkeypatch.setattr(views, "starter_materialize", unwritable)
+    response = Client().get(f"/courses/{lab.course.slug}/labs/{lab.slug}/starter.zip")
+
+    assert response.status_code == 503
