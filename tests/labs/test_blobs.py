@@ -581,3 +581,46 @@ def test_a_starter_the_host_cannot_write_is_our_error_a_503(web_host, tmp_path, 
     response = Client().get(f"/courses/{lab.course.slug}/labs/{lab.slug}/starter.zip")
 
     assert response.status_code == 503
+
+
+@pytest.mark.docker
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_grading_whose_blob_is_missing_is_our_error_never_a_score(celery_worker, lab_factory):
+    """The worker's host never saw the files and the database lost one: an error naming the file, no verdict."""
+    import time
+
+    from labs.models import CheckResult, GradingRun
+    from labs.services.grading import revision_enqueue
+
+    lab = lab_factory(HELLO_LAB_DIR)
+    good = HELLO_LAB_DIR / "examples" / "good"
+    tree = validate_files(
+        [(p.name, p.read_bytes()) for p in sorted(good.iterdir())], rules=UploadRules.for_files(lab.labspec.files)
+    )
+    lost_path, lost_data, _sha = tree.files[0]
+    with transaction.atomic():
+        storage.tree_store(tree=tree)
+        revision = Revision.objects.create(
+            lab=lab,
+            user=make_user(),
+            number=1,
+            tree_sha256=tree.tree_sha256,
+            files=tree.manifest(),
+            total_bytes=tree.total_bytes,
+            queued_at=timezone.now(),
+        )
+        shutil.rmtree(storage.tree_path(tree_sha256=tree.tree_sha256))
+        Blob.objects.filter(sha256=hashlib.sha256(lost_data).hexdigest()).delete()
+        revision_enqueue(revision=revision)
+
+    deadline = time.monotonic() + 120  # a bound, not a performance threshold
+    while time.monotonic() < deadline and not GradingRun.objects.filter(revision=revision, outcome="error").exists():
+        time.sleep(0.2)
+
+    revision.refresh_from_db()
+    run = GradingRun.objects.filter(revision=revision, outcome="error").first()
+    assert revision.state in {"queued", "error"} and revision.error_count >= 1  # ours: retried, never "failed"
+    assert f"{lost_path!r}" in run.error_detail and "missing from the database" in run.error_detail
+    assert revision.score is None and not revision.failure_reason
+    assert not CheckResult.objects.filter(run__revision=revision).exists()
