@@ -307,6 +307,8 @@ def caches_sweep(*, older_than_s: float | None = None, now: float | None = None)
         except OSError:
             continue
         for entry in entries:
+            if not (_LOCK.match(entry.name) or _SWEPT.match(entry.name)):
+                continue  # a tree (or anything else): never the sweep's
             try:
                 if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
                     continue
