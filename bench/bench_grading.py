@@ -10,11 +10,9 @@ the machine (cores, load average before and after: the machine is shared, so run
 
 # ruff: noqa: E402 - the project's modules load after benchenv has configured Django
 import os
-import shutil
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from benchenv import DATA, DB, REDIS_PORT, cleanup
 from django.core.management import call_command
@@ -23,7 +21,7 @@ from django.db.models import Sum
 from courses.models import Course, Unit
 from labs.models import CheckResult, Lab, Revision
 from tests.conftest import RedisServer
-from tests.labs.conftest import HELLO_LAB_DIR, CeleryWorker, _tree_digest
+from tests.labs.conftest import HELLO_LAB_DIR, CeleryWorker, _folder_tree
 
 GOOD = HELLO_LAB_DIR / "examples" / "good"
 
@@ -34,14 +32,14 @@ def pct(values: list[float], q: float) -> float:
 
 
 def make_lab() -> Lab:
-    from django.conf import settings
-
+    from labs.bundles import grader_store
     from labs.labspec import parse_lab_yaml
 
     parsed = parse_lab_yaml((HELLO_LAB_DIR / "lab.yaml").read_text(), file="lab.yaml", folder_slug="x", problems=[])
     spec = parsed.to_json()
-    digest = _tree_digest(HELLO_LAB_DIR / "grader")
-    shutil.copytree(HELLO_LAB_DIR / "grader", Path(settings.DATA_DIR) / "graders" / digest, dirs_exist_ok=True)
+    # As the course import stores it: blobs in the database plus this host's copy (labs.bundles).
+    grader = _folder_tree(HELLO_LAB_DIR / "grader")
+    grader_store(tree=grader)
     course = Course.objects.create(slug="bench", title="Bench")
     unit = Unit.objects.create(course=course, slug="week-05-containers", title="Containers", position=1)
     return Lab.objects.create(
@@ -51,33 +49,45 @@ def make_lab() -> Lab:
         title="Hello",
         source_path="x",
         spec=spec,
-        content_hash=digest,
-        grader_digest=digest,
+        content_hash=grader.digest,
+        grader_digest=grader.digest,
     )
 
 
 def submit_many(lab: Lab, user, n: int) -> list[Revision]:
-    # The same storage and enqueue path as the pytest fixture `submit` (content-addressed tree, on_commit send).
+    # The same storage and enqueue path as the pytest fixture `submit`: the tree stored through labs.storage
+    # (blobs and tree row in the database, this host's copy), then on_commit sends.
     import hashlib
 
-    from django.conf import settings
     from django.db import transaction
     from django.utils import timezone
 
     from labs.services.grading import revision_enqueue
+    from labs.storage import tree_store
+    from labs.uploads import ValidatedTree, tree_digest
 
-    files = sorted(p for p in GOOD.rglob("*") if p.is_file())
-    entries = [(p.relative_to(GOOD).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
-    tree = hashlib.sha256("\n".join(f"{a}\0{b}" for a, b in entries).encode()).hexdigest()
-    target = Path(settings.SUBMISSIONS_ROOT) / tree / "files"
-    if not target.exists():
-        shutil.copytree(GOOD, target)
+    files = []
+    for path in sorted(p for p in GOOD.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        files.append((path.relative_to(GOOD).as_posix(), data, hashlib.sha256(data).hexdigest()))
+    tree = ValidatedTree(
+        files=files,
+        total_bytes=sum(len(data) for _path, data, _sha in files),
+        tree_sha256=tree_digest([(path, sha) for path, _data, sha in files]),
+    )
     revisions = []
     with transaction.atomic():
+        tree_store(tree=tree)
         start = Revision.objects.filter(lab=lab, user=user).count()
         for i in range(n):
             revision = Revision.objects.create(
-                lab=lab, user=user, number=start + i + 1, tree_sha256=tree, queued_at=timezone.now()
+                lab=lab,
+                user=user,
+                number=start + i + 1,
+                tree_sha256=tree.tree_sha256,
+                files=tree.manifest(),
+                total_bytes=tree.total_bytes,
+                queued_at=timezone.now(),
             )
             revision_enqueue(revision=revision)
             revisions.append(revision)
