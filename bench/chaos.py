@@ -13,10 +13,11 @@ var/chaos/data; two Celery workers (2 processes each) and beat (the sweep of stu
 Logs: var/chaos/logs. Data and logs are wiped at the next start, the engine's images kept.
 
 The sample course is imported; a thread submits the examples of hello-pinned (lab.yaml `examples:`) through
-revision_submit, from as many learner accounts as the lab's cooldown and revision limit need, at --rate per
-second. Meanwhile the chaos events run one after another, in bounded loops: kill -9 of a worker (main process
+revision_submit, from --learners accounts in turn (more when the lab's cooldown or revision limit leaves none
+free), at --rate per second. Meanwhile the chaos events run one after another, in bounded loops: kill -9 of a worker (main process
 and pool) while one of its runs is in its checks, then restart it; Redis stopped (SIGKILL and SIGTERM in turn)
-and started on the same append-only file; the Docker engine restarted; `pg_ctl restart -m fast`. Then submitting
+and started on the same append-only file; the Docker engine restarted; `pg_ctl restart -m fast`. A kill waits
+(--kill-wait) for a run whose sandbox is up; if none comes, it kills nothing and says so. Then submitting
 stops and the script waits (bounded by --drain-seconds) until no revision is queued or running.
 
 Prints: submitted; graded (a final verdict: graded or failed); needs attention (`error`: ours, never scored);
@@ -480,7 +481,10 @@ def main() -> int:
     parser.add_argument("--docker-restarts", type=int, default=1)
     parser.add_argument("--postgres-restarts", type=int, default=1)
     parser.add_argument("--rate", type=float, default=0.4, help="submissions per second (default 0.4)")
-    parser.add_argument("--learners", type=int, default=12, help="learner accounts submitting in turn (default 12)")
+    parser.add_argument("--learners", type=int, default=30, help="learner accounts submitting in turn (default 30)")
+    parser.add_argument(
+        "--kill-wait", type=float, default=300, help="how long a kill waits for a run in its checks (default 300)"
+    )
     parser.add_argument("--gap", type=float, default=8, help="seconds between two events (default 8)")
     parser.add_argument("--redis-down", type=float, default=3, help="seconds Redis stays down (default 3)")
     parser.add_argument("--drain-seconds", type=float, default=900, help="bound on the final wait (default 900)")
@@ -561,7 +565,7 @@ def main() -> int:
         for number, event in enumerate(plan, 1):
             log(f"event {number}/{len(plan)}: {event} ({len(stream.submitted)} submitted so far)")
             if event == "kill":
-                counts["landed"] += kill_mid_grading(workers)
+                counts["landed"] += kill_mid_grading(workers, wait_s=args.kill_wait)
             elif event == "redis":
                 redis.stop(hard=counts["redis"] % 2 == 0)
                 time.sleep(args.redis_down)
