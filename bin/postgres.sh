@@ -49,7 +49,7 @@ if url.scheme not in ("postgres", "postgresql", "pgsql"):
 try:
     port = url.port or 5432
 except ValueError:  # a port that is not a number from 0 to 65535
-    sys.exit(f"error: SHIPSHAPE_TEST_DATABASE_URL={sys.argv[1]!r} has no valid port: use postgres://user@host:port/name")
+    sys.exit(f"error: SHIPSHAPE_TEST_DATABASE_URL={sys.argv[1]!r} has no valid port: use e.g. postgres://shipshape@127.0.0.1:6391/shipshape")
 print(url.username or "shipshape", url.hostname or "127.0.0.1", port, url.path.lstrip("/") or "shipshape")
 PY
 }

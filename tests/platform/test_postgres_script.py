@@ -126,7 +126,10 @@ def test_it_returns_at_once_when_a_server_is_installed(machine):
     [
         ("mysql://shipshape@127.0.0.1:6391/shipshape", "must be a postgres:// URL, not 'mysql://"),
         ("127.0.0.1:6391", "must be a postgres:// URL, not '127.0.0.1:6391'"),
-        ("postgres://shipshape@127.0.0.1:port/shipshape", "has no valid port: use postgres://user@host:port/name"),
+        (
+            "postgres://shipshape@127.0.0.1:port/shipshape",
+            "has no valid port: use e.g. postgres://shipshape@127.0.0.1:6391/shipshape",
+        ),
         ("postgres://shipshape@127.0.0.1:99999/shipshape", "has no valid port"),
     ],
 )
