@@ -461,9 +461,9 @@ def figures(stream: Stream, expected: dict[str, set[str]]) -> dict:
 
 def _folder_of(revision, stream: Stream) -> str:
     """The example a revision stored without acknowledgement holds (matched by its content)."""
-    from labs.storage import tree_files_dir
+    from labs.storage import tree_materialize
 
-    stored = {p.name: p.read_bytes() for p in tree_files_dir(tree_sha256=revision.tree_sha256).iterdir()}
+    stored = {p.name: p.read_bytes() for p in tree_materialize(tree_sha256=revision.tree_sha256).iterdir()}
     return next(folder for folder, files in stream.examples if dict(files) == stored)
 
 
