@@ -28,6 +28,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from django.db import Error as DatabaseError
+from django.db import connection
+
 from labs.bundles import grader_materialize
 from labs.checks.base import CheckOutcome, GradingContext, check_kind
 from labs.errors import PlatformError
@@ -96,7 +99,16 @@ def _grade(revision: Revision, run: GradingRun) -> str:
         return final
     except Exception as exc:
         logger.exception("grading revision %s crashed", revision_id)
-        final = grading_state.revision_error(revision=revision, run=run, detail=f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, DatabaseError):
+            # The database went away under us (a restart, a failover): this connection is dead, and recording the
+            # error on it would fail too and leave the revision running until the sweeper's deadline. Reconnect.
+            connection.close()
+        try:
+            final = grading_state.revision_error(revision=revision, run=run, detail=f"{type(exc).__name__}: {exc}")
+        except DatabaseError as again:
+            # Still unreachable: ours, retried; the sweeper requeues the revision once its deadline passes.
+            connection.close()
+            raise PlatformError(f"grading crashed and the database is unreachable: {type(again).__name__}") from exc
         if final == Revision.State.QUEUED:
             raise PlatformError(f"grading crashed: {type(exc).__name__}") from exc
         return final

@@ -202,12 +202,16 @@ def revision_finish(
 ) -> bool:
     """running -> graded (or failed, when `failure_reason` names a limit that stopped the code), with the score;
     False when the run was taken over (sweeper) meanwhile."""
-    latest = GradingRun.objects.filter(revision=revision).order_by("-attempt").values_list("pk", flat=True).first()
-    if latest != run.pk:
-        logger.warning("run %s of revision %s is stale; not storing its verdict", run.pk, revision.pk)
-        return False
     state = S.FAILED if failure_reason else S.GRADED
     with transaction.atomic():
+        # The revision's row is locked before the run is judged current: the sweeper's requeue and a new claim
+        # change that row, so neither can slip in between this check and the verdict below.
+        list(Revision.objects.select_for_update(of=("self",)).filter(pk=revision.pk).values_list("pk"))
+        latest = GradingRun.objects.filter(revision=revision).order_by("-attempt").values_list("pk", flat=True).first()
+        still_running = GradingRun.objects.filter(pk=run.pk, outcome=Outcome.RUNNING).exists()
+        if latest != run.pk or not still_running:
+            logger.warning("run %s of revision %s is stale; not storing its verdict", run.pk, revision.pk)
+            return False
         done = revision_transition(
             revision=revision,
             to_state=state,
