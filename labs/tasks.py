@@ -19,10 +19,12 @@ queued); when a grading ends, `revision_grade` sends the learner's next waiting 
 """
 
 import logging
+from datetime import datetime
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 from django.conf import settings
+from django.utils import timezone
 
 from labs.blobs import caches_sweep
 from labs.errors import PlatformError
@@ -111,9 +113,28 @@ def work_claims_expire() -> int:
     return loop.work_claims_expire()
 
 
+# When this worker process began, before it could take any task: the runs its name holds from before are orphans.
+_worker_started_at: datetime | None = None
+
+
+@worker_init.connect
+def _remember_worker_start(**_: object) -> None:
+    global _worker_started_at
+    _worker_started_at = timezone.now()
+
+
 @worker_ready.connect
-def _reap_at_worker_start(**_: object) -> None:
-    # A worker that died (kill -9, host reboot) leaves containers behind; clean up before taking work.
+def _reap_at_worker_start(sender=None, **_: object) -> None:
+    # A worker that died (kill -9, host reboot) leaves revisions running and containers behind. Take the
+    # revisions back first (their runs then stop being live), then reap, before taking work.
+    try:
+        grading_state.revisions_orphaned_requeue(
+            worker=getattr(sender, "hostname", "") or "",
+            started_before=_worker_started_at or timezone.now(),
+            send=revision_send,
+        )
+    except Exception:
+        logger.exception("taking back the revisions a previous worker process left running failed")
     try:
         reaper.containers_reap(live_runs=grading_state.runs_live)
     except Exception:

@@ -315,13 +315,7 @@ def revisions_sweep(*, send: Callable[[Revision], None], now: datetime | None = 
     now = now or timezone.now()
     requeued = parked = resent = 0
     for revision in Revision.objects.select_related("lab").filter(state=S.RUNNING, deadline_at__lt=now):
-        GradingRun.objects.filter(revision=revision, outcome=Outcome.RUNNING).update(
-            outcome=Outcome.ABANDONED, phase=Phase.ABANDONED, error_detail="worker stopped before finishing"
-        )
-        state = revision_error(revision=revision, run=None, detail="")
-        if state == S.QUEUED:
-            revision_queue_deadline_set(revision=revision, now=now)
-            send(revision)
+        if _revision_take_back(revision=revision, now=now, send=send) == S.QUEUED:
             requeued += 1
         else:
             parked += 1
@@ -332,6 +326,42 @@ def revisions_sweep(*, send: Callable[[Revision], None], now: datetime | None = 
     if requeued or parked or resent:
         logger.info("sweep: requeued %s, parked %s, re-sent %s", requeued, parked, resent)
     return {"requeued": requeued, "parked": parked, "resent": resent}
+
+
+def revisions_orphaned_requeue(*, worker: str, started_before: datetime, send: Callable[[Revision], None]) -> int:
+    """At a worker's start: the revisions a previous process of the same worker name was grading when it died
+    (kill -9, OOM, a host reboot) are taken back at once, instead of waiting for the sweeper's deadline (the lab's
+    wall time and a margin), which would hold the learner's later submissions back as long. Only runs started
+    before this process began: none of them can be this process's own. Returns how many were taken back."""
+    if not worker:
+        return 0
+    orphaned = Revision.objects.select_related("lab").filter(
+        state=S.RUNNING,
+        runs__worker=worker,
+        runs__outcome=Outcome.RUNNING,
+        runs__started_at__lt=started_before,
+    )
+    now = timezone.now()
+    taken = 0
+    for revision in orphaned.distinct():
+        _revision_take_back(revision=revision, now=now, send=send)
+        taken += 1
+    if taken:
+        logger.info("worker %s took back %s revisions its previous process left running", worker, taken)
+    return taken
+
+
+def _revision_take_back(*, revision: Revision, now: datetime, send: Callable[[Revision], None]) -> str:
+    """A running revision whose worker is gone: its run is abandoned, the revision requeued (our error, never
+    scored) or parked after too many. Returns the state it ends in."""
+    GradingRun.objects.filter(revision=revision, outcome=Outcome.RUNNING).update(
+        outcome=Outcome.ABANDONED, phase=Phase.ABANDONED, error_detail="worker stopped before finishing"
+    )
+    state = revision_error(revision=revision, run=None, detail="")
+    if state == S.QUEUED:
+        revision_queue_deadline_set(revision=revision, now=now)
+        send(revision)
+    return state
 
 
 def runs_live(run_ids: Iterable[int]) -> set[int]:

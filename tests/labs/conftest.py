@@ -91,7 +91,9 @@ class CeleryWorker:
         env.update(overrides)
         return env
 
-    def start(self, *, concurrency: int = 1, **env_overrides: str) -> None:
+    def start(self, *, concurrency: int = 1, same_name: bool = False, **env_overrides: str) -> None:
+        """Start the worker, named anew each start unless `same_name` (a restart, as a service manager does)."""
+        number = self.starts if same_name and self.starts else self.starts + 1
         self.starts += 1
         self.log_file = self.log_dir / f"worker-{self.starts}.log"
         handle = self.log_file.open("wb")
@@ -102,7 +104,7 @@ class CeleryWorker:
                 # Every queue, as bin/run: short labs, long labs, regrade previews' copies (taken in turn).
                 *("--pool", "prefork", "--concurrency", str(concurrency), "-Q", "celery,grading-long,regrades"),
                 *("--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"),
-                *("-n", f"{self.name}-{self.starts}@%h"),
+                *("-n", f"{self.name}-{number}@%h"),
             ],
             cwd=REPO_ROOT,
             env=self.env(**env_overrides),

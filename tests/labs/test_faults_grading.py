@@ -65,6 +65,22 @@ def test_a_worker_killed_mid_grading_loses_nothing_and_grades_once(worker, lab_f
     assert own_containers(docker_client) == []
 
 
+def test_a_worker_restarted_under_its_name_takes_back_what_it_was_grading_at_once(worker, lab_factory, submit):
+    lab = lab_factory(HELLO_LAB_DIR, spec_overrides={"checks": SLOW_CHECKS})
+    revision = submit(lab, GOOD)
+    _wait_for_check(revision, 0)
+
+    worker.kill()
+    worker.start(same_name=True)  # as systemd or a container's restart policy brings it back
+    # No sweep: the worker's start requeued the revision its previous process held (else it would wait for the
+    # sweeper's deadline, the lab's wall time and a margin, holding the learner's next submissions back too).
+    wait_for_state(revision, DONE)
+
+    assert revision.state == "graded" and revision.score == 2
+    assert [r.outcome for r in revision.runs.order_by("attempt")] == ["abandoned", "graded"]
+    assert revision.error_count == 1
+
+
 def test_revisions_queued_across_a_redis_restart_are_all_graded(worker, redis_server, lab_factory, submit):
     lab = lab_factory(HELLO_LAB_DIR)
     worker.stop()
