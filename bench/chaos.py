@@ -217,7 +217,9 @@ class Celery:
 
     def start(self, *, ready: bytes = b" ready.") -> None:
         self.starts += 1
-        self.hostname = f"{self.name}-{self.starts}@{HOST}"
+        # Restarted under the same name, as a service manager does: the worker then takes back at its start what
+        # its killed process was grading (labs.tasks), instead of leaving it to the sweeper's deadline.
+        self.hostname = f"{self.name}@{HOST}"
         log_file = LOGS / f"{self.name}-{self.starts}.log"
         argv = [*self.argv, "-n", self.hostname] if "worker" in self.argv else list(self.argv)
         with log_file.open("wb") as out:
