@@ -177,7 +177,7 @@ def lab_factory():
         assert parsed is not None and not problems, [p.format() for p in problems]
         spec = parsed.to_json()
         spec.update(spec_overrides or {})
-        digest = grader_store(tree=_folder_tree(lab_dir / "grader")).name
+        digest = grader_store(tree=folder_tree(lab_dir / "grader")).name
         course = make_course()
         unit = Unit.objects.create(course=course, slug="week-05-containers", title="Containers", position=1)
         slug = spec.get("slug") or lab_dir.name
@@ -251,7 +251,7 @@ def wait_for_state(revision, states: set[str], *, timeout: float = 120):
     raise AssertionError(f"revision {revision.pk} stayed {revision.state!r}; wanted one of {sorted(states)}")
 
 
-def _folder_tree(folder: Path):
+def folder_tree(folder: Path):
     """A folder as the course loader hashes it (courses.coursefs): path, size, sha256, executable bit."""
     from courses.coursefs import TreeDigest, tree_digest
 
@@ -270,4 +270,4 @@ def _folder_tree(folder: Path):
 
 def _tree_digest(folder: Path) -> str:
     """A grader folder's digest as the course loader names it."""
-    return _folder_tree(folder).digest
+    return folder_tree(folder).digest

@@ -149,3 +149,20 @@ def make_stored_revision(*, lab, user, files: dict[str, bytes], number: int | No
         total_bytes=tree.total_bytes,
         **fields,
     )
+
+
+def make_queued_revision(*, lab=None, user=None):
+    """A queued revision with a placeholder tree (nothing stored): for tests of grading state, never graded."""
+    from django.utils import timezone
+
+    from labs.models import Revision
+
+    return Revision.objects.create(
+        lab=lab or make_lab(),
+        user=user or make_user(),
+        number=1,
+        tree_sha256="a" * 64,
+        files=[{"path": "service.py", "size": 12, "sha256": "b" * 64}],
+        total_bytes=12,
+        queued_at=timezone.now(),
+    )

@@ -15,15 +15,13 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from courses.coursefs import TreeDigest, tree_digest
 from labs import bundles, storage
 from labs.blobs import blob_tree_put
 from labs.errors import PlatformError
 from labs.models import Blob, BlobTree, Revision
 from labs.services.submissions import revision_submit
-from labs.uploads import UploadRules, validate_files
 
-from .conftest import HELLO_LAB_DIR, own_containers, wait_for_state
+from .conftest import HELLO_LAB_DIR, folder_tree, own_containers, wait_for_state
 from .factories import make_lab, make_stored_revision, make_user
 from .test_uploads import GOOD, make_zip
 
@@ -56,21 +54,6 @@ def _snapshot(top: Path) -> dict[str, tuple[bytes | None, int]]:
     }
 
 
-def _folder_tree(folder: Path) -> TreeDigest:
-    """A folder as the course loader hashes it (courses.coursefs): path, size, sha256, executable bit."""
-    files = [
-        (
-            p.relative_to(folder).as_posix(),
-            p.stat().st_size,
-            hashlib.sha256(p.read_bytes()).hexdigest(),
-            bool(p.stat().st_mode & 0o111),
-        )
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    ]
-    return TreeDigest(root=folder, digest=tree_digest(files), files=files)
-
-
 @pytest.fixture
 def bundle_dir(tmp_path) -> Path:
     folder = tmp_path / "course" / "grader"
@@ -97,7 +80,7 @@ def test_it_materializes_a_submitted_tree_on_another_host_with_identical_bytes_a
 def test_it_materializes_a_grader_bundle_on_another_host_with_identical_bytes_and_modes(
     settings, web_host, tmp_path, bundle_dir
 ):
-    tree = _folder_tree(bundle_dir)
+    tree = folder_tree(bundle_dir)
     on_web = _snapshot(bundles.grader_store(tree=tree))
 
     _host(settings, tmp_path / "worker")
@@ -115,7 +98,7 @@ def test_it_serves_the_starter_from_the_database_when_the_local_store_is_empty(s
     (starter / "greet.py").write_bytes(b"print('hi')\n")
     (starter / "run.sh").write_bytes(b"#!/bin/sh\n")
     (starter / "run.sh").chmod(0o755)
-    tree = _folder_tree(starter)
+    tree = folder_tree(starter)
     archive_on_web = bundles.starter_store(tree=tree).read_bytes()
     lab = make_lab(starter_digest=tree.digest)
 
@@ -154,7 +137,7 @@ def test_a_tampered_blob_in_the_database_raises_a_platform_error_naming_the_file
 
 
 def test_a_missing_blob_raises_a_clear_platform_error(settings, web_host, tmp_path, bundle_dir):
-    tree = _folder_tree(bundle_dir)
+    tree = folder_tree(bundle_dir)
     bundles.grader_store(tree=tree)
     Blob.objects.filter(sha256=hashlib.sha256((bundle_dir / "run.sh").read_bytes()).hexdigest()).delete()
 
@@ -190,7 +173,7 @@ def test_a_tampered_local_file_is_rebuilt_from_the_database(web_host):
 
 
 def test_a_tampered_grader_file_is_rebuilt_with_its_modes(web_host, bundle_dir):
-    tree = _folder_tree(bundle_dir)
+    tree = folder_tree(bundle_dir)
     grader = bundles.grader_store(tree=tree)
     before = _snapshot(grader)
     (grader / "run.sh").chmod(0o755)
@@ -233,7 +216,7 @@ def test_backfill_uploads_what_the_local_stores_hold_and_names_what_is_missing(w
     lab, user = make_lab(), make_user()
     kept = make_stored_revision(lab=lab, user=user, files=FILES)
     lost = make_stored_revision(lab=lab, user=user, files={"service.py": b"lost\n"})
-    tree = _folder_tree(bundle_dir)
+    tree = folder_tree(bundle_dir)
     bundles.grader_store(tree=tree)
     lab.grader_digest = tree.digest
     lab.save(update_fields=["grader_digest"])
@@ -258,33 +241,19 @@ def test_a_worker_grades_correctly_after_its_local_copies_are_wiped(celery_worke
     from labs.services.grading import revision_enqueue
 
     lab = lab_factory(HELLO_LAB_DIR)
-    grader = _folder_tree(HELLO_LAB_DIR / "grader")
+    grader = folder_tree(HELLO_LAB_DIR / "grader")
     bundles.grader_store(tree=grader)
     lab.grader_digest = grader.digest
     lab.save(update_fields=["grader_digest"])
-    good = HELLO_LAB_DIR / "examples" / "good"
-    tree = validate_files(
-        [(p.name, p.read_bytes()) for p in sorted(good.iterdir())], rules=UploadRules.for_files(lab.labspec.files)
-    )
     with transaction.atomic():
-        storage.tree_store(tree=tree)
-        revision = Revision.objects.create(
-            lab=lab,
-            user=make_user(),
-            number=1,
-            tree_sha256=tree.tree_sha256,
-            files=tree.manifest(),
-            total_bytes=tree.total_bytes,
-            queued_at=timezone.now(),
-        )
-        shutil.rmtree(storage.tree_path(tree_sha256=tree.tree_sha256))
+        revision = _good_example_stored_then_wiped(lab)
         shutil.rmtree(bundles.grader_dir(digest=grader.digest))
         revision_enqueue(revision=revision)
 
     revision = wait_for_state(revision, {"graded", "failed", "error"})
 
     assert (revision.state, revision.score, revision.max_score) == ("graded", 10, 10), revision.runs.last().log
-    assert storage.tree_files_dir(tree_sha256=tree.tree_sha256).is_dir()  # materialized again by the worker
+    assert storage.tree_files_dir(tree_sha256=revision.tree_sha256).is_dir()  # materialized again by the worker
     assert os.access(bundles.grader_dir(digest=grader.digest) / "tests" / "test_greet.py", os.R_OK)
     assert own_containers(docker_client) == []
 
@@ -530,7 +499,7 @@ def _starter_lab(tmp_path) -> tuple:
     starter = tmp_path / "course" / "starter"
     starter.mkdir(parents=True)
     (starter / "greet.py").write_bytes(b"print('hi')\n")
-    tree = _folder_tree(starter)
+    tree = folder_tree(starter)
     archive = bundles.starter_store(tree=tree).read_bytes()
     return make_lab(starter_digest=tree.digest), tree, archive
 
@@ -594,24 +563,11 @@ def test_a_grading_whose_blob_is_missing_is_our_error_never_a_score(celery_worke
     from labs.services.grading import revision_enqueue
 
     lab = lab_factory(HELLO_LAB_DIR)
-    good = HELLO_LAB_DIR / "examples" / "good"
-    tree = validate_files(
-        [(p.name, p.read_bytes()) for p in sorted(good.iterdir())], rules=UploadRules.for_files(lab.labspec.files)
-    )
-    lost_path, lost_data, _sha = tree.files[0]
     with transaction.atomic():
-        storage.tree_store(tree=tree)
-        revision = Revision.objects.create(
-            lab=lab,
-            user=make_user(),
-            number=1,
-            tree_sha256=tree.tree_sha256,
-            files=tree.manifest(),
-            total_bytes=tree.total_bytes,
-            queued_at=timezone.now(),
-        )
-        shutil.rmtree(storage.tree_path(tree_sha256=tree.tree_sha256))
-        Blob.objects.filter(sha256=hashlib.sha256(lost_data).hexdigest()).delete()
+        revision = _good_example_stored_then_wiped(lab)
+        lost = revision.files[0]
+        lost_path = lost["path"]
+        Blob.objects.filter(sha256=lost["sha256"]).delete()
         revision_enqueue(revision=revision)
 
     deadline = time.monotonic() + 120  # a bound, not a performance threshold
@@ -624,3 +580,17 @@ def test_a_grading_whose_blob_is_missing_is_our_error_never_a_score(celery_worke
     assert f"{lost_path!r}" in run.error_detail and "missing from the database" in run.error_detail
     assert revision.score is None and not revision.failure_reason
     assert not CheckResult.objects.filter(run__revision=revision).exists()
+
+
+def _good_example_stored_then_wiped(lab) -> Revision:
+    """hello-pinned's good example stored as a submit stores it (database and local copy), then its local copy
+    removed, as on a worker's host that never saw it. Call inside the transaction that enqueues it."""
+    good = HELLO_LAB_DIR / "examples" / "good"
+    revision = make_stored_revision(
+        lab=lab,
+        user=make_user(),
+        files={p.name: p.read_bytes() for p in sorted(good.iterdir())},
+        queued_at=timezone.now(),
+    )
+    shutil.rmtree(storage.tree_path(tree_sha256=revision.tree_sha256))
+    return revision

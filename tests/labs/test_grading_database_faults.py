@@ -14,26 +14,13 @@ from labs.grading import orchestrator
 from labs.grading import state as grading_state
 from labs.grading.scoring import Score
 from labs.models import GradingRun, Revision
-from tests.labs.factories import make_lab, make_user
+from tests.labs.factories import make_queued_revision
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def queued_revision() -> Revision:
-    lab = make_lab()
-    return Revision.objects.create(
-        lab=lab,
-        user=make_user(),
-        number=1,
-        tree_sha256="a" * 64,
-        files=[{"path": "service.py", "size": 12, "sha256": "b" * 64}],
-        total_bytes=12,
-        queued_at=timezone.now(),
-    )
-
-
 def test_a_database_restart_mid_grading_requeues_the_revision_at_once(monkeypatch):
-    revision = queued_revision()
+    revision = make_queued_revision()
 
     def database_goes_away(revision, run):
         # What a PostgreSQL restart does to a worker's open connection: Django still holds it, and every query on
@@ -55,7 +42,7 @@ def test_a_database_restart_mid_grading_requeues_the_revision_at_once(monkeypatc
 
 
 def test_a_database_still_down_is_our_error_for_the_task_to_retry(monkeypatch):
-    revision = queued_revision()
+    revision = make_queued_revision()
 
     def database_stays_down(revision, run):
         monkeypatch.setattr(connection, "ensure_connection", _refuse_always)
@@ -74,7 +61,7 @@ def test_a_database_still_down_is_our_error_for_the_task_to_retry(monkeypatch):
 
 
 def test_a_run_the_sweeper_abandoned_never_stores_its_verdict_over_the_next_attempt():
-    revision = queued_revision()
+    revision = make_queued_revision()
     claimed = grading_state.revision_claim(revision_id=revision.pk)
     first = grading_state.run_start(revision=claimed, worker="worker-that-stalled")
 
@@ -97,7 +84,7 @@ def test_a_run_the_sweeper_abandoned_never_stores_its_verdict_over_the_next_atte
 
 
 def test_a_run_abandoned_before_any_new_claim_stores_no_verdict():
-    revision = queued_revision()
+    revision = make_queued_revision()
     claimed = grading_state.revision_claim(revision_id=revision.pk)
     run = grading_state.run_start(revision=claimed, worker="worker-that-stalled")
     GradingRun.objects.filter(pk=run.pk).update(outcome=GradingRun.Outcome.ABANDONED)  # the sweeper's first step

@@ -9,22 +9,13 @@ from django.utils import timezone
 
 from labs.grading import state as grading_state
 from labs.models import GradingRun, Revision
-from tests.labs.factories import make_lab, make_user
+from tests.labs.factories import make_queued_revision
 
 pytestmark = pytest.mark.django_db
 
 
 def running(worker: str, *, started_ago: timedelta = timedelta(minutes=1)) -> Revision:
-    revision = Revision.objects.create(
-        lab=make_lab(),
-        user=make_user(),
-        number=1,
-        tree_sha256="a" * 64,
-        files=[{"path": "service.py", "size": 12, "sha256": "b" * 64}],
-        total_bytes=12,
-        queued_at=timezone.now(),
-    )
-    claimed = grading_state.revision_claim(revision_id=revision.pk)
+    claimed = grading_state.revision_claim(revision_id=make_queued_revision().pk)
     run = grading_state.run_start(revision=claimed, worker=worker)
     GradingRun.objects.filter(pk=run.pk).update(started_at=timezone.now() - started_ago)
     return claimed
