@@ -142,13 +142,7 @@ mkdir -p "$ROOTFS/app" "$ROOTFS/srv/shipshape"
 install -m 0755 "$HERE/entrypoint.sh" "$ROOTFS/usr/local/bin/shipshape-entrypoint"
 chown "$APP_UID:$APP_UID" "$ROOTFS/srv/shipshape"
 
-# Caches and host-specific files have no place in an image.
-rm -rf "$ROOTFS"/var/cache/apt/* "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/root/.cache \
-  "$ROOTFS"/var/cache/debconf/*-old "$ROOTFS"/var/log/* "$ROOTFS"/usr/share/doc/* \
-  "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* "$ROOTFS"/tmp/* "$ROOTFS"/var/tmp/*
-: >"$ROOTFS/etc/resolv.conf"
-: >"$ROOTFS/etc/hostname"
-rm -f "$ROOTFS"/etc/apt/sources.list "$ROOTFS"/etc/apt/sources.list.d/*
+rootfs_strip "$ROOTFS"
 
 log "importing $TAG"
 tar --numeric-owner -C "$ROOTFS" -c . | docker import \

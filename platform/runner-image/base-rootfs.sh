@@ -86,3 +86,15 @@ base_rootfs_tar() {
   fi
   echo "$base_tar"
 }
+
+# rootfs_strip ROOTFS: what has no place in an image (caches, logs, docs, the host's resolver, hostname and apt
+# sources), removed before `docker import`.
+rootfs_strip() {
+  local rootfs="$1"
+  rm -rf "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/root/.cache \
+    "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/log/* "$rootfs"/usr/share/doc/* \
+    "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/tmp/* "$rootfs"/var/tmp/*
+  : >"$rootfs/etc/resolv.conf"
+  : >"$rootfs/etc/hostname"
+  rm -f "$rootfs"/etc/apt/sources.list "$rootfs"/etc/apt/sources.list.d/*
+}

@@ -28,7 +28,7 @@ die() {
 source "$HERE/base-rootfs.sh"
 
 # Everything the image is made from; change any of these and the tag changes.
-INPUTS_HASH="$(sha256_of "$HERE/build.sh" "$REQUIREMENTS")"
+INPUTS_HASH="$(sha256_of "$HERE/build.sh" "$HERE/base-rootfs.sh" "$REQUIREMENTS")"
 TAG="$REPO:$INPUTS_HASH"
 
 command -v docker >/dev/null || die "docker is not installed. Run ./bin/test or ./bin/run, which install it."
@@ -105,13 +105,7 @@ done
 chown 1000:1000 "$ROOTFS/work"
 chown 1001:1001 "$ROOTFS/results"
 
-# Caches and host-specific files have no place in an image.
-rm -rf "$ROOTFS"/var/cache/apt/* "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/root/.cache \
-  "$ROOTFS"/var/cache/debconf/*-old "$ROOTFS"/var/log/* "$ROOTFS"/usr/share/doc/* \
-  "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* "$ROOTFS"/tmp/* "$ROOTFS"/var/tmp/*
-: >"$ROOTFS/etc/resolv.conf"
-: >"$ROOTFS/etc/hostname"
-rm -f "$ROOTFS"/etc/apt/sources.list "$ROOTFS"/etc/apt/sources.list.d/*
+rootfs_strip "$ROOTFS"
 
 log "importing $TAG"
 tar --numeric-owner -C "$ROOTFS" -c . | docker import \

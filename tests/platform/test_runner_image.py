@@ -53,8 +53,8 @@ def test_runner_has_the_mount_points_and_tini_as_init(docker_client, runner_imag
 
 
 def test_runner_image_is_built_from_the_current_inputs(docker_client, runner_image):
-    # A stale image means build.sh or requirements.txt changed without a rebuild.
-    inputs = (BUILD_DIR / "build.sh").read_bytes() + (BUILD_DIR / "requirements.txt").read_bytes()
+    # A stale image means build.sh, base-rootfs.sh or requirements.txt changed without a rebuild.
+    inputs = b"".join((BUILD_DIR / name).read_bytes() for name in ("build.sh", "base-rootfs.sh", "requirements.txt"))
     expected = hashlib.sha256(inputs).hexdigest()[:16]
 
     labels = docker_client.images.get(runner_image).labels
