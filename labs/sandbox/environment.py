@@ -358,12 +358,12 @@ class Sandbox:
         The files travel as a tar on the standard input of a command run as the grader, so they are owned by 1001
         whatever user the worker runs as (root or not, compose included): no chown on the host is needed.
         """
+        if not grader_dir.is_dir():
+            # Materialized and verified before the sandbox started: a missing bundle here is ours, and grading
+            # without its hidden tests would score the learner against nothing. (An empty one is a lab whose
+            # checks are all built in: nothing to stage.)
+            raise SandboxUnavailable(f"the grader bundle {grader_dir} is missing; nothing was staged")
         files = sorted(p for p in grader_dir.rglob("*") if p.is_file() and not p.is_symlink())
-        if not files:
-            # Materialized and verified before the sandbox started: a missing or empty bundle here is ours, and
-            # grading without the hidden tests would score the learner against nothing.
-            state = "has no files" if grader_dir.is_dir() else "is missing"
-            raise SandboxUnavailable(f"the grader bundle {grader_dir} {state}; nothing was staged")
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as archive:
             for path in files:
