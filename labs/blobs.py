@@ -30,6 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from courses.coursefs import file_sha256
 from courses.coursefs import tree_digest as bundle_tree_digest
 from labs.errors import PlatformError
 from labs.models import Blob, BlobTree
@@ -236,7 +237,7 @@ def _local_entry_problem(path: Path, rel: str, entry: dict[str, Any] | None, lay
         if mode != want:
             # Too closed and the sandbox's uid cannot read it; too open and anyone may change it.
             return f"{rel!r} has mode {mode:o}, not {want:o}"
-    if _file_sha256(path) != entry["sha256"]:
+    if file_sha256(path) != entry["sha256"]:
         return f"{rel!r} does not match its sha256"
     return None
 
@@ -271,9 +272,9 @@ def blob_tree_materialize(*, kind: str, digest: str, dest: Path, layout: Layout)
         for entry, data in blob_tree_read(tree=tree):
             target = _inside(root, entry["path"], tree)
             _mkdirs(target.parent, root, layout.dir_mode)
-            _write_file(target, data, layout.file_mode(bool(entry.get("executable"))))
+            file_write_new(target, data, layout.file_mode(bool(entry.get("executable"))))
         for name, data in layout.extra_files(tree).items():
-            _write_file(_inside(tmp, name, tree), data, 0o644)
+            file_write_new(_inside(tmp, name, tree), data, 0o644)
         # No fsync: every reader verifies the copy against the database, and a torn one is rebuilt.
         with _locked(dest):
             if (dest.exists() or dest.is_symlink()) and _local_problem(tree, dest, files_root, layout) is None:
@@ -419,14 +420,6 @@ def _path_check(*, kind: str, digest: str, path: str) -> None:
         )
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _inside(base: Path, relative: str, tree: BlobTree) -> Path:
     # A manifest path is data: never let one address outside the folder being written.
     target = (base / relative).resolve()
@@ -449,7 +442,9 @@ def _mkdirs(path: Path, base: Path, mode: int) -> None:
         os.chmod(folder, mode)  # mkdir's mode is filtered by the umask
 
 
-def _write_file(target: Path, data: bytes, mode: int) -> None:
+def file_write_new(target: Path, data: bytes, mode: int, *, durable: bool = False) -> None:
+    """Write a file that must not exist yet (never through a symlink), with `mode` whatever the umask; `durable`
+    fsyncs it before returning."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         view = memoryview(data)
@@ -457,5 +452,7 @@ def _write_file(target: Path, data: bytes, mode: int) -> None:
             written = os.write(fd, view)
             view = view[written:]
         os.fchmod(fd, mode)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)

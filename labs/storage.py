@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from labs.blobs import Layout, blob_tree_get, blob_tree_materialize, blob_tree_put
+from labs.blobs import Layout, blob_tree_get, blob_tree_materialize, blob_tree_put, file_write_new
 from labs.errors import PlatformError
 from labs.models import BlobTree
 from labs.uploads import ValidatedTree
@@ -89,8 +89,13 @@ def tree_store(*, tree: ValidatedTree) -> Path:
         for path, data, _digest in tree.files:
             target = _inside(files_dir, path)
             _mkdir(target.parent, files_dir)
-            _write_file(target, data)
-        _write_file(tmp / "manifest.json", json.dumps(_manifest(tree), indent=1, sort_keys=True).encode())
+            file_write_new(target, data, FILE_MODE, durable=True)
+        file_write_new(
+            tmp / "manifest.json",
+            json.dumps(_manifest(tree), indent=1, sort_keys=True).encode(),
+            FILE_MODE,
+            durable=True,
+        )
         _fsync_tree(tmp)
         try:
             os.rename(tmp, final)
@@ -146,19 +151,6 @@ def _mkdir(path: Path, base: Path) -> None:
     for folder in reversed(missing):
         folder.mkdir(mode=DIR_MODE)
         os.chmod(folder, DIR_MODE)  # mkdir's mode is filtered by the umask
-
-
-def _write_file(target: Path, data: bytes) -> None:
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fchmod(fd, FILE_MODE)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_tree(top: Path) -> None:

@@ -3,7 +3,7 @@
 `load_course(path)` returns a `LoadResult(course, problems)`; each problem names a file, a line and a fix hint.
 """
 
-from courses.coursefs.loader import RenderCache, load_course, render_key, tree_digest
+from courses.coursefs.loader import RenderCache, file_sha256, load_course, render_key, tree_digest
 from courses.coursefs.spec import (
     CourseSpec,
     LabEntry,
@@ -26,6 +26,7 @@ __all__ = [
     "Rendered",
     "TreeDigest",
     "UnitSpec",
+    "file_sha256",
     "lesson_url",
     "load_course",
     "render_key",

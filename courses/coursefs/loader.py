@@ -510,7 +510,7 @@ class _CourseReader:
                     continue
                 total += st.st_size
                 files.append(
-                    (path.relative_to(top).as_posix(), st.st_size, _file_sha256(path), bool(st.st_mode & 0o111))
+                    (path.relative_to(top).as_posix(), st.st_size, file_sha256(path), bool(st.st_mode & 0o111))
                 )
             dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
         if len(files) > MAX_BUNDLE_FILES or total > MAX_BUNDLE_BYTES:
@@ -703,7 +703,8 @@ def tree_digest(files: Iterable[tuple[str, int, str, bool]]) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest() if lines else EMPTY_TREE_DIGEST
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read a MiB at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

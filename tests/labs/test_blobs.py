@@ -417,7 +417,7 @@ def test_a_file_the_worker_cannot_read_is_a_problem_to_rebuild_not_a_crash(web_h
     def unreadable(path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(blobs, "_file_sha256", unreadable)
+    monkeypatch.setattr(blobs, "file_sha256", unreadable)
     problem = blobs.blob_tree_local_problem(
         tree=stored, files_root=storage.tree_files_dir(tree_sha256=revision.tree_sha256)
     )
