@@ -80,12 +80,10 @@ def blob_tree_put(*, kind: str, digest: str, entries: Sequence[Entry]) -> BlobTr
     again, so putting a tree again from a good copy repairs it (docs/runbook.md)."""
     for path, _data, _x in entries:
         _path_check(kind=kind, digest=digest, path=path)
-    data_by_sha = {hashlib.sha256(data).hexdigest(): data for _path, data, _x in entries}
+    hashed = [(path, data, bool(x), hashlib.sha256(data).hexdigest()) for path, data, x in entries]
+    data_by_sha = {sha: data for _path, data, _x, sha in hashed}
     manifest = sorted(
-        (
-            {"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "executable": bool(x)}
-            for path, data, x in entries
-        ),
+        ({"path": path, "size": len(data), "sha256": sha, "executable": x} for path, data, x, sha in hashed),
         key=lambda f: f["path"],
     )
     actual = tree_digest_of(kind=kind, manifest=manifest)

@@ -98,7 +98,7 @@ def starter_store(*, tree: TreeDigest) -> Path:
     if dest.exists():
         return dest
     archive = starter_zip(((rel, (tree.root / rel).read_bytes(), executable) for rel, _s, _h, executable in tree.files))
-    _starter_write(dest, archive, replace=False)
+    _starter_write(dest, archive)
     return dest
 
 
@@ -190,11 +190,6 @@ def _starter_zip_write(handle: BinaryIO, files: Iterable[Entry]) -> None:
             archive.writestr(info, data, compresslevel=6)
 
 
-def starter_zip_digest(archive: bytes) -> str | None:
-    """The tree digest of a starter archive's files (executable bits included), or None if it is no zip."""
-    return _zip_digest(io.BytesIO(archive))
-
-
 def _zip_digest(handle: BinaryIO) -> str | None:
     # Each member is hashed as it is inflated, a megabyte at a time: never a whole archive or file in memory.
     try:
@@ -213,18 +208,15 @@ def _zip_digest(handle: BinaryIO) -> str | None:
     return tree_digest(files)
 
 
-def _starter_write(dest: Path, archive: bytes, *, replace: bool) -> None:
+def _starter_write(dest: Path, archive: bytes) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem[:12]}-", suffix=".zip", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(archive)
-        if replace:
-            os.replace(tmp, dest)  # a rebuild: whoever renames last, the bytes are the same
-        else:
-            with contextlib.suppress(FileExistsError):  # another import stored the same archive first
-                os.link(tmp, dest)  # link, not rename: it fails rather than overwrite an existing archive
+        with contextlib.suppress(FileExistsError):  # another import stored the same archive first
+            os.link(tmp, dest)  # link, not rename: it fails rather than overwrite an existing archive
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -207,9 +207,8 @@ def revision_finish(
         # The revision's row is locked before the run is judged current: the sweeper's requeue and a new claim
         # change that row, so neither can slip in between this check and the verdict below.
         list(Revision.objects.select_for_update(of=("self",)).filter(pk=revision.pk).values_list("pk"))
-        latest = GradingRun.objects.filter(revision=revision).order_by("-attempt").values_list("pk", flat=True).first()
-        still_running = GradingRun.objects.filter(pk=run.pk, outcome=Outcome.RUNNING).exists()
-        if latest != run.pk or not still_running:
+        latest = GradingRun.objects.filter(revision=revision).order_by("-attempt").values_list("pk", "outcome").first()
+        if latest != (run.pk, Outcome.RUNNING):
             logger.warning("run %s of revision %s is stale; not storing its verdict", run.pk, revision.pk)
             return False
         done = revision_transition(
