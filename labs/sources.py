@@ -82,17 +82,22 @@ def revision_file_read(*, revision: Revision, path: str, max_bytes: int) -> byte
         logger.error("revision %s has a malformed tree digest %r", revision.pk, revision.tree_sha256)
         return None
     data = _stored_file_read(revision, files_root, path)
-    if data is None or (entry.get("sha256") and hashlib.sha256(data).hexdigest() != entry["sha256"]):
+    if not _matches(entry, data):
         try:
             files_root = storage.tree_materialize(tree_sha256=revision.tree_sha256)
         except (PlatformError, OSError) as exc:  # OSError: this host's cache cannot be written (disk full, modes)
             logger.error("revision %s: its stored files cannot be read: %s", revision.pk, exc)
             return None
         data = _stored_file_read(revision, files_root, path)
-        if data is None or (entry.get("sha256") and hashlib.sha256(data).hexdigest() != entry["sha256"]):
+        if not _matches(entry, data):
             logger.error("revision %s: stored file %r does not match its manifest", revision.pk, path)
             return None
     return data[: max_bytes + 1]
+
+
+def _matches(entry: dict, data: bytes | None) -> bool:
+    """The file was read and is what the revision's manifest says (when it names a sha256)."""
+    return data is not None and not (entry.get("sha256") and hashlib.sha256(data).hexdigest() != entry["sha256"])
 
 
 def _stored_file_read(revision: Revision, files_root: Path, path: str) -> bytes | None:

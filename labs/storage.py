@@ -61,7 +61,7 @@ def tree_manifest(*, tree_sha256: str) -> list[dict] | None:
     Read from the database; a tree stored before blobs existed (not backfilled yet) from its local manifest.json."""
     stored = blob_tree_get(kind=BlobTree.Kind.SUBMISSION, digest=tree_sha256)
     if stored is not None:
-        return [{"path": f["path"], "size": f["size"], "sha256": f["sha256"]} for f in stored.manifest]
+        return _files_listed(stored)
     local = tree_path(tree_sha256=tree_sha256) / "manifest.json"
     if not local.is_file():
         return None
@@ -115,9 +115,13 @@ def _manifest(tree: ValidatedTree) -> dict:
     return {"tree_sha256": tree.tree_sha256, "total_bytes": tree.total_bytes, "files": tree.manifest()}
 
 
+def _files_listed(stored: BlobTree) -> list[dict]:
+    # As Revision.files and a local manifest.json list them: no executable bit (a submission has none).
+    return [{"path": f["path"], "size": f["size"], "sha256": f["sha256"]} for f in stored.manifest]
+
+
 def _manifest_json(stored: BlobTree) -> bytes:
-    files = [{"path": f["path"], "size": f["size"], "sha256": f["sha256"]} for f in stored.manifest]
-    manifest = {"tree_sha256": stored.digest, "total_bytes": stored.total_bytes, "files": files}
+    manifest = {"tree_sha256": stored.digest, "total_bytes": stored.total_bytes, "files": _files_listed(stored)}
     return json.dumps(manifest, indent=1, sort_keys=True).encode()
 
 
