@@ -26,18 +26,27 @@ class Unit(models.Model):
     number = models.PositiveIntegerField(
         default=0, help_text='Shown after the unit label, as in "Week 5"; 0 means "use the position".'
     )
+    label = models.CharField(
+        max_length=40, blank=True, help_text='What this unit is called ("Module", "Essay"); blank: the course\'s label.'
+    )
+    track = models.CharField(max_length=80, blank=True, help_text='A line shown before the label: "Advanced mastery".')
 
     class Meta:
         ordering = ["course", "position"]
         constraints = [models.UniqueConstraint(fields=["course", "slug"], name="unit_unique_slug_per_course")]
 
     def __str__(self) -> str:
-        return f"{self.course.unit_label} {self.number}: {self.title}"
+        return f"{self.display_label} {self.number}: {self.title}"
 
     def save(self, *args, **kwargs) -> None:
         if not self.number:
             self.number = self.position
         super().save(*args, **kwargs)
+
+    @property
+    def display_label(self) -> str:
+        """The unit's own label, else the course's (select the course with the unit to avoid a query)."""
+        return self.label or self.course.unit_label
 
 
 class Lesson(models.Model):
@@ -48,11 +57,14 @@ class Lesson(models.Model):
     title = models.CharField(max_length=200)
     tagline = models.CharField(max_length=300, blank=True)
     objective = models.TextField(blank=True)
+    objective_detail = models.TextField(blank=True, help_text="A second line under the objective.")
     deliverable = models.TextField(blank=True)
+    deliverable_detail = models.TextField(blank=True, help_text="A second line under the deliverable.")
+    reflection = models.TextField(blank=True, help_text="A reflection prompt shown at the end of the lesson.")
     outcomes = models.JSONField(default=list, blank=True)
     prerequisites = models.JSONField(default=list, blank=True)
     estimated_minutes = models.PositiveIntegerField(null=True, blank=True)
-    references = models.JSONField(default=list, blank=True, help_text="[{kind, title, url}]")
+    references = models.JSONField(default=list, blank=True, help_text="[{kind, title, url, description}]")
     source_path = models.CharField(max_length=500, help_text="Path relative to the course directory.")
     content_hash = models.CharField(max_length=64)
     html = models.TextField(blank=True)
@@ -131,4 +143,33 @@ class RenderedMarkdown(models.Model):
     html = models.TextField()
     toc = models.JSONField(default=list)
     blocks = models.JSONField(default=list, help_text="Structured blocks (quizzes) found while rendering.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class LessonMark(models.Model):
+    """A reader's state on a lesson page: the answers they opened in a quiz, the items they ticked in a checklist.
+
+    `key` is "quiz:<quiz key>" (value: opened question ids) or "checklist:<n>" (value: ticked item indices)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lesson_marks")
+    lesson = models.ForeignKey(Lesson, on_delete=models.CASCADE, related_name="marks")
+    key = models.CharField(max_length=120)
+    value = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "lesson", "key"], name="lessonmark_unique_user_lesson_key")
+        ]
+
+
+class CourseAsset(models.Model):
+    """A file a course ships (an image, an SVG figure, a data file), stored once by the sha256 of its bytes.
+
+    Kept in the database so every web host can serve it; URLs name the digest, so they can be cached for ever."""
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    media_type = models.CharField(max_length=100)
+    size = models.PositiveIntegerField()
+    data = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)

@@ -5,6 +5,7 @@
 
 from courses.coursefs.loader import RenderCache, file_sha256, load_course, render_key, tree_digest
 from courses.coursefs.spec import (
+    AssetSpec,
     CourseSpec,
     LabEntry,
     LessonSpec,
@@ -12,11 +13,13 @@ from courses.coursefs.spec import (
     Rendered,
     TreeDigest,
     UnitSpec,
+    asset_url,
     lesson_url,
 )
 from courses.errors import CourseProblem
 
 __all__ = [
+    "AssetSpec",
     "CourseProblem",
     "CourseSpec",
     "LabEntry",
@@ -26,6 +29,7 @@ __all__ = [
     "Rendered",
     "TreeDigest",
     "UnitSpec",
+    "asset_url",
     "file_sha256",
     "lesson_url",
     "load_course",

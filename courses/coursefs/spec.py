@@ -17,6 +17,31 @@ def lesson_url(course: str, unit: str, lesson: str) -> str:
     return f"/courses/{course}/{unit}/{lesson}/"
 
 
+def asset_url(sha256: str, filename: str) -> str:
+    """A course asset's URL: named by its digest, so it never changes meaning and can be cached for ever."""
+    return f"/course-assets/{sha256}/{filename}"
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    """A file the course ships, referenced from a lesson or lab instructions (an image or a data file)."""
+
+    path: str  # relative to the course directory
+    sha256: str
+    size: int
+    media_type: str
+    kind: str  # "image" (may be shown with ![alt](path)) or "data" (linked only)
+    source: Path  # the file on disk, read by the importer and the preview server
+
+    @property
+    def filename(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def url(self) -> str:
+        return asset_url(self.sha256, self.filename)
+
+
 @dataclass
 class Rendered:
     """What rendering a Markdown document produced (freshly or from the cache)."""
@@ -38,11 +63,14 @@ class LessonSpec:
     unit_slug: str
     tagline: str = ""
     objective: str = ""
+    objective_detail: str = ""  # the objective's second line
     deliverable: str = ""
+    deliverable_detail: str = ""
+    reflection: str = ""
     outcomes: list[str] = field(default_factory=list)
     prerequisites: list[str] = field(default_factory=list)
     estimated_minutes: int | None = None
-    references: list[dict[str, str]] = field(default_factory=list)
+    references: list[dict[str, str]] = field(default_factory=list)  # {kind, title, url, description}
     body: str = ""
     body_offset: int = 0  # file lines before the body
     render_key: str = ""  # sha256 of renderer version + where the body sits + body
@@ -132,6 +160,8 @@ class UnitSpec:
     position: int
     number: int = 0  # as shown: "Week 5"; course.yaml's `number`, else the position
     summary: str = ""
+    label: str = ""  # what this unit is called, when not the course's unit_label ("Module", "Essay")
+    track: str = ""  # an optional line before the label ("Advanced mastery")
     lessons: list[LessonSpec] = field(default_factory=list)
     labs: list[LabEntry] = field(default_factory=list)
 
@@ -144,6 +174,7 @@ class CourseSpec:
     summary: str = ""
     unit_label: str = "Unit"
     units: list[UnitSpec] = field(default_factory=list)
+    assets: dict[str, AssetSpec] = field(default_factory=dict)  # by path relative to the course directory
     content_digest: str = ""  # sha256 over every file read, for the content version outside git
 
     def lessons(self) -> list[LessonSpec]:
