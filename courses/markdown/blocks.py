@@ -36,6 +36,8 @@ class RenderContext:
 
     line_offset: int
     link_resolver: Callable[[str], str | None] | None
+    # (relative path, image=..., line=...) -> asset URL, or None once the caller has reported the problem.
+    asset_resolver: Callable[..., str | None] | None
     render_inline: Callable[[str, int], str]
     render_block: Callable[[str, int], str]
     problems: list[MarkdownProblem] = field(default_factory=list)

@@ -244,6 +244,7 @@ def render_markdown(
     source: str,
     *,
     link_resolver: Callable[[str], str | None] | None = None,
+    asset_resolver: Callable[..., str | None] | None = None,
     line_offset: int = 0,
 ) -> RenderResult:
     """Render a lesson body. `line_offset` is the number of file lines before `source` (the front matter),
@@ -252,6 +253,7 @@ def render_markdown(
     ctx = RenderContext(
         line_offset=line_offset,
         link_resolver=link_resolver,
+        asset_resolver=asset_resolver,
         render_inline=lambda text, line: _render_nested(text, line, ctx, block=False),
         render_block=lambda text, line: _render_nested(text, line, ctx, block=True),
     )
