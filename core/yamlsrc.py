@@ -85,7 +85,54 @@ def parse_yaml(
     if node is not None:
         doc.first_line = node.start_mark.line + 1 + line_offset
         _walk(node, (), doc.lines, line_offset, file, problems)
+        problems.extend(merged_list_items(node, text, file=file, line_offset=line_offset))
     return doc
+
+
+def yaml_merged_list_items(text: str, *, file: str, line_offset: int = 0) -> list[CourseProblem]:
+    """`merged_list_items` for YAML text that is parsed elsewhere (a quiz body); nothing when it does not parse
+    (the parser that reads it reports that)."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return []
+    return merged_list_items(node, text, file=file, line_offset=line_offset) if node is not None else []
+
+
+def merged_list_items(node: yaml.Node, text: str, *, file: str, line_offset: int = 0) -> list[CourseProblem]:
+    """Lines that look like list items but that YAML folded into the plain text above them.
+
+    `- a` followed by a more indented `- b` is not two items: YAML reads "a - b", silently. Only plain
+    (unquoted, non-block) scalars fold like that, so `|`, `>` and quoted text are never reported.
+    """
+    lines = text.split("\n")
+    out: list[CourseProblem] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            stack.extend(value for pair in reversed(current.value) for value in reversed(pair))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(reversed(current.value))
+        elif isinstance(current, yaml.ScalarNode) and not current.style:
+            for index in range(current.start_mark.line + 1, min(current.end_mark.line + 1, len(lines))):
+                stripped = lines[index].lstrip()
+                if stripped == "-" or stripped.startswith("- "):
+                    out.append(
+                        CourseProblem(
+                            file,
+                            index + 1 + line_offset,
+                            "this line reads as part of the previous item's text, not as a new list item "
+                            f"(YAML reads the item above as {_clip(current.value)!r})",
+                            "indent this `- ` exactly like the item above it; if the dash belongs to the text, "
+                            "quote the whole text",
+                        )
+                    )
+    return out
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _walk(

@@ -21,10 +21,20 @@ from typing import Any, Protocol
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
-from core.yamlsrc import SLUG_RE, Checker, parse_yaml
+from core.yamlsrc import SLUG_RE, Checker, parse_yaml, yaml_merged_list_items
+from courses.coursefs.assets import (
+    MAX_ASSET_BYTES,
+    MAX_COURSE_ASSET_BYTES,
+    AssetProblem,
+    asset_kind,
+    content_problem,
+    media_type,
+    name_problem,
+)
 from courses.coursefs.spec import (
     EMPTY_TREE_DIGEST,
     REFERENCE_KINDS,
+    AssetSpec,
     CourseSpec,
     LabEntry,
     LessonSpec,
@@ -44,7 +54,7 @@ MAX_BUNDLE_BYTES = 100 * 1024 * 1024
 MAX_BUNDLE_FILES = 5000
 
 COURSE_FIELDS = ("slug", "title", "summary", "unit_label", "units")
-UNIT_FIELDS = ("slug", "title", "summary", "number")
+UNIT_FIELDS = ("slug", "title", "summary", "number", "label", "track")
 LESSON_FIELDS = (
     "title",
     "slug",
@@ -55,12 +65,40 @@ LESSON_FIELDS = (
     "prerequisites",
     "estimated_minutes",
     "references",
+    "reflection",
 )
-REFERENCE_FIELDS = ("kind", "title", "url")
+REFERENCE_FIELDS = ("kind", "title", "url", "description")
+SECOND_LINE_FIELDS = ("text", "detail")
 _NO_LABS_HINT = "add 'labs' to INSTALLED_APPS, or remove the lab folder from the course"
 BLOCK_NAMES = ("quiz", "stages", "compare")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _NUMBER_PREFIX = re.compile(r"^\d+[-_]")
+# Offered as close matches for a misspelt fence name (pygments knows hundreds; these are the likely intents).
+_COMMON_LANGUAGES = (
+    "python",
+    "bash",
+    "shell",
+    "console",
+    "text",
+    "yaml",
+    "json",
+    "toml",
+    "ini",
+    "sql",
+    "javascript",
+    "typescript",
+    "html",
+    "css",
+    "dockerfile",
+    "go",
+    "rust",
+    "java",
+    "c",
+    "cpp",
+    "diff",
+    "markdown",
+    "pycon",
+)
 _HEADING_ID = re.compile(r'<h[1-6][^>]*\sid="([^"]+)"')
 
 
@@ -93,6 +131,8 @@ class _CourseReader:
         self.problems: list[CourseProblem] = []
         self.file_digests: dict[str, str] = {}
         self.listed: set[str] = set()  # every unit slug named in course.yaml, even ones with problems
+        self.asset_results: dict[str, AssetSpec | AssetProblem] = {}  # by course-relative path, once per load
+        self.asset_bytes = 0
 
     # --- problems and safe reading -----------------------------------------------------------------------
 
@@ -245,6 +285,8 @@ class _CourseReader:
                 summary=c.text(entry, path, "summary", what="a unit"),
                 position=index + 1,
                 number=index + 1 if number is None else number,
+                label=c.text(entry, path, "label", what="a unit", max_len=40),
+                track=c.text(entry, path, "track", what="a unit", max_len=80),
             )
             folder = self.root / slug
             if folder.is_symlink():
@@ -345,8 +387,7 @@ class _CourseReader:
             position=position,
             unit_slug=unit.slug,
             tagline=c.text(fm, (), "tagline", what="the front matter", max_len=300),
-            objective=c.text(fm, (), "objective", what="the front matter"),
-            deliverable=c.text(fm, (), "deliverable", what="the front matter"),
+            reflection=c.text(fm, (), "reflection", what="the front matter", max_len=1000),
             outcomes=c.str_list(fm, (), "outcomes", what="the front matter"),
             prerequisites=c.str_list(fm, (), "prerequisites", what="the front matter"),
             estimated_minutes=c.integer(
@@ -356,33 +397,69 @@ class _CourseReader:
             body=body,
             body_offset=offset,
         )
+        lesson.objective, lesson.objective_detail = self._with_detail(c, fm, "objective")
+        lesson.deliverable, lesson.deliverable_detail = self._with_detail(c, fm, "deliverable")
         lesson.render_key = render_key(course=course.slug, file=rel, offset=offset, body=body)
         self._misspelt_blocks(rel, body, offset)
         return lesson
 
+    def _with_detail(self, c: Checker, fm: dict, key: str) -> tuple[str, str]:
+        """`objective: text`, or `objective: {text: …, detail: …}` where detail is a second, smaller line."""
+        value = fm.get(key)
+        if not isinstance(value, dict):
+            if isinstance(value, bool | list):
+                got = "a list" if isinstance(value, list) else "true/false"
+                c.add(
+                    (key,),
+                    f"{key!r} must be text or a mapping with `text:` and `detail:`, got {got}",
+                    f"write `{key}: …` on one line, or `{key}:` then indented `text: …` and `detail: …` lines",
+                )
+                return "", ""
+            return c.text(fm, (), key, what="the front matter"), ""
+        what = f"the {key}"
+        c.unknown_keys(value, (key,), SECOND_LINE_FIELDS, what)
+        return (
+            c.text(value, (key,), "text", what=what, required=True),
+            c.text(value, (key,), "detail", what=what, max_len=500),
+        )
+
     def _misspelt_blocks(self, rel: str, body: str, offset: int) -> None:
-        """A fence named like a block but not quite (```quizz) would silently render as code: report it."""
+        """Fence mistakes that would render silently: a name that is neither a block nor a language (```quizz
+        becomes a code block), and list items a block's YAML body folds into the item above."""
         fence = ""
-        for index, line in enumerate(body.split("\n")):
+        block_start = -1
+        lines = body.split("\n")
+        for index, line in enumerate(lines):
             match = _FENCE.match(line)
             if not match:
                 continue
             if fence:
                 if match.group(1).startswith(fence) and not match.group(2).strip():
-                    fence = ""
+                    if block_start >= 0:
+                        text = "\n".join(lines[block_start + 1 : index])
+                        self.problems += yaml_merged_list_items(text, file=rel, line_offset=offset + block_start + 1)
+                    fence, block_start = "", -1
                 continue
             fence = match.group(1)
-            word = match.group(2).strip().split(" ")[0].lower() if match.group(2).strip() else ""
+            word = match.group(2).split()[0].lower() if match.group(2).strip() else ""
+            if word in BLOCK_NAMES:
+                block_start = index
             if not word or word in BLOCK_NAMES or _is_language(word):
                 continue
-            close = difflib.get_close_matches(word, BLOCK_NAMES, n=1, cutoff=0.7)
-            if close:
-                self.problem(
-                    rel,
-                    offset + index + 1,
-                    f"unknown block type {word!r}",
-                    f"did you mean ```{close[0]}? Blocks are: {', '.join(BLOCK_NAMES)}",
-                )
+            close = difflib.get_close_matches(word, [*BLOCK_NAMES, *_COMMON_LANGUAGES], n=1, cutoff=0.7)
+            guess = f"did you mean ```{close[0]}? " if close else ""
+            message = (
+                f"unknown block type {word!r}"
+                if close and close[0] in BLOCK_NAMES
+                else f"unknown fence name {word!r}: it is neither a block nor a language the highlighter knows"
+            )
+            self.problem(
+                rel,
+                offset + index + 1,
+                message,
+                f"{guess}Blocks are {', '.join(BLOCK_NAMES)}; for code, name its language (```python); "
+                "write ```text for plain text",
+            )
 
     def _split_front_matter(self, rel: str, text: str) -> tuple[str | None, str, int]:
         lines = text.split("\n")
@@ -424,7 +501,8 @@ class _CourseReader:
                     "write the full https://… address",
                 )
             title = c.text(ref, path, "title", what=what, max_len=300) or url
-            out.append({"kind": kind, "title": title, "url": url})
+            description = c.text(ref, path, "description", what=what, max_len=500)
+            out.append({"kind": kind, "title": title, "url": url, "description": description})
         return out
 
     def _lab(self, course: CourseSpec, unit: UnitSpec, rel: str, name: str) -> LabEntry | None:
@@ -456,6 +534,7 @@ class _CourseReader:
         if body is not None:
             lab.instructions_file = instructions_rel
             lab.instructions_body = body
+            self._misspelt_blocks(instructions_rel, body, 0)
             lab.render_key = render_key(course=course.slug, file=instructions_rel, offset=0, body=body)
         lab.starter = self._tree(f"{rel}/starter")
         lab.grader = self._tree(f"{rel}/grader")
@@ -568,7 +647,7 @@ class _CourseReader:
         for item, file, body, offset in docs:
             resolve = self._resolver(course, file)
             hit = cached.get(item.render_key)
-            if hit is not None and all(resolve(path) == url for path, url in hit.resolved.items()):
+            if hit is not None and self._still_valid(course, file, hit, resolve):
                 hit.fresh = False
                 item.rendered = hit
                 continue
@@ -578,7 +657,15 @@ class _CourseReader:
                 seen[target] = url = resolve(target)
                 return url
 
-            result = render_markdown(body, link_resolver=recording, line_offset=offset)
+            def recording_asset(
+                target: str, *, image: bool = False, line: int | None = None, file: str = file, seen: dict = resolved
+            ) -> str | None:
+                # Recorded so that a cache hit checks (and registers) the same assets again.
+                url = self._asset_reported(course, file, target, image=image, line=line)
+                seen[f"{'image' if image else 'asset'}:{target}"] = url
+                return url
+
+            result = render_markdown(body, link_resolver=recording, asset_resolver=recording_asset, line_offset=offset)
             for p in result.problems:
                 self.problem(file, p.line, p.message, p.hint)
             item.rendered = Rendered(
@@ -588,6 +675,128 @@ class _CourseReader:
                 links=[tuple(link) for link in result.links],
                 resolved=resolved,
             )
+
+    def _still_valid(self, course: CourseSpec, file: str, hit: Rendered, resolve: Callable[[str], str | None]) -> bool:
+        """Whether a cached render still holds: its lesson links and its assets resolve as they did."""
+        for key, url in hit.resolved.items():
+            kind, _, path = key.partition(":")
+            if kind in ("asset", "image") and path:
+                found = self._asset_from(course, file, path, image=kind == "image")
+                if url is None or not isinstance(found, AssetSpec) or found.url != url:
+                    return False
+            elif resolve(key) != url:
+                return False
+        return True
+
+    # --- course assets -----------------------------------------------------------------------------------
+
+    def _asset_reported(self, course: CourseSpec, file: str, path: str, *, image: bool, line: int | None) -> str | None:
+        """The URL of the asset `path` (relative to `file`), or None after reporting why it cannot be used."""
+        found = self._asset_from(course, file, path, image=image)
+        if isinstance(found, AssetProblem):
+            self.problem(file, line, found.message, found.hint)
+            return None
+        return found.url
+
+    def _asset_from(self, course: CourseSpec, file: str, path: str, *, image: bool) -> AssetSpec | AssetProblem:
+        if path.startswith("/") or "\\" in path:
+            return AssetProblem(
+                f"the asset path {path!r} is not relative to this file",
+                "write the path relative to this Markdown file's folder with '/' separators, e.g. figures/flow.svg",
+            )
+        rel = posixpath.normpath(posixpath.join(posixpath.dirname(file), path))
+        found = self._asset(course, rel)
+        if isinstance(found, AssetSpec) and image and found.kind != "image":
+            return AssetProblem(
+                f"{rel} is a data file, not an image, so it cannot be shown with ![…](…)",
+                f"link to it instead: [download the data]({path})",
+            )
+        return found
+
+    def _asset(self, course: CourseSpec, rel: str) -> AssetSpec | AssetProblem:
+        """Check, hash and register the asset at the course-relative `rel`, once per load."""
+        if rel in self.asset_results:
+            return self.asset_results[rel]
+        found = self._asset_check(course, rel)
+        if isinstance(found, AssetSpec):
+            if self.asset_bytes + found.size > MAX_COURSE_ASSET_BYTES:
+                found = AssetProblem(
+                    f"{rel} would bring the course's assets to {self.asset_bytes + found.size} bytes, above the "
+                    f"{MAX_COURSE_ASSET_BYTES} byte limit per course",
+                    "shrink the course's images and data files, or link to large data hosted elsewhere",
+                )
+            else:
+                self.asset_bytes += found.size
+                course.assets[rel] = found
+        self.asset_results[rel] = found
+        return found
+
+    def _asset_check(self, course: CourseSpec, rel: str) -> AssetSpec | AssetProblem:
+        if rel == ".." or rel.startswith("../"):
+            return AssetProblem(
+                f"the asset path leads outside the course directory (to {rel!r})",
+                "keep the file inside the course folder and refer to it by a path relative to this Markdown file",
+            )
+        problem = name_problem(rel)
+        if problem is not None:
+            return problem
+        hidden = AssetProblem(
+            f"{rel} is in a lab's grader/ or example folder, which learners must never see",
+            "copy the file to a folder that is not hidden (e.g. figures/ next to the lesson) and refer to the copy",
+        )
+        if self._hidden(course, rel):
+            return hidden
+        path = self.root / rel
+        target = path.resolve()
+        if not self._inside(target):
+            return AssetProblem(
+                f"{rel} is a symbolic link leading outside the course directory",
+                "replace the link with a copy of the file",
+            )
+        if target != path and self._hidden(course, target.relative_to(self.root).as_posix()):
+            return hidden
+        if not target.exists():
+            return AssetProblem(
+                f"the file {rel} does not exist",
+                "check the spelling; asset paths are relative to the folder of the Markdown file that uses them",
+            )
+        if target.is_dir():
+            return AssetProblem(f"{rel} is a folder, not a file", "refer to a file inside the folder")
+        st = target.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return AssetProblem(f"{rel} is not a regular file", "replace it with a plain file")
+        if st.st_size > MAX_ASSET_BYTES:
+            return AssetProblem(
+                f"{rel} is {st.st_size} bytes, above the {MAX_ASSET_BYTES} byte limit for one course asset",
+                "shrink or compress it (a smaller PNG, a WebP, a sample of the data)",
+            )
+        data = target.read_bytes()
+        problem = content_problem(rel, data)
+        if problem is not None:
+            return problem
+        return AssetSpec(
+            path=rel,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            media_type=media_type(rel),
+            kind=asset_kind(rel),
+            source=target,
+        )
+
+    def _hidden(self, course: CourseSpec, rel: str) -> bool:
+        """Inside a lab's grader/ or one of its example folders."""
+        folders = []
+        for lab in course.labs():
+            folders.append(f"{lab.folder}/grader")
+            folders += [posixpath.normpath(f"{lab.folder}/{folder}") for folder, _ in lab.spec.example_folders()]
+        if any(rel.startswith(folder + "/") for folder in folders):
+            return True
+        # A lab whose lab.yaml has problems is not in course.labs(); its grader/ stays private all the same.
+        parts = rel.split("/")
+        return any(
+            part == "grader" and (self.root.joinpath(*parts[:index]) / "lab.yaml").exists()
+            for index, part in enumerate(parts[:-1])
+        )
 
     def _anchors(self, course: CourseSpec) -> dict[str, set[str]]:
         if not hasattr(self, "_anchor_sets"):
@@ -659,7 +868,10 @@ class _CourseReader:
                     "title": lesson.title,
                     "tagline": lesson.tagline,
                     "objective": lesson.objective,
+                    "objective_detail": lesson.objective_detail,
                     "deliverable": lesson.deliverable,
+                    "deliverable_detail": lesson.deliverable_detail,
+                    "reflection": lesson.reflection,
                     "outcomes": lesson.outcomes,
                     "prerequisites": lesson.prerequisites,
                     "estimated_minutes": lesson.estimated_minutes,
@@ -682,6 +894,7 @@ class _CourseReader:
                 }
             )
         material = sorted(self.file_digests.items())
+        material += sorted((f"asset:{path}", asset.sha256) for path, asset in course.assets.items())
         material += [
             (lab.folder, f"{lab.grader_digest}:{lab.starter.digest if lab.starter else ''}") for lab in course.labs()
         ]

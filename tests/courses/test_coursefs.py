@@ -87,7 +87,9 @@ def test_the_fixture_course_loads_into_plain_dataclasses_without_problems() -> N
     assert [u.slug for u in course.units] == ["unit-one", "unit-two"]
     intro, second = course.units[0].lessons
     assert (intro.slug, intro.position, second.slug, second.position) == ("intro", 1, "second", 2)
-    assert intro.references == [{"kind": "official-doc", "title": "Python docs", "url": "https://docs.python.org/3/"}]
+    assert intro.references == [
+        {"kind": "official-doc", "title": "Python docs", "url": "https://docs.python.org/3/", "description": ""}
+    ]
     assert intro.estimated_minutes == 10
     assert '/courses/fixture-course/unit-two/deeper/#the-details"' in intro.html
     assert [q["key"] for q in intro.quizzes] == ["check-yourself"]

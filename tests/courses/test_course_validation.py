@@ -1,0 +1,331 @@
+"""An author's course.yaml, front matter, lab.yaml and fences: the new fields read, and the silent mistakes
+(an over-indented list item, a fence nobody knows) reported with file, line and a hint.
+
+No database mark: these also prove the loader reads without a database.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from courses.coursefs import LessonSpec, load_course
+from courses.errors import CourseProblem
+from tests.courses.test_coursefs import GOOD, LAB, lesson, the_problem, write
+
+MERGED = "reads as part of the previous item's text"
+
+
+@pytest.fixture
+def course_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "course"
+    shutil.copytree(GOOD, target)
+    return target
+
+
+def problems_about(root: Path, containing: str) -> list[CourseProblem]:
+    return [p for p in load_course(root).problems if containing in p.message]
+
+
+COURSE_YAML = """slug: fixture-course
+title: Fixture course
+unit_label: Module
+units:
+  - slug: unit-one
+    title: Unit one
+{unit_one}  - slug: unit-two
+    title: Unit two
+"""
+
+
+# --- unit label and track -----------------------------------------------------------------------------------
+
+
+def test_a_unit_takes_its_own_label_and_a_track(course_dir: Path) -> None:
+    write(course_dir, "course.yaml", COURSE_YAML.format(unit_one="    label: Essay\n    track: Advanced mastery\n"))
+
+    result = load_course(course_dir)
+
+    assert result.problems == []
+    one, two = result.course.units
+    assert (one.label, one.track) == ("Essay", "Advanced mastery")
+    assert (two.label, two.track) == ("", "")  # pages fall back to the course's unit_label
+
+
+def test_it_reports_a_unit_label_longer_than_40_characters(course_dir: Path) -> None:
+    write(course_dir, "course.yaml", COURSE_YAML.format(unit_one=f"    label: {'L' * 41}\n"))
+
+    problem = the_problem(course_dir, file="course.yaml", containing="'label' is 41 characters long, the maximum is 40")
+    assert problem.line == 7
+
+
+def test_it_reports_a_track_longer_than_80_characters(course_dir: Path) -> None:
+    write(course_dir, "course.yaml", COURSE_YAML.format(unit_one=f"    track: {'t' * 81}\n"))
+
+    problem = the_problem(course_dir, file="course.yaml", containing="'track' is 81 characters long, the maximum is 80")
+    assert problem.line == 7
+
+
+def test_it_reports_a_track_that_is_not_text(course_dir: Path) -> None:
+    write(course_dir, "course.yaml", COURSE_YAML.format(unit_one="    track: [a, b]\n"))
+
+    problem = the_problem(course_dir, file="course.yaml", containing="'track' must be text, got a list")
+    assert problem.line == 7
+
+
+def test_it_suggests_label_for_a_misspelt_unit_field(course_dir: Path) -> None:
+    write(course_dir, "course.yaml", COURSE_YAML.format(unit_one="    lable: Essay\n"))
+
+    problem = the_problem(course_dir, file="course.yaml", containing="unknown field 'lable'")
+    assert problem.line == 7
+    assert "'label'" in problem.hint
+
+
+# --- objective and deliverable second lines, reflection, reference descriptions -----------------------------
+
+
+def the_lesson(root: Path, front: str) -> LessonSpec:
+    write(root, "unit-one/03-new.md", lesson(front))
+    result = load_course(root)
+    assert result.problems == []
+    return next(item for item in result.course.lessons() if item.file == "unit-one/03-new.md")
+
+
+def test_objective_and_deliverable_as_plain_text_have_no_second_line(course_dir: Path) -> None:
+    found = the_lesson(course_dir, "title: T\nobjective: Ship it\ndeliverable: A running service\n")
+
+    assert (found.objective, found.objective_detail) == ("Ship it", "")
+    assert (found.deliverable, found.deliverable_detail) == ("A running service", "")
+
+
+def test_objective_and_deliverable_take_a_text_and_a_detail(course_dir: Path) -> None:
+    found = the_lesson(
+        course_dir,
+        "title: T\nobjective:\n  text: Ship it\n  detail: Behind a health check\n"
+        "deliverable:\n  text: A service\n  detail: With its runbook\n",
+    )
+
+    assert (found.objective, found.objective_detail) == ("Ship it", "Behind a health check")
+    assert (found.deliverable, found.deliverable_detail) == ("A service", "With its runbook")
+
+
+def test_a_detail_without_its_text_is_reported(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\nobjective:\n  detail: only the second line\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="missing the required field 'text'")
+    assert problem.line == 3
+    assert "text:" in problem.hint
+
+
+def test_an_unknown_key_under_objective_is_reported_with_the_close_match(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\nobjective:\n  text: Ship it\n  details: more\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="unknown field 'details' in the objective")
+    assert problem.line == 5
+    assert "'detail'" in problem.hint
+
+
+@pytest.mark.parametrize(("value", "got"), [("[a, b]", "a list"), ("true", "true/false")])
+def test_a_deliverable_of_another_shape_is_reported(course_dir: Path, value: str, got: str) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson(f"title: T\ndeliverable: {value}\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="'deliverable' must be text or a mapping")
+    assert problem.line == 3
+    assert got in problem.message
+    assert "text:" in problem.hint and "detail:" in problem.hint
+
+
+def test_a_detail_longer_than_500_characters_is_reported(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson(f"title: T\nobjective:\n  text: T\n  detail: {'d' * 501}\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="'detail' is 501 characters long")
+    assert problem.line == 5
+
+
+def test_a_lesson_reads_its_reflection_prompt(course_dir: Path) -> None:
+    found = the_lesson(course_dir, "title: T\nreflection: What would you measure first?\n")
+
+    assert found.reflection == "What would you measure first?"
+
+
+def test_a_reflection_longer_than_1000_characters_is_reported(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson(f"title: T\nreflection: {'r' * 1001}\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="'reflection' is 1001 characters long")
+    assert problem.line == 3
+
+
+def test_a_reference_carries_its_description(course_dir: Path) -> None:
+    found = the_lesson(
+        course_dir,
+        "title: T\nreferences:\n  - kind: article\n    title: A\n    url: https://example.org/a\n"
+        "    description: Why retries need jitter.\n",
+    )
+
+    assert found.references == [
+        {"kind": "article", "title": "A", "url": "https://example.org/a", "description": "Why retries need jitter."}
+    ]
+
+
+def test_a_reference_description_longer_than_500_characters_is_reported(course_dir: Path) -> None:
+    front = f"title: T\nreferences:\n  - kind: article\n    url: https://example.org/a\n    description: {'x' * 501}\n"
+    write(course_dir, "unit-one/03-new.md", lesson(front))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="'description' is 501 characters long")
+    assert problem.line == 6
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        "reflection: Think again\n",
+        "objective:\n  text: Ship it\n  detail: another second line\n",
+        "deliverable:\n  text: A service\n  detail: another second line\n",
+    ],
+)
+def test_a_change_to_a_new_field_changes_the_lesson_content_hash(course_dir: Path, front: str) -> None:
+    before = the_lesson(course_dir, "title: T\nobjective:\n  text: Ship it\n  detail: d\n").content_hash
+    after = the_lesson(course_dir, "title: T\n" + front).content_hash
+
+    assert before != after
+
+
+# --- over-indented list items --------------------------------------------------------------------------------
+
+
+def test_an_over_indented_outcome_in_front_matter_is_reported_at_its_line(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\noutcomes:\n  - Measure latency\n    - Read a trace\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing=MERGED)
+    assert problem.line == 5
+    assert "'Measure latency - Read a trace'" in problem.message
+    assert "indent" in problem.hint
+
+
+def test_an_over_indented_item_in_course_yaml_is_reported(course_dir: Path) -> None:
+    write(course_dir, "course.yaml", COURSE_YAML.format(unit_one="    summary: Basics\n      - and more\n"))
+
+    problem = the_problem(course_dir, file="course.yaml", containing=MERGED)
+    assert problem.line == 8
+
+
+def test_an_over_indented_item_in_lab_yaml_is_reported(course_dir: Path) -> None:
+    text = (course_dir / LAB).read_text()
+    write(course_dir, LAB, text.replace("  required: [main.py]\n", "  required:\n    - main.py\n      - util.py\n"))
+
+    problem = the_problem(course_dir, file=LAB, containing=MERGED)
+    assert problem.line == 5
+
+
+QUIZ = """Intro.
+
+```quiz
+id: check
+questions:
+  - prompt: Which signal matters?
+    choices:
+      - text: Latency
+        correct: true
+      - text: Colour
+    explanation: Latency is what users feel
+      - and what the alert watches
+```
+"""
+
+
+def test_an_over_indented_line_in_a_quiz_body_is_reported_at_its_file_line(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", QUIZ))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing=MERGED)
+    assert problem.line == 15  # 3 front matter lines, the body's 12th line
+
+
+def test_an_over_indented_line_in_a_stages_body_is_reported(course_dir: Path) -> None:
+    body = "```stages\nstages:\n  - name: Build\n    caption: Tests run\n      - image pinned\n  - name: Ship\n```\n"
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", body))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing=MERGED)
+    assert problem.line == 8
+
+
+def test_an_over_indented_line_in_a_compare_body_is_reported(course_dir: Path) -> None:
+    body = (
+        "```compare\nleft:\n  label: drifty\n  code: FROM python\n    - latest\n"
+        "right:\n  label: pinned\n  code: FROM python:3.11\n```\n"
+    )
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", body))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing=MERGED)
+    assert problem.line == 8
+
+
+def test_folded_text_and_block_scalars_are_not_mistaken_for_list_items(course_dir: Path) -> None:
+    front = (
+        "title: T\n"
+        "tagline: A long line\n  that folds onto a second line\n"
+        "objective: |\n  Steps:\n  - first\n  - second\n"
+        "deliverable: >\n  Folded\n  - with a dash line\n"
+        "reflection: 'quoted text\n  - with a dash'\n"
+        "outcomes:\n  - one\n  - two\n"
+    )
+    write(course_dir, "unit-one/03-new.md", lesson(front, QUIZ.replace("\n      - and what the alert watches", "")))
+
+    assert load_course(course_dir).problems == []
+
+
+def test_a_code_fence_holding_yaml_is_not_checked_for_list_items(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", "```yaml\nitems:\n  - a\n    - b\n```\n"))
+
+    assert problems_about(course_dir, MERGED) == []
+
+
+# --- fence names --------------------------------------------------------------------------------------------
+
+
+def test_an_unknown_fence_name_is_reported_with_a_hint_for_plain_text(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", "Intro.\n\n```zzplain\nsome text\n```\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="unknown fence name 'zzplain'")
+    assert problem.line == 6
+    assert "```text" in problem.hint
+    assert "quiz, stages, compare" in problem.hint
+
+
+def test_a_misspelt_language_gets_the_close_match(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", "~~~pyhton\nprint(1)\n~~~\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="unknown fence name 'pyhton'")
+    assert problem.line == 4
+    assert "```python" in problem.hint
+
+
+@pytest.mark.parametrize("fence", ["```", "```python", "```python run", "```Python", "```text", "```console"])
+def test_known_fence_names_and_an_empty_one_are_fine(course_dir: Path, fence: str) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", f"{fence}\nx = 1\n```\n"))
+
+    assert problems_about(course_dir, "fence") == []
+
+
+def test_only_the_first_word_of_the_info_string_is_the_name(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", "```nosuchlang python\nx = 1\n```\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="unknown fence name 'nosuchlang'")
+    assert problem.line == 4
+
+
+def test_fence_lines_inside_a_longer_fence_are_code(course_dir: Path) -> None:
+    body = "````markdown\n```nosuchlang\ninside\n```\n````\n"
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", body))
+
+    assert problems_about(course_dir, "fence") == []
+
+
+def test_an_unknown_fence_name_in_lab_instructions_is_reported(course_dir: Path) -> None:
+    path = course_dir / "unit-two/hello-lab/instructions.md"
+    path.write_text(path.read_text() + "\n```nosuchlang\nx\n```\n")
+    line = path.read_text().split("\n").index("```nosuchlang") + 1
+
+    problem = the_problem(course_dir, file="unit-two/hello-lab/instructions.md", containing="unknown fence name")
+    assert problem.line == line
