@@ -12,7 +12,7 @@ from django.utils.safestring import mark_safe
 
 from courses import permissions
 from courses.extensions import course_labs
-from courses.models import Course, Enrollment, Lesson, LessonProgress, Quiz, QuizAttempt, Unit
+from courses.models import Course, CourseAsset, Enrollment, Lesson, LessonMark, LessonProgress, Quiz, QuizAttempt, Unit
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -196,11 +196,15 @@ def course_version_get(*, course_slug: str) -> str | None:
 
 
 def lesson_get(*, course_slug: str, unit_slug: str, lesson_slug: str) -> Lesson | None:
-    return (
+    lesson = (
         Lesson.objects.select_related("unit", "course")
         .filter(course__slug=course_slug, unit__slug=unit_slug, slug=lesson_slug)
         .first()
     )
+    if lesson is not None:
+        # The unit's course is the lesson's: share the row so `unit.display_label` costs no query.
+        lesson.unit.course = lesson.course
+    return lesson
 
 
 @dataclass
@@ -286,6 +290,8 @@ class LessonLink:
     unit_id: int
     unit_slug: str
     unit_number: int
+    unit_label: str  # the unit's display label ("Module"), its own or the course's
+    unit_track: str = ""
 
 
 @dataclass
@@ -322,13 +328,21 @@ def _neighbours(lesson: Lesson) -> tuple[LessonLink | None, LessonLink | None]:
         row = (
             Lesson.objects.filter(Q(unit_id__in=other_units) | Q(unit_id=lesson.unit_id, **same_unit))
             .order_by(*(("-unit__position", "-position") if before else ("unit__position", "position")))
-            .values("slug", "title", "unit_id", "unit__slug", "unit__number")
+            .values("slug", "title", "unit_id", "unit__slug", "unit__number", "unit__label", "unit__track")
             .first()
         )
         links.append(
             None
             if row is None
-            else LessonLink(row["slug"], row["title"], row["unit_id"], row["unit__slug"], row["unit__number"])
+            else LessonLink(
+                row["slug"],
+                row["title"],
+                row["unit_id"],
+                row["unit__slug"],
+                row["unit__number"],
+                unit_label=row["unit__label"] or lesson.course.unit_label,
+                unit_track=row["unit__track"],
+            )
         )
     return links[0], links[1]
 
@@ -338,7 +352,8 @@ def _neighbours_cached(lesson: Lesson) -> tuple[LessonLink | None, LessonLink | 
     version = _course_version(lesson.course)
     if version is None:
         return _neighbours(lesson)
-    key = f"lesson-neighbours:{lesson.course_id}:{version}:{lesson.pk}"
+    # v2: LessonLink gained the unit's label and track; links cached by the previous code lack them.
+    key = f"lesson-neighbours:v2:{lesson.course_id}:{version}:{lesson.pk}"
     links = cache.get(key)
     if links is None:
         links = _neighbours(lesson)
@@ -381,3 +396,59 @@ def graded_quiz_for_user(*, quiz: Quiz, user: User) -> GradedQuiz:
     if user.is_authenticated:
         attempts = list(QuizAttempt.objects.filter(quiz=quiz, user=user).order_by("-created_at", "-id"))
     return graded_quiz_build(quiz=quiz, user=user, attempts=attempts)
+
+
+# --- reader marks --------------------------------------------------------------------------------------------
+
+# Attributes the renderer puts on the structures a reader can mark (courses/markdown): a lesson without them
+# has nothing to restore, so its page skips the query.
+MARKABLE_MARKERS = ("data-question=", "data-checklist=")
+
+
+def lesson_has_marks(*, lesson: Lesson) -> bool:
+    """Whether the lesson's page holds answers to open or items to tick (reader marks apply to it)."""
+    return any(marker in lesson.html for marker in MARKABLE_MARKERS)
+
+
+def lesson_marks(*, lesson: Lesson, user: User) -> dict[str, list[Any]]:
+    """The reader's marks on `lesson` by key ("quiz:<key>" -> opened question ids, "checklist:<n>" -> ticked
+    item indices): one query for a logged-in reader on a lesson with markable structures, none otherwise."""
+    if not user.is_authenticated or not lesson_has_marks(lesson=lesson):
+        return {}
+    return dict(LessonMark.objects.filter(user=user, lesson=lesson).order_by("key").values_list("key", "value"))
+
+
+# --- course assets -------------------------------------------------------------------------------------------
+
+# The media type each file extension names (see "Course assets" in docs): a URL whose extension does not name
+# the stored file's type is not served, so no file is ever served as a type it was not validated as.
+ASSET_MEDIA_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "svg": "image/svg+xml",
+    "csv": "text/csv",
+    "tsv": "text/tab-separated-values",
+    "json": "application/json",
+    "txt": "text/plain",
+    "ipynb": "application/x-ipynb+json",
+}
+ASSET_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml"})
+
+
+def asset_media_type(*, filename: str) -> str | None:
+    """The media type `filename`'s extension names (case-insensitive), or None for an extension never served."""
+    stem, dot, extension = filename.rpartition(".")
+    if not dot or not stem:
+        return None
+    return ASSET_MEDIA_TYPES.get(extension.lower())
+
+
+def course_asset_get(*, sha256: str, filename: str) -> CourseAsset | None:
+    """The stored asset named by `sha256`, when `filename`'s extension names its media type; else None."""
+    media_type = asset_media_type(filename=filename)
+    if media_type is None:
+        return None
+    return CourseAsset.objects.filter(sha256=sha256, media_type=media_type).first()

@@ -13,6 +13,13 @@ urlpatterns = [
         name="lesson-complete",
     ),
     path(
+        "courses/<slug:course_slug>/<slug:unit_slug>/<slug:lesson_slug>/marks/",
+        views.lesson_marks_update,
+        name="lesson-marks",
+    ),
+    # Checked in the view (digest, name, extension), so a malformed URL is the site's ordinary 404.
+    path("course-assets/<str:sha256>/<str:filename>", views.course_asset, name="course-asset"),
+    path(
         "courses/<slug:course_slug>/<slug:unit_slug>/<slug:lesson_slug>/quiz/<slug:quiz_key>/",
         views.quiz_submit,
         name="quiz-submit",

@@ -1,18 +1,22 @@
 """Thin views: fetch with selectors, write with services, render templates. No business rules here."""
 
+import json
+import re
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from config import throttle
 from courses import selectors
@@ -25,6 +29,13 @@ from notifications.services import email_address_set
 
 # Anonymous lesson pages are cached per content version; the timeout only bounds memory held by old versions.
 LESSON_PAGE_CACHE_SECONDS = 3600
+
+# Course assets are named by their digest, so a URL's bytes never change: cached by anyone, for a year.
+ASSET_CACHE_CONTROL = "public, max-age=31536000, immutable"
+# An SVG opened on its own is a document: no script, no fetch, no form, only its own inline styles.
+SVG_CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_ASSET_FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
 def _is_htmx(request: HttpRequest) -> bool:
@@ -109,6 +120,8 @@ def lesson_detail(request: HttpRequest, course_slug: str, unit_slug: str, lesson
         body = body.replace(graded_quiz_placeholder(graded.quiz.key), _graded_quiz_html(request, lesson, graded))
     # The body was sanitised when the lesson was rendered at import time; the quiz forms are our templates.
     context = {"page": page, "lesson": lesson, "course": lesson.course, "unit": lesson.unit, "body": mark_safe(body)}  # noqa: S308
+    context["marks"] = selectors.lesson_marks(lesson=lesson, user=request.user)
+    context["has_marks"] = selectors.lesson_has_marks(lesson=lesson)
     response = render(request, "courses/lesson_detail.html", context)
     if cache_key is not None:
         cache.set(cache_key, response.content, timeout=LESSON_PAGE_CACHE_SECONDS)
@@ -157,6 +170,64 @@ def quiz_submit(
     if error is not None:
         messages.error(request, f"{error.message} {error.hint}".strip())
     return redirect(anchor)
+
+
+def _json_value(raw: str) -> object:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise learning.LessonMarkError(
+            "The value is not JSON.", hint='Send a JSON list, such as ["q1", "q3"] or [0, 2].'
+        ) from None
+
+
+@require_POST
+def lesson_marks_update(request: HttpRequest, course_slug: str, unit_slug: str, lesson_slug: str) -> HttpResponse:
+    """Keep one quiz's opened answers or one checklist's ticks for the logged-in reader: 204, or 400 with why."""
+    lesson = _lesson_or_404(course_slug, unit_slug, lesson_slug)
+    if not request.user.is_authenticated:
+        # Posted by the page's script, which keeps the state in the browser instead: no login page to follow.
+        return JsonResponse(
+            {"error": "Log in to keep your answers and ticks.", "problems": [], "hint": "They stay in this browser."},
+            status=403,
+        )
+    try:
+        value = _json_value(request.POST.get("value", ""))
+        learning.lesson_mark_set(user=request.user, lesson=lesson, key=request.POST.get("key", ""), value=value)
+    except learning.LessonMarkError as exc:
+        return JsonResponse(exc.as_dict(), status=exc.http_status)
+    return HttpResponse(status=204)
+
+
+def _asset_headers(response: HttpResponse, *, sha256: str, filename: str, media_type: str) -> HttpResponse:
+    response["Cache-Control"] = ASSET_CACHE_CONTROL
+    response["ETag"] = f'"{sha256}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    if media_type == "image/svg+xml":
+        # Set here, so the site-wide policy (config/security.py only fills in a missing one) does not replace it.
+        response["Content-Security-Policy"] = SVG_CONTENT_SECURITY_POLICY
+    if media_type not in selectors.ASSET_IMAGE_TYPES:
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@require_safe
+def course_asset(request: HttpRequest, sha256: str, filename: str) -> HttpResponse:
+    """A course's image or data file by the digest of its bytes. Public, like the lessons that show it."""
+    # The same bytes for everyone: served as to an anonymous reader, so a logged-in reader's request does not
+    # make the response personal (no-store, config/security.py) and lose its year-long cache lifetime.
+    request.user = AnonymousUser()
+    media_type = selectors.asset_media_type(filename=filename)
+    if media_type is None or not _SHA256_RE.match(sha256) or not _ASSET_FILENAME_RE.match(filename):
+        raise Http404("No such course asset.")
+    if f'"{sha256}"' in request.headers.get("If-None-Match", ""):
+        # The digest is the content: a client holding this tag holds these bytes, no need to read them again.
+        return _asset_headers(HttpResponse(status=304), sha256=sha256, filename=filename, media_type=media_type)
+    asset = selectors.course_asset_get(sha256=sha256, filename=filename)
+    if asset is None:
+        raise Http404("No such course asset.")
+    response = HttpResponse(bytes(asset.data), content_type=asset.media_type)
+    return _asset_headers(response, sha256=sha256, filename=filename, media_type=asset.media_type)
 
 
 def signup(request: HttpRequest) -> HttpResponse:

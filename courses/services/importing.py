@@ -3,11 +3,13 @@
 Rows are matched by stable keys (unit slug, unit + lesson slug, lesson + quiz key, lab slug) and updated in
 place, so learners' progress and quiz attempts survive a re-import. Rendering happens before the transaction;
 grader bundles and starter archives are content-addressed files written before it too (an aborted import only
-leaves unreferenced, immutable files behind).
+leaves unreferenced, immutable files behind). Course assets (images, figures, data files) are content-addressed
+rows written inside the transaction, so every web host can serve them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -18,9 +20,20 @@ from django.db import transaction
 from django.utils import timezone
 
 from courses.coursefs import CourseSpec, LessonSpec, Rendered, load_course
-from courses.errors import CourseInvalid
+from courses.coursefs.spec import AssetSpec
+from courses.errors import CourseInvalid, CourseProblem
 from courses.extensions import course_labs
-from courses.models import Course, Lesson, LessonProgress, Quiz, QuizAttempt, RenderedMarkdown, Unit
+from courses.models import (
+    Course,
+    CourseAsset,
+    Lesson,
+    LessonMark,
+    LessonProgress,
+    Quiz,
+    QuizAttempt,
+    RenderedMarkdown,
+    Unit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +44,10 @@ _LESSON_FIELDS = [
     "title",
     "tagline",
     "objective",
+    "objective_detail",
     "deliverable",
+    "deliverable_detail",
+    "reflection",
     "outcomes",
     "prerequisites",
     "estimated_minutes",
@@ -55,6 +71,7 @@ class ImportReport:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     rendered: int = 0  # Markdown documents rendered by this import (the rest came from the cache)
+    assets_stored: int = 0  # course assets new to the database (the others were already stored by digest)
     learner_data_removed: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
@@ -72,6 +89,8 @@ class ImportReport:
             f"{len(self.added)} added, {len(self.changed)} changed, {self.unchanged} unchanged, "
             f"{len(self.removed)} removed; {self.rendered} document(s) rendered"
         )
+        if self.assets_stored:
+            out.append(f"{self.assets_stored} new course asset(s) stored")
         return out
 
 
@@ -138,6 +157,7 @@ def _write(spec: CourseSpec, report: ImportReport) -> None:
         course.title, course.summary, course.unit_label = spec.title, spec.summary, spec.unit_label
         course.save(update_fields=["title", "summary", "unit_label"])
         report.changed.append(f"course {spec.slug}")
+    _assets_store(spec=spec, report=report)
     units, removed_units = _units_upsert(course=course, spec=spec, report=report)
     _lessons_upsert(course=course, spec=spec, units=units, report=report)
     labs = course_labs()
@@ -158,6 +178,8 @@ def _units_upsert(*, course: Course, spec: CourseSpec, report: ImportReport) -> 
             "summary": unit_spec.summary,
             "position": unit_spec.position,
             "number": unit_spec.number or unit_spec.position,
+            "label": unit_spec.label,
+            "track": unit_spec.track,
         }
         if unit is None:
             unit = Unit.objects.create(course=course, slug=unit_spec.slug, **values)
@@ -219,7 +241,10 @@ def _lesson_row(lesson: LessonSpec, *, course: Course, unit: Unit, pk: int | Non
         title=lesson.title,
         tagline=lesson.tagline,
         objective=lesson.objective,
+        objective_detail=lesson.objective_detail,
         deliverable=lesson.deliverable,
+        deliverable_detail=lesson.deliverable_detail,
+        reflection=lesson.reflection,
         outcomes=lesson.outcomes,
         prerequisites=lesson.prerequisites,
         estimated_minutes=lesson.estimated_minutes,
@@ -281,13 +306,43 @@ def _units_delete(*, units: list[Unit], report: ImportReport) -> None:
 
 
 def _count_learner_data(report: ImportReport, *, lesson_ids: list[int]) -> None:
-    progress = attempts = 0
+    progress = attempts = marks = 0
     for chunk in _chunks(lesson_ids):
         progress += LessonProgress.objects.filter(lesson_id__in=chunk).count()
         attempts += QuizAttempt.objects.filter(quiz__lesson_id__in=chunk).count()
+        marks += LessonMark.objects.filter(lesson_id__in=chunk).count()
     data = report.learner_data_removed
     data["lesson progress records"] = data.get("lesson progress records", 0) + progress
     data["quiz attempts"] = data.get("quiz attempts", 0) + attempts
+    data["reader marks"] = data.get("reader marks", 0) + marks
+
+
+def _assets_store(*, spec: CourseSpec, report: ImportReport) -> None:
+    """Insert the course's assets the database does not hold yet; a stored digest is never rewritten."""
+    wanted = {asset.sha256: asset for asset in spec.assets.values()}
+    stored: set[str] = set()
+    for chunk in _chunks(sorted(wanted)):
+        stored.update(CourseAsset.objects.filter(sha256__in=chunk).values_list("sha256", flat=True))
+    rows = [_asset_row(asset) for digest, asset in sorted(wanted.items()) if digest not in stored]
+    # One at a time: a few files of up to 5 MiB each, not worth holding all their bytes in one statement.
+    for row in rows:
+        CourseAsset.objects.bulk_create([row], ignore_conflicts=True)
+    report.assets_stored = len(rows)
+
+
+def _asset_row(asset: AssetSpec) -> CourseAsset:
+    try:
+        data = asset.source.read_bytes()
+    except OSError as exc:
+        raise CourseInvalid([_asset_problem(asset, f"cannot be read ({exc.strerror or exc})")]) from None
+    # The file may have changed since the loader hashed it: the row must hold exactly what its digest names.
+    if hashlib.sha256(data).hexdigest() != asset.sha256:
+        raise CourseInvalid([_asset_problem(asset, "changed while the course was being imported")])
+    return CourseAsset(sha256=asset.sha256, media_type=asset.media_type, size=len(data), data=data)
+
+
+def _asset_problem(asset: AssetSpec, what: str) -> CourseProblem:
+    return CourseProblem(asset.path, None, f"the course asset {asset.path} {what}", "Import the course again.")
 
 
 def _render_cache_store(*, spec: CourseSpec) -> None:

@@ -1,17 +1,30 @@
-"""Writes made by learners: enrollment, lesson progress and graded quiz attempts."""
+"""Writes made by learners: enrollment, lesson progress, graded quiz attempts and reader marks."""
 
+import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from courses import permissions
 from courses.errors import LearnerError
-from courses.models import Course, Enrollment, Lesson, LessonProgress, Quiz, QuizAttempt
+from courses.models import Course, Enrollment, Lesson, LessonMark, LessonProgress, Quiz, QuizAttempt
+
+# Reader marks: what a page's script may store per learner and lesson (bounded, so a script cannot fill the table).
+MARK_KEY_RE = re.compile(r"^(?:quiz:[a-z0-9][a-z0-9-]{0,99}|checklist:[1-9][0-9]{0,3})$")
+MARK_QUESTION_RE = re.compile(r"^q[1-9][0-9]{0,3}$")
+MARK_MAX_KEYS = 64  # per learner and lesson
+MARK_MAX_ITEMS = 200  # per key
+MARK_MAX_ITEM = 9999  # the largest checklist item index
 
 
 class QuizAttemptError(LearnerError):
     """An attempt refused: shown next to the quiz with its hint."""
+
+
+class LessonMarkError(LearnerError):
+    """A reader mark refused: the page's script sent a key or value the lesson cannot hold."""
 
 
 def enrollment_create(*, user: AbstractBaseUser, course: Course, role: str = Enrollment.Role.LEARNER) -> Enrollment:
@@ -98,3 +111,67 @@ def quiz_attempt_submit(
             score=quiz_score(quiz=quiz, answers=cleaned),
             max_score=len(quiz.questions),
         )
+
+
+def _mark_value_clean(*, key: str, value: Any) -> list[str] | list[int]:
+    if not isinstance(value, list):
+        raise LessonMarkError(
+            f"The value of {key} is not a list.", hint='Send a JSON list, such as ["q1", "q3"] or [0, 2].'
+        )
+    if len(value) > MARK_MAX_ITEMS:
+        raise LessonMarkError(
+            f"The value of {key} has {len(value)} items; at most {MARK_MAX_ITEMS} are kept.",
+            hint="Send only the ids of what is open or ticked.",
+        )
+    if key.startswith("quiz:"):
+        bad = [item for item in value if not isinstance(item, str) or not MARK_QUESTION_RE.match(item)]
+        if bad:
+            raise LessonMarkError(
+                f"The value of {key} holds {bad[0]!r}, which is not a question id.",
+                hint='Question ids are "q" and a number, as in data-question="q2".',
+            )
+        return sorted(set(value), key=lambda item: int(item[1:]))
+    # A bool is an int to Python; a checkbox index is never true or false.
+    bad = [item for item in value if type(item) is not int or not 0 <= item <= MARK_MAX_ITEM]
+    if bad:
+        raise LessonMarkError(
+            f"The value of {key} holds {bad[0]!r}, which is not a checklist item index.",
+            hint=f'Item indices are whole numbers from 0 to {MARK_MAX_ITEM}, as in data-item="2".',
+        )
+    return sorted(set(value))
+
+
+def _mark_target_check(*, lesson: Lesson, key: str) -> None:
+    """The quiz or checklist a key names must be on the lesson's page."""
+    kind, _, name = key.partition(":")
+    attribute = f'data-quiz-key="{name}"' if kind == "quiz" else f'data-checklist="{name}"'
+    if attribute not in lesson.html:
+        what = f"quiz {name!r}" if kind == "quiz" else f"checklist {name}"
+        raise LessonMarkError(
+            f"This lesson has no {what}.", hint="Reload the page: the lesson may have changed since it was opened."
+        )
+
+
+def lesson_mark_set(*, user: AbstractBaseUser, lesson: Lesson, key: str, value: Any) -> LessonMark | None:
+    """Keep the reader's state of one quiz ("quiz:<key>": opened question ids) or checklist ("checklist:<n>":
+    ticked item indices) on `lesson`. An empty list forgets the key. Raises `LessonMarkError` saying what is wrong.
+    """
+    if not isinstance(key, str) or not MARK_KEY_RE.match(key):
+        raise LessonMarkError(
+            f"{str(key)[:130]!r} is not a mark key.",
+            hint='Use "quiz:<quiz key>" or "checklist:<number>", as the lesson page names them.',
+        )
+    cleaned = _mark_value_clean(key=key, value=value)
+    _mark_target_check(lesson=lesson, key=key)
+    marks = LessonMark.objects.filter(user=user, lesson=lesson)
+    if not cleaned:
+        marks.filter(key=key).delete()
+        return None
+    if not marks.filter(key=key).exists() and marks.count() >= MARK_MAX_KEYS:
+        raise LessonMarkError(
+            f"This lesson already keeps {MARK_MAX_KEYS} marks for you.",
+            hint="Clear the answers or ticks of another quiz or checklist first.",
+        )
+    # update_or_create retries as an update when a parallel request created the row first.
+    mark, _ = LessonMark.objects.update_or_create(user=user, lesson=lesson, key=key, defaults={"value": cleaned})
+    return mark

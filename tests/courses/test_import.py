@@ -15,8 +15,19 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from courses.coursefs import loader
+from courses.coursefs.spec import AssetSpec
 from courses.errors import CourseInvalid
-from courses.models import Course, Lesson, LessonProgress, Quiz, QuizAttempt, RenderedMarkdown, Unit
+from courses.models import (
+    Course,
+    CourseAsset,
+    Lesson,
+    LessonMark,
+    LessonProgress,
+    Quiz,
+    QuizAttempt,
+    RenderedMarkdown,
+    Unit,
+)
 from courses.services import importing
 from courses.services.importing import course_import
 from labs.models import Lab
@@ -275,3 +286,136 @@ def test_import_course_command_prints_what_changed(course_dir: Path, capsys: pyt
     assert "added: lesson unit-one/extra" in out
     assert "1 added, 0 changed, 6 unchanged, 0 removed; 1 document(s) rendered" in out
     assert "content version sha256:" in out
+
+
+# --- issue 13: unit labels and tracks, second lines, reflection, course assets, reader marks --------------------
+
+FIGURE = b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 4 4"><rect width="4" height="4"/></svg>'
+
+
+@pytest.fixture
+def with_spec_extras(monkeypatch: pytest.MonkeyPatch):
+    """Add to what the loader reads: unit labels and tracks, lesson second lines and reflection, and the assets
+    of `extras["assets"]` ({path: file}), built as the loader builds them (hashed when the course is read)."""
+    extras: dict = {"assets": {}}
+    real = importing.load_course
+
+    def load(path, **kwargs):
+        result = real(path, **kwargs)
+        spec = result.course
+        spec.units[1].label, spec.units[1].track = "Essay", "Advanced mastery"
+        intro = spec.lessons()[0]
+        intro.objective_detail, intro.deliverable_detail = "A second line.", "Another second line."
+        intro.reflection = "What surprised you?"
+        for rel, file in extras["assets"].items():
+            data = file.read_bytes()
+            spec.assets[rel] = AssetSpec(
+                path=rel,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                media_type="image/svg+xml",
+                kind="image",
+                source=file,
+            )
+        return result
+
+    monkeypatch.setattr(importing, "load_course", load)
+    return extras
+
+
+def test_import_writes_unit_labels_tracks_second_lines_and_the_reflection(with_spec_extras) -> None:
+    course_import(path=GOOD)
+
+    units = dict(Unit.objects.values_list("slug", "label"))
+    assert units == {"unit-one": "", "unit-two": "Essay"}
+    essay = Unit.objects.select_related("course").get(slug="unit-two")
+    assert (essay.track, essay.display_label) == ("Advanced mastery", "Essay")
+    assert Unit.objects.select_related("course").get(slug="unit-one").display_label == "Module"
+    intro = Lesson.objects.get(slug="intro")
+    assert (intro.objective_detail, intro.deliverable_detail) == ("A second line.", "Another second line.")
+    assert intro.reflection == "What surprised you?"
+
+
+def test_course_assets_are_stored_once_by_digest(with_spec_extras, course_dir: Path) -> None:
+    figure = course_dir / "unit-one/figures/flow.svg"
+    figure.parent.mkdir()
+    figure.write_bytes(FIGURE)
+    copy = course_dir / "unit-two/same-flow.svg"
+    copy.write_bytes(FIGURE)  # the same bytes under another name: one row
+    with_spec_extras["assets"] = {"unit-one/figures/flow.svg": figure, "unit-two/same-flow.svg": copy}
+
+    first = course_import(path=course_dir)
+    second = course_import(path=course_dir)
+
+    row = CourseAsset.objects.get()
+    assert (row.sha256, row.media_type, row.size) == (hashlib.sha256(FIGURE).hexdigest(), "image/svg+xml", len(FIGURE))
+    assert bytes(row.data) == FIGURE
+    assert (first.assets_stored, second.assets_stored) == (1, 0)
+    assert "1 new course asset(s) stored" in first.lines()
+
+
+def test_a_changed_asset_is_a_new_row_and_the_old_one_stays(with_spec_extras, course_dir: Path) -> None:
+    figure = course_dir / "figure.svg"
+    figure.write_bytes(FIGURE)
+    with_spec_extras["assets"] = {"figure.svg": figure}
+    course_import(path=course_dir)
+    changed = FIGURE.replace(b'width="4"', b'width="3"')
+    figure.write_bytes(changed)
+
+    course_import(path=course_dir)
+
+    # Pages cached with the old URL still find the old figure; the new URL names the new bytes.
+    assert set(CourseAsset.objects.values_list("sha256", flat=True)) == {
+        hashlib.sha256(FIGURE).hexdigest(),
+        hashlib.sha256(changed).hexdigest(),
+    }
+
+
+def test_a_dry_run_stores_no_asset(with_spec_extras, course_dir: Path) -> None:
+    figure = course_dir / "figure.svg"
+    figure.write_bytes(FIGURE)
+    with_spec_extras["assets"] = {"figure.svg": figure}
+
+    report = course_import(path=course_dir, dry_run=True)
+
+    assert report.assets_stored == 1  # what the import would store
+    assert CourseAsset.objects.count() == 0 and Course.objects.count() == 0
+
+
+def test_an_asset_changed_after_it_was_hashed_is_refused_and_nothing_is_written(
+    with_spec_extras, course_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figure = course_dir / "figure.svg"
+    figure.write_bytes(FIGURE)
+    with_spec_extras["assets"] = {"figure.svg": figure}
+    loading = importing.load_course
+
+    def load_then_edit(path, **kwargs):
+        result = loading(path, **kwargs)
+        figure.write_bytes(FIGURE + b"\n<!-- edited while importing -->")
+        return result
+
+    monkeypatch.setattr(importing, "load_course", load_then_edit)
+    with pytest.raises(CourseInvalid) as refused:
+        course_import(path=course_dir)
+
+    assert refused.value.problems[0].format() == (
+        "figure.svg: the course asset figure.svg changed while the course was being imported "
+        "(hint: Import the course again.)"
+    )
+    assert CourseAsset.objects.count() == 0 and Course.objects.count() == 0
+
+
+def test_reader_marks_of_a_removed_lesson_are_counted_as_learner_data(course_dir: Path) -> None:
+    course_import(path=course_dir)
+    progress, _ = make_learner_data()
+    LessonMark.objects.create(user=progress.user, lesson=progress.lesson, key="checklist:1", value=[0])
+    (course_dir / "unit-one/01-intro.md").unlink()
+    deeper = course_dir / "unit-two/01-deeper.md"
+    deeper.write_text(deeper.read_text().replace("[the start](../unit-one/01-intro.md)", "the start"))
+
+    report = course_import(path=course_dir)
+
+    assert report.learner_data_removed["reader marks"] == 1
+    assert not LessonMark.objects.exists()
+    assert any("1 reader marks" in line for line in report.lines())

@@ -531,3 +531,122 @@ def test_pages_carry_theme_toggle_skip_link_and_local_assets(client, rich_lesson
     assert 'id="theme-toggle"' in body
     assert "/static/courses/vendor/htmx/htmx.min.js" in body
     assert not re.search(r'(src|href)="(https?:)?//', body.split("References")[0])
+
+
+# Unit labels and tracks, second lines, reference descriptions, reflection
+
+
+@pytest.fixture
+def labelled_course(db):
+    """A course whose parts are called differently: a Week, then an Essay on an advanced track."""
+    course = factories.course_create(slug="mixed", unit_label="Week")
+    week = factories.unit_create(course=course, position=1, slug="basics", title="Basics")
+    essay = factories.unit_create(course=course, position=2, slug="on-failure", title="On failure")
+    essay.label, essay.track, essay.number = "Essay", "Advanced mastery", 3
+    essay.save()
+    first = factories.lesson_create(unit=week, position=1, slug="first", title="First steps")
+    reading = factories.lesson_create(
+        unit=essay,
+        position=1,
+        slug="reading",
+        title="Reading a failure",
+        objective="Explain one outage end to end.",
+        objective_detail="From the first alert to the last fix.",
+        deliverable="A one-page postmortem.",
+        deliverable_detail="Blameless, with a timeline.",
+        reflection="Which signal would have warned you first?",
+        references=[
+            {
+                "kind": "article",
+                "title": "Reading postmortems",
+                "url": "https://example.org/postmortems",
+                "description": "How to read one for its causes, not its blame.",
+            }
+        ],
+    )
+    lab = Lab.objects.create(
+        course=course,
+        unit=essay,
+        slug="outage-lab",
+        title="The outage lab",
+        source_path="on-failure/outage-lab",
+        spec={},
+        content_hash="h",
+        grader_digest="g",
+    )
+    return {"course": course, "first": first, "reading": reading, "lab": lab}
+
+
+def test_the_lesson_header_and_breadcrumb_name_the_unit_by_its_own_label_and_track(client, labelled_course):
+    body = client.get(lesson_url(labelled_course["reading"])).content.decode()
+    assert '<span class="unit-track">Advanced mastery</span> · Essay 3 · On failure' in body
+    assert 'href="/courses/mixed/#unit-on-failure">Advanced mastery · Essay 3</a>' in body
+    assert "Week 3" not in body
+
+
+def test_the_pager_names_the_other_units_by_their_own_labels(client, labelled_course):
+    first = client.get(lesson_url(labelled_course["first"])).content.decode()
+    assert "Next · Advanced mastery · Essay 3" in first
+    reading = client.get(lesson_url(labelled_course["reading"])).content.decode()
+    assert "Previous · Week 1" in reading
+
+
+def test_the_course_outline_names_each_unit_by_its_label(client, labelled_course):
+    body = client.get(reverse("course", args=["mixed"])).content.decode()
+    assert '<span class="unit-label">Week 1</span>Basics' in body
+    assert '<span class="unit-label">Advanced mastery · Essay 3</span>On failure' in body
+
+
+def test_the_lab_page_names_its_unit_by_its_label(client, labelled_course):
+    body = client.get(reverse("lab_detail", args=["mixed", "outage-lab"])).content.decode()
+    assert "Advanced mastery · Essay 3 · On failure · Lab" in body
+
+
+def test_the_lesson_header_shows_the_second_lines_under_objective_and_deliverable(client, labelled_course):
+    body = client.get(lesson_url(labelled_course["reading"])).content.decode()
+    assert (
+        '<dd>Explain one outage end to end.<span class="fact-detail">From the first alert to the last fix.</span></dd>'
+        in body
+    )
+    assert '<dd>A one-page postmortem.<span class="fact-detail">Blameless, with a timeline.</span></dd>' in body
+
+
+def test_a_reference_shows_its_description_under_its_link(client, labelled_course):
+    body = client.get(lesson_url(labelled_course["reading"])).content.decode()
+    link = body.index(">Reading postmortems</a>")
+    assert body.index('<p class="reference-description">How to read one for its causes, not its blame.</p>') > link
+
+
+def test_the_reflection_closes_the_lesson_before_the_progress_with_the_artefact(client, labelled_course):
+    body = client.get(lesson_url(labelled_course["reading"])).content.decode()
+    reflection = body.index('<h2 id="reflection-title">Reflection</h2>')
+    assert body.index("Which signal would have warned you first?") > reflection
+    assert body.index("<strong>Artefact:</strong> A one-page postmortem.") > reflection
+    assert body.index('id="lesson-progress"') > reflection > body.index('class="lesson-body')
+    assert "Reflection</h2>" not in client.get(lesson_url(labelled_course["first"])).content.decode()
+
+
+def test_texts_of_the_header_and_reflection_are_escaped(client, labelled_course):
+    reading = labelled_course["reading"]
+    reading.reflection = "<script>alert(1)</script>"
+    reading.objective_detail = "<b>bold</b>"
+    reading.save()
+    body = client.get(lesson_url(reading)).content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script>alert(1)" not in body
+    assert "&lt;b&gt;bold&lt;/b&gt;" in body
+
+
+def test_unit_labels_cost_no_query_on_the_lesson_and_course_pages(
+    client, labelled_course, django_assert_num_queries, django_assert_max_num_queries
+):
+    with django_assert_num_queries(4):  # course version (cache check), lesson, previous, next
+        client.get(lesson_url(labelled_course["reading"]))
+    big = factories.course_with_lessons_create(units=6, lessons_per_unit=2, unit_label="Module")
+    big.units.filter(position__gt=3).update(label="Chapter", track="Deep dives")
+    counts = []
+    for slug in ("mixed", big.slug):
+        with django_assert_max_num_queries(10) as captured:
+            response = client.get(reverse("course", args=[slug]))
+        counts.append(len(captured.captured_queries))
+    assert "Deep dives · Chapter 6" in response.content.decode()
+    assert counts[0] == counts[1]

@@ -1,12 +1,13 @@
-// "N of M opened" for non-graded quizzes. Each answer is a <details class="quiz-reveal">, so revealing
-// works without this script; the script only keeps the counter up to date. No dependencies.
+// "N of M opened" for non-graded quizzes: the answers open right now, so closing one lowers the count again.
+// Each answer is a <details class="quiz-reveal">, so revealing works without this script; the script only keeps
+// the counter up to date (also when marks.js reopens the answers a reader had open). No dependencies.
 (function () {
   "use strict";
 
   function update(quiz) {
     var counter = quiz.querySelector("[data-opened]");
     if (counter) {
-      counter.textContent = String(quiz.querySelectorAll("details.quiz-reveal[data-seen]").length);
+      counter.textContent = String(quiz.querySelectorAll("details.quiz-reveal[open]").length);
     }
   }
 
@@ -14,10 +15,6 @@
     var details = event.target;
     if (!(details instanceof HTMLDetailsElement) || !details.classList.contains("quiz-reveal")) {
       return;
-    }
-    // Counts answers the reader has looked at, so closing one again does not lower the count.
-    if (details.open) {
-      details.setAttribute("data-seen", "");
     }
     var quiz = details.closest(".quiz");
     if (quiz) {
@@ -31,10 +28,6 @@
   function init(root) {
     var quizzes = (root || document).querySelectorAll(".quiz");
     for (var i = 0; i < quizzes.length; i++) {
-      var opened = quizzes[i].querySelectorAll("details.quiz-reveal[open]");
-      for (var j = 0; j < opened.length; j++) {
-        opened[j].setAttribute("data-seen", "");
-      }
       update(quizzes[i]);
     }
   }
