@@ -737,9 +737,6 @@ class _CourseReader:
                 f"the asset path leads outside the course directory (to {rel!r})",
                 "keep the file inside the course folder and refer to it by a path relative to this Markdown file",
             )
-        problem = name_problem(rel)
-        if problem is not None:
-            return problem
         hidden = AssetProblem(
             f"{rel} is in a lab's grader/ or example folder, which learners must never see",
             "copy the file to a folder that is not hidden (e.g. figures/ next to the lesson) and refer to the copy",
@@ -755,13 +752,16 @@ class _CourseReader:
             )
         if target != path and self._hidden(course, target.relative_to(self.root).as_posix()):
             return hidden
+        if target.is_dir():
+            return AssetProblem(f"{rel} is a folder, not a file", "refer to a file inside the folder")
+        problem = name_problem(rel)
+        if problem is not None:
+            return problem
         if not target.exists():
             return AssetProblem(
                 f"the file {rel} does not exist",
                 "check the spelling; asset paths are relative to the folder of the Markdown file that uses them",
             )
-        if target.is_dir():
-            return AssetProblem(f"{rel} is a folder, not a file", "refer to a file inside the folder")
         st = target.stat()
         if not stat.S_ISREG(st.st_mode):
             return AssetProblem(f"{rel} is not a regular file", "replace it with a plain file")
