@@ -1,4 +1,4 @@
-"""Lesson Markdown rendering: `render_markdown(source, link_resolver=..., line_offset=...) -> RenderResult`."""
+"""Lesson Markdown rendering: `render_markdown(source, link_resolver=..., asset_resolver=..., line_offset=...)`."""
 
 from courses.markdown.blocks import MarkdownProblem, graded_quiz_placeholder
 from courses.markdown.render import CALLOUT_TITLES, RENDERER_VERSION, RenderResult, render_markdown

@@ -16,6 +16,23 @@ import yaml
 
 from courses.markdown.highlight import code_block_html
 
+# Each callout kind with the title it shows when the author gives none (docs/authoring.md lists them).
+CALLOUT_TITLES = {
+    "tip": "Tip",
+    "note": "Note",
+    "warning": "Warning",
+    "failure-modes": "Common failure modes",
+    "assumptions": "Assumptions",
+    "in-practice": "In practice",
+    "myth": "Myth",
+    "optional-practice": "Optional practice",
+    "key-idea": "Key idea",
+    "example": "Worked example",
+    "important": "Important",
+}
+# Quotations set apart from the text: `::: pullquote` / `::: epigraph`, the attribution in a last "— " paragraph.
+FIGURE_KINDS = ("pullquote", "epigraph")
+
 BLOCK_NAMES = frozenset({"quiz", "stages", "compare"})
 QUIZ_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _CHOICE_IDS = "abcdefghijklmnopqrstuvwxyz"
@@ -46,6 +63,7 @@ class RenderContext:
     toc: list[dict[str, Any]] = field(default_factory=list)
     quiz_keys: set[str] = field(default_factory=set)
     quiz_count: int = 0
+    checklist_count: int = 0
 
     def problem(self, line: int, message: str, hint: str) -> None:
         self.problems.append(MarkdownProblem(line=line, message=message, hint=hint))
@@ -170,7 +188,7 @@ class _Block:
 # --- quiz ----------------------------------------------------------------------------------------------------
 
 _QUIZ_KEYS = {"id", "title", "graded", "max_attempts", "questions"}
-_QUESTION_KEYS = {"prompt", "kind", "choices", "explanation"}
+_QUESTION_KEYS = {"prompt", "kind", "choices", "answer", "explanation"}
 _CHOICE_KEYS = {"text", "correct"}
 
 
@@ -225,8 +243,16 @@ def render_quiz(body: str, fence_line: int, ctx: RenderContext) -> str:
         questions_data = []
     for q_index, q in enumerate(questions_data, start=1):
         question = _quiz_question(block, q, q_index, data)
-        if question is not None:
-            questions.append(question)
+        if question is None:
+            continue
+        if graded and question["kind"] == "reveal":
+            block.error(
+                block.line_of(q, "answer"),
+                "a graded quiz needs choices in every question",
+                f"Give question {q_index} `choices:` (mark the right ones with `correct: true`), "
+                "or set graded: false to show its answer on a button.",
+            )
+        questions.append(question)
 
     if block.errors:
         return block.finish("")
@@ -234,10 +260,12 @@ def render_quiz(body: str, fence_line: int, ctx: RenderContext) -> str:
         question["prompt_html"] = ctx.render_inline(question["prompt"], question.pop("_line"))
         for choice in question["choices"]:
             choice["html"] = ctx.render_inline(choice["text"], choice.pop("_line"))
+        answer_line = question.pop("_answer_line")
+        if question["kind"] == "reveal":
+            question["answer_html"] = ctx.render_block(question["answer"], answer_line)
+        explanation_line = question.pop("_explanation_line")
         explanation = question["explanation"]
-        question["explanation_html"] = (
-            ctx.render_block(explanation, question.pop("_explanation_line")) if explanation else ""
-        )
+        question["explanation_html"] = ctx.render_block(explanation, explanation_line) if explanation else ""
     ctx.quizzes.append(
         {
             "key": key,
@@ -262,14 +290,41 @@ def _quiz_question(block: _Block, q: Any, q_index: int, quiz: dict) -> dict[str,
         return None
     block.unknown_keys(q, _QUESTION_KEYS, where)
     prompt = block.text(q, "prompt", where, required=True)
-    kind = q.get("kind", "single")
-    if kind not in ("single", "multiple"):
+    kind = q.get("kind", "reveal" if "answer" in q else "single")
+    if kind not in ("single", "multiple", "reveal"):
         block.error(
             block.line_of(q, "kind"),
             f"unknown kind {kind!r} in {where}",
-            "Use kind: single (one answer) or kind: multiple (all that apply).",
+            "Use kind: single (one answer), kind: multiple (all that apply) or leave it out; a question with "
+            "`answer:` instead of choices is kind: reveal.",
         )
     explanation = block.text(q, "explanation", where, required=False)
+    has_answer, has_choices = "answer" in q, "choices" in q
+    if has_answer and has_choices:
+        block.error(
+            block.line_of(q, "answer"),
+            f"{where} has both `answer:` and `choices:`",
+            "Keep `choices:` for a question the reader answers by picking, or `answer:` for one whose answer "
+            "is revealed on a button, not both.",
+        )
+        return None
+    if has_answer:
+        return _reveal_question(block, q, q_index, prompt, explanation)
+    if not has_choices:
+        block.error(
+            block.line_of(q),
+            f"{where} needs `choices:` or `answer:`",
+            "Add choices: with `- text: ...` items (mark the right ones with `correct: true`), or answer: with "
+            "the answer to reveal.",
+        )
+        return None
+    if kind == "reveal":
+        block.error(
+            block.line_of(q, "kind"),
+            f"{where} is kind: reveal but has `choices:`",
+            "Replace choices: with answer: ..., or set kind: single or kind: multiple.",
+        )
+        return None
     choices_data = q.get("choices")
     if not isinstance(choices_data, list) or len(choices_data) < 2:
         block.error(
@@ -324,6 +379,35 @@ def _quiz_question(block: _Block, q: Any, q_index: int, quiz: dict) -> dict[str,
         "choices": choices,
         "explanation": explanation or "",
         "_line": block.line_of(q, "prompt"),
+        "_answer_line": block.line_of(q, "answer"),
+        "_explanation_line": block.line_of(q, "explanation"),
+    }
+
+
+def _reveal_question(
+    block: _Block, q: dict, q_index: int, prompt: str | None, explanation: str | None
+) -> dict[str, Any] | None:
+    """A question without choices: the prompt, then its answer (Markdown) behind "Show the answer"."""
+    where = f"question {q_index}"
+    if q.get("kind") in ("single", "multiple"):
+        block.error(
+            block.line_of(q, "kind"),
+            f"{where} has `answer:` but kind: {q.get('kind')}",
+            "Leave kind: out for a question with `answer:`; single and multiple are for questions with choices.",
+        )
+        return None
+    answer = block.text(q, "answer", where, required=True)
+    if answer is None:
+        return None
+    return {
+        "id": f"q{q_index}",
+        "prompt": prompt or "",
+        "kind": "reveal",
+        "choices": [],
+        "answer": answer,
+        "explanation": explanation or "",
+        "_line": block.line_of(q, "prompt"),
+        "_answer_line": block.line_of(q, "answer"),
         "_explanation_line": block.line_of(q, "explanation"),
     }
 
@@ -338,20 +422,28 @@ def _quiz_html(key: str, title: str, questions: list[dict[str, Any]], ctx: Rende
         '<ol class="quiz-questions">',
     ]
     for q in questions:
-        kind_label = "Choose one" if q["kind"] == "single" else "Choose all that apply"
-        correct = [c for c in q["choices"] if c["correct"]]
-        answer_label = "Correct answer" if len(correct) == 1 else "Correct answers"
-        parts.append(f'<li class="quiz-question quiz-{q["kind"]}">')
-        parts.append(f'<p class="quiz-prompt">{q["prompt_html"]}</p><p class="quiz-kind">{kind_label}</p>')
-        parts.append('<ol class="quiz-choices">')
-        parts.extend(f'<li class="quiz-choice">{c["html"]}</li>' for c in q["choices"])
-        parts.append("</ol>")
-        parts.append('<details class="quiz-reveal"><summary>Show the answer</summary><div class="quiz-answer">')
+        kind_class = "quiz-reveal-only" if q["kind"] == "reveal" else f"quiz-{q['kind']}"
+        parts.append(f'<li class="quiz-question {kind_class}">')
+        parts.append(f'<p class="quiz-prompt">{q["prompt_html"]}</p>')
+        if q["kind"] != "reveal":
+            kind_label = "Choose one" if q["kind"] == "single" else "Choose all that apply"
+            parts.append(f'<p class="quiz-kind">{kind_label}</p><ol class="quiz-choices">')
+            parts.extend(f'<li class="quiz-choice">{c["html"]}</li>' for c in q["choices"])
+            parts.append("</ol>")
         parts.append(
-            f'<p class="quiz-correct"><strong>{answer_label}:</strong> '
-            + "; ".join(c["html"] for c in correct)
-            + "</p>"
+            f'<details class="quiz-reveal" data-question="{escape(q["id"])}"><summary>Show the answer</summary>'
+            '<div class="quiz-answer">'
         )
+        if q["kind"] == "reveal":
+            parts.append(f'<div class="quiz-answer-text">{q["answer_html"]}</div>')
+        else:
+            correct = [c for c in q["choices"] if c["correct"]]
+            answer_label = "Correct answer" if len(correct) == 1 else "Correct answers"
+            parts.append(
+                f'<p class="quiz-correct"><strong>{answer_label}:</strong> '
+                + "; ".join(c["html"] for c in correct)
+                + "</p>"
+            )
         if q["explanation_html"]:
             parts.append(f'<div class="quiz-explanation">{q["explanation_html"]}</div>')
         parts.append("</div></details></li>")

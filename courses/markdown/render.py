@@ -10,7 +10,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_block import StateBlock
 from markdown_it.rules_core import StateCore
+from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 from mdit_py_plugins.anchors import anchors_plugin
 from mdit_py_plugins.container import container_plugin
@@ -19,14 +21,14 @@ from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.footnote import footnote_plugin
 from mdit_py_plugins.tasklists import tasklists_plugin
 
-from courses.markdown.blocks import RENDERERS, MarkdownProblem, RenderContext
+from courses.markdown.blocks import CALLOUT_TITLES, FIGURE_KINDS, RENDERERS, MarkdownProblem, RenderContext
 from courses.markdown.highlight import code_block_html, language_of
 from courses.markdown.sanitize import sanitize
 
 # Bump whenever the HTML for the same source changes: the importer keys its render cache on it.
-RENDERER_VERSION = "3"
+RENDERER_VERSION = "4"
 
-CALLOUT_TITLES = {"tip": "Tip", "note": "Note", "warning": "Warning", "failure-modes": "Common failure modes"}
+_ATTRIBUTION_RE = re.compile(r"^(?:—|--) +")
 
 _SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 _EXTERNAL_SCHEMES = {"http", "https", "mailto"}
@@ -50,12 +52,14 @@ def _file_line(env: dict, token_map: Sequence[int] | None, extra: int = 0) -> in
     return (token_map[0] if token_map else 0) + 1 + ctx.line_offset + extra
 
 
-# --- core rule: links, toc, table alignment ----------------------------------------------------------------
+# --- core rule: links, assets, toc, table alignment, checklists, quotations -----------------------------------
 
 
 def _postprocess(state: StateCore) -> None:
     ctx: RenderContext = state.env["ctx"]
     nested = "fixed_line" in state.env
+    # One entry per open list: [checklist number, next checkbox index], or None for a list without tasks.
+    lists: list[list[int] | None] = []
     for idx, token in enumerate(state.tokens):
         if token.type in ("th_open", "td_open"):
             # Alignment as a class: the sanitiser allows no style attributes.
@@ -66,8 +70,63 @@ def _postprocess(state: StateCore) -> None:
             ctx.toc.append(
                 {"level": int(token.tag[1]), "id": token.attrGet("id"), "text": _heading_text(state.tokens[idx + 1])}
             )
+        elif token.type in ("bullet_list_open", "ordered_list_open"):
+            lists.append(_checklist_start(token, ctx))
+        elif token.type in ("bullet_list_close", "ordered_list_close"):
+            lists.pop()
+        elif token.type == "container_callout_open":
+            _quotation_mark(state.tokens, idx)
         if token.type == "inline" and token.children:
-            token.children = _process_links(token.children, state.env, token.map)
+            if lists and lists[-1] is not None:
+                _checkbox_number(token.children, lists[-1])
+            token.children = _process_inline(token.children, state.env, token.map)
+
+
+def _checklist_start(token: Token, ctx: RenderContext) -> list[int] | None:
+    """Number each task list in the document, so the page can keep a reader's ticks per list."""
+    if "contains-task-list" not in str(token.attrGet("class") or ""):
+        return None
+    ctx.checklist_count += 1
+    token.attrSet("data-checklist", str(ctx.checklist_count))
+    return [ctx.checklist_count, 0]
+
+
+_CHECKBOX_END = ' type="checkbox">'
+
+
+def _checkbox_number(children: list[Token], checklist: list[int]) -> None:
+    for child in children:
+        # The tasklists plugin emits each checkbox as a ready-made HTML token.
+        if child.type == "html_inline" and 'class="task-list-item-checkbox"' in child.content:
+            child.content = child.content.replace(_CHECKBOX_END, f' type="checkbox" data-item="{checklist[1]}">')
+            checklist[1] += 1
+
+
+def _quotation_mark(tokens: list[Token], idx: int) -> None:
+    """For a pull quote or epigraph, turn a last paragraph starting with "— " into the attribution."""
+    opening = tokens[idx]
+    kind = opening.info.strip().partition(" ")[0].lower()
+    close = next(
+        i
+        for i in range(idx + 1, len(tokens))
+        if tokens[i].type == "container_callout_close" and tokens[i].level == opening.level
+    )
+    tokens[close].meta["kind"] = kind
+    if kind not in FIGURE_KINDS or close - idx < 7:  # at least one paragraph of quotation before the attribution
+        return
+    para_open, inline, para_close = tokens[close - 3 : close]
+    if (
+        para_open.type != "paragraph_open"
+        or para_open.level != opening.level + 1
+        or not _ATTRIBUTION_RE.match(inline.content)
+        or not inline.children
+        or inline.children[0].type != "text"
+    ):
+        return
+    para_open.type, para_close.type = "attribution_open", "attribution_close"
+    inline.content = _ATTRIBUTION_RE.sub("", inline.content, count=1)
+    inline.children[0].content = _ATTRIBUTION_RE.sub("", inline.children[0].content, count=1)
+    tokens[close].meta["attributed"] = True
 
 
 def _heading_text(inline: Token) -> str:
@@ -82,7 +141,7 @@ def _heading_text(inline: Token) -> str:
     return "".join(parts).strip()
 
 
-def _process_links(children: list[Token], env: dict, token_map: Sequence[int] | None) -> list[Token]:
+def _process_inline(children: list[Token], env: dict, token_map: Sequence[int] | None) -> list[Token]:
     ctx: RenderContext = env["ctx"]
     out: list[Token] = []
     breaks = 0
@@ -98,11 +157,38 @@ def _process_links(children: list[Token], env: dict, token_map: Sequence[int] | 
             if not _keep_link(child, href, ctx, _file_line(env, token_map, breaks)):
                 unwrap_next_close = True
                 continue
-        elif child.type == "image" and _SCHEME_RE.match(str(child.attrGet("src") or "")):
-            out.extend(_image_as_link(child))
+        elif child.type == "image":
+            out.extend(_image(child, ctx, _file_line(env, token_map, breaks)))
             continue
+        elif child.type == "html_comment_unclosed":
+            ctx.problem(
+                _file_line(env, token_map, breaks),
+                "an HTML comment is not closed: `<!--` without `-->`",
+                "End the comment with `-->`; a comment that starts inside a paragraph must end in the same "
+                "paragraph. To show `<!--` as text, put it in backticks.",
+            )
         out.append(child)
     return out
+
+
+def _image(image: Token, ctx: RenderContext, line: int) -> list[Token]:
+    src = str(image.attrGet("src") or "")
+    if _SCHEME_RE.match(src) or src.startswith("//"):
+        return _image_as_link(image)
+    path = _relative_path(src)
+    if path is None or ctx.asset_resolver is None:
+        return [image]
+    url = ctx.asset_resolver(path, image=True, line=line)
+    if url is None:
+        # The resolver has reported why; the reader gets the description instead of a broken image.
+        return [Token("text", "", 0, content=_alt_text(image))]
+    image.attrSet("src", url)
+    image.attrSet("loading", "lazy")
+    return [image]
+
+
+def _alt_text(image: Token) -> str:
+    return "".join(c.content for c in image.children or [] if c.type in ("text", "code_inline")) or image.content
 
 
 def _image_as_link(image: Token) -> list[Token]:
@@ -117,14 +203,23 @@ def _image_as_link(image: Token) -> list[Token]:
     return [text]
 
 
+def _relative_path(url: str) -> str | None:
+    """The unquoted path of a relative URL, without #fragment or ?query; None when it is empty or absolute."""
+    if _SCHEME_RE.match(url) or url.startswith("/"):
+        return None
+    return unquote(url.partition("#")[0].partition("?")[0]) or None
+
+
 def _keep_link(link: Token, href: str, ctx: RenderContext, line: int) -> bool:
-    """Resolve internal `.md` links, drop links with unsafe schemes; False means render the text only."""
+    """Resolve internal `.md` links and course files, drop links with unsafe schemes; False means text only."""
     scheme = _SCHEME_RE.match(href)
     if scheme:
         return scheme.group(1).lower() in _EXTERNAL_SCHEMES
     path, _, fragment = href.partition("#")
-    if not path.endswith(".md") or path.startswith("/"):
+    if path.startswith("/"):
         return True
+    if not path.endswith(".md"):
+        return _keep_asset_link(link, href, ctx, line)
     target = unquote(href)
     ctx.links.append((target, line))
     if ctx.link_resolver is None:
@@ -141,6 +236,133 @@ def _keep_link(link: Token, href: str, ctx: RenderContext, line: int) -> bool:
     return True
 
 
+def _keep_asset_link(link: Token, href: str, ctx: RenderContext, line: int) -> bool:
+    path = _relative_path(href)
+    if path is None or ctx.asset_resolver is None:
+        return True
+    url = ctx.asset_resolver(path, image=False, line=line)
+    if url is None:
+        return False
+    link.attrSet("href", url)
+    return True
+
+
+# --- HTML comments: hidden from readers (the parser runs with html=False, so they would show as text) ---------
+
+_COMMENT_OPEN = "<!--"
+
+
+def _comment_close(text: str, start: int) -> int:
+    """Index just past the `-->` that closes a comment opened at `start`, or -1. `<!-->` is an empty comment."""
+    end = text.find("-->", start + 2)
+    return -1 if end == -1 else end + 3
+
+
+def _comment_block(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+    """A comment starting a line is dropped, however many lines (and blank lines) it spans."""
+    if state.is_code_block(start_line):
+        return False
+    if not state.src.startswith(_COMMENT_OPEN, state.bMarks[start_line] + state.tShift[start_line]):
+        return False
+    for line in range(start_line, end_line):
+        if line > start_line and state.sCount[line] < state.blkIndent:
+            return False
+        text = state.src[state.bMarks[line] + state.tShift[line] : state.eMarks[line]]
+        end = _comment_close(text, 0 if line == start_line else -2)
+        if end != -1:
+            break
+    else:
+        return False  # unclosed: the paragraph shows it and the inline rule reports it
+    if silent:
+        return True
+    rest = text[end:].strip()
+    if rest:
+        # Text after `-->` on the closing line is a paragraph of its own.
+        state.push("paragraph_open", "p", 1).map = [line, line + 1]
+        inline = state.push("inline", "", 0)
+        inline.content, inline.map, inline.children = rest, [line, line + 1], []
+        state.push("paragraph_close", "p", -1)
+    state.line = line + 1
+    return True
+
+
+def _comment_inline(state: StateInline, silent: bool) -> bool:
+    if not state.src.startswith(_COMMENT_OPEN, state.pos):
+        return False
+    end = _comment_close(state.src, state.pos)
+    if end == -1:
+        if not silent:
+            state.push("html_comment_unclosed", "", 0).content = _COMMENT_OPEN
+        state.pos += len(_COMMENT_OPEN)
+        return True
+    state.pos = end
+    return True
+
+
+# --- math inside table cells ------------------------------------------------------------------------------------
+# Table rows are split on unescaped `|` before inline parsing, so `$P(y|x)$` would split its cell. Pipes inside
+# inline math on table lines are escaped first (`\|`, which the table splitter turns back into `|`).
+
+
+def _math_pipes_escaped(line: str) -> str:
+    out: list[str] = []
+    pos = 0
+    while pos < len(line):
+        char = line[pos]
+        if char == "\\":
+            out.append(line[pos : pos + 2])
+            pos += 2
+        elif char == "`":
+            run = len(line) - len(line[pos:].lstrip("`"))
+            close = re.compile(rf"(?<!`){'`' * run}(?!`)").search(line, pos + run)
+            end = close.end() if close else pos + run
+            out.append(line[pos:end])  # code spans stay exactly as written
+            pos = end
+        elif char == "$" and (end := _math_end(line, pos)) != -1:
+            out.append(re.sub(r"(?<!\\)\|", r"\\|", line[pos:end]))
+            pos = end
+        else:
+            out.append(char)
+            pos += 1
+    return "".join(out)
+
+
+def _math_end(line: str, start: int) -> int:
+    """End of the inline math opened by the `$` at `start`, by the dollarmath rules this renderer uses, or -1."""
+    if start + 1 >= len(line) or line[start + 1].isspace() or (start > 0 and line[start - 1].isdigit()):
+        return -1
+    double = line.startswith("$$", start)
+    delimiter = "$$" if double else "$"
+    body = start + len(delimiter)
+    close = line.find(delimiter, body)
+    while close != -1 and (len(line[:close]) - len(line[:close].rstrip("\\"))) % 2:
+        close = line.find(delimiter, close + 1)  # an escaped dollar does not close
+    if close in (-1, body):
+        return -1
+    end = close + len(delimiter)
+    if (not double and line[close - 1].isspace()) or line[end : end + 1].isdigit():
+        return -1
+    return end
+
+
+def _table_math_escaped(source: str) -> str:
+    if "|" not in source or "$" not in source:
+        return source
+    lines = re.sub(r"\r\n?", "\n", source).split("\n")  # line ends as the parser normalises them
+    escaped = [_math_pipes_escaped(line) if "$" in line else line for line in lines]
+    if escaped == lines:
+        return source
+    # Which lines are table rows once the math pipes no longer split cells: parse the blocks to find out, so
+    # fenced code and prose are never touched.
+    tokens: list[Token] = []
+    _MD.block.parse("\n".join(escaped), _MD, {}, tokens)
+    for token in tokens:
+        if token.type == "table_open" and token.map:
+            for line in range(*token.map):
+                lines[line] = escaped[line]
+    return "\n".join(lines)
+
+
 # --- render rules ------------------------------------------------------------------------------------------
 
 
@@ -155,6 +377,14 @@ def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, en
 
 def _render_code_block(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict) -> str:
     return code_block_html(tokens[idx].content, "")
+
+
+def _render_comment_unclosed(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict) -> str:
+    return escape(tokens[idx].content)
+
+
+def _render_attribution(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict) -> str:
+    return "</blockquote><figcaption>" if tokens[idx].nesting == 1 else "</figcaption>\n"
 
 
 def _render_math_inline(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict) -> str:
@@ -178,14 +408,24 @@ def _validate_callout(params: str, *args: Any) -> bool:
 def _render_callout(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict) -> str:
     token = tokens[idx]
     if token.nesting != 1:
-        return "</aside>\n"
+        if token.meta.get("kind") not in FIGURE_KINDS:
+            return "</aside>\n"
+        return "</figure>\n" if token.meta.get("attributed") else "</blockquote></figure>\n"
     kind, _, title = token.info.strip().partition(" ")
     kind = kind.lower()
+    if kind in FIGURE_KINDS:
+        if title.strip():
+            env["ctx"].problem(
+                _file_line(env, token.map),
+                f"`::: {kind}` takes no title, but has {title.strip()!r}",
+                f'Write `::: {kind}` alone; put the attribution in a last paragraph starting with "— ".',
+            )
+        return f'<figure class="{kind}"><blockquote>\n'
     if kind not in CALLOUT_TITLES:
         env["ctx"].problem(
             _file_line(env, token.map),
             f"unknown callout kind {kind!r}",
-            f"Use one of: {', '.join(CALLOUT_TITLES)}, e.g. `::: tip Optional title`.",
+            f"Use one of: {', '.join([*CALLOUT_TITLES, *FIGURE_KINDS])}, e.g. `::: tip Optional title`.",
         )
         kind = "note"
     title = title.strip() or CALLOUT_TITLES[kind]
@@ -204,9 +444,16 @@ def _build() -> MarkdownIt:
         .use(container_plugin, name="callout", validate=_validate_callout, render=_render_callout)
         .use(anchors_plugin, min_level=1, max_level=4, permalink=True, permalinkSymbol="#")
     )
+    md.block.ruler.before(
+        "html_block", "html_comment", _comment_block, {"alt": ["paragraph", "reference", "blockquote"]}
+    )
+    md.inline.ruler.before("autolink", "html_comment", _comment_inline)
     md.core.ruler.push("shipshape_postprocess", _postprocess)
     md.add_render_rule("fence", _render_fence)
     md.add_render_rule("code_block", _render_code_block)
+    md.add_render_rule("html_comment_unclosed", _render_comment_unclosed)
+    md.add_render_rule("attribution_open", _render_attribution)
+    md.add_render_rule("attribution_close", _render_attribution)
     md.add_render_rule("math_inline", _render_math_inline)
     md.add_render_rule("math_inline_double", _render_math_inline_double)
     md.add_render_rule("math_block", _render_math_block)
@@ -233,7 +480,7 @@ def _render_nested(text: str, line: int, ctx: RenderContext, *, block: bool) -> 
         escaped = escape(plain, quote=False)
         return _PlainHtml(f"<p>{escaped}</p>\n" if block else escaped)
     env = {"ctx": ctx, "fixed_line": line}
-    return _MD.render(text, env) if block else _MD.renderInline(text, env)
+    return _MD.render(_table_math_escaped(text), env) if block else _MD.renderInline(text, env)
 
 
 def _sanitize_fragment(html: str) -> str:
@@ -258,11 +505,13 @@ def render_markdown(
         render_block=lambda text, line: _render_nested(text, line, ctx, block=True),
     )
     env = {"ctx": ctx}
-    html = _MD.renderer.render(_MD.parse(source, env), _MD.options, env)
+    html = _MD.renderer.render(_MD.parse(_table_math_escaped(source), env), _MD.options, env)
     for quiz in ctx.quizzes:
         for question in quiz["questions"]:
             question["prompt_html"] = _sanitize_fragment(question["prompt_html"])
             question["explanation_html"] = _sanitize_fragment(question["explanation_html"])
+            if "answer_html" in question:
+                question["answer_html"] = _sanitize_fragment(question["answer_html"])
             for choice in question["choices"]:
                 choice["html"] = _sanitize_fragment(choice["html"])
     return RenderResult(

@@ -4,6 +4,7 @@ import re
 
 import nh3
 
+from courses.markdown.blocks import CALLOUT_TITLES, FIGURE_KINDS
 from courses.markdown.highlight import TOKEN_CLASSES
 
 _TAGS = {
@@ -15,10 +16,11 @@ _TAGS = {
 _ATTRIBUTES = {
     "*": {"id", "role", "aria-label", "aria-live"},
     "a": {"href", "title"},
-    "img": {"src", "alt", "title"},
-    "input": {"checked", "disabled"},  # type: only "checkbox", see tag_attribute_values
-    "details": {"open"},
-    "ol": {"start"},
+    "img": {"src", "alt", "title"},  # loading: only "lazy", see tag_attribute_values
+    "input": {"checked", "disabled", "data-item"},  # type: only "checkbox", see tag_attribute_values
+    "details": {"open", "data-question"},
+    "ol": {"start", "data-checklist"},
+    "ul": {"data-checklist"},
     "div": {"data-quiz-key"},
     "section": {"data-quiz-key"},
     "span": {"data-opened"},
@@ -26,18 +28,21 @@ _ATTRIBUTES = {
 
 _CLASSES = {
     "a": {"header-anchor", "footnote-backref"},
-    "aside": {"callout", "callout-tip", "callout-note", "callout-warning", "callout-failure-modes"},
+    "aside": {"callout", *(f"callout-{kind}" for kind in CALLOUT_TITLES)},
     "details": {"quiz-reveal"},
     "div": {
         "block-error", "code-block", "code-label", "compare", "graded-quiz-slot", "math", "math-display",
-        "quiz-answer", "quiz-explanation", "quiz-header", "stages-diagram",
+        "quiz-answer", "quiz-answer-text", "quiz-explanation", "quiz-header", "stages-diagram",
     },
     "figcaption": {"compare-label"},
-    "figure": {"compare-side", "compare-left", "compare-right"},
+    "figure": {"compare-side", "compare-left", "compare-right", *FIGURE_KINDS},
     "hr": {"footnotes-sep"},
     "input": {"task-list-item-checkbox"},
-    "li": {"footnote-item", "quiz-choice", "quiz-question", "quiz-single", "quiz-multiple", "stage", "task-list-item", "enabled"},
-    "ol": {"footnotes-list", "quiz-choices", "quiz-questions", "stages"},
+    "li": {
+        "footnote-item", "quiz-choice", "quiz-question", "quiz-single", "quiz-multiple", "quiz-reveal-only", "stage",
+        "task-list-item", "enabled",
+    },
+    "ol": {"footnotes-list", "quiz-choices", "quiz-questions", "stages", "contains-task-list"},
     "p": {
         "block-error-title", "callout-title", "compare-title", "quiz-correct", "quiz-kind", "quiz-progress",
         "quiz-prompt", "quiz-title", "stages-title",
@@ -72,7 +77,11 @@ def sanitize(html: str) -> str:
         clean_content_tags={"script", "style"},
         attributes=_ATTRIBUTES,
         allowed_classes=_CLASSES,
-        tag_attribute_values={"input": {"type": {"checkbox"}}, "pre": {"tabindex": {"0"}}},
+        tag_attribute_values={
+            "input": {"type": {"checkbox"}},
+            "pre": {"tabindex": {"0"}},
+            "img": {"loading": {"lazy"}},
+        },
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer",
         strip_comments=True,
