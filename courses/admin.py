@@ -3,12 +3,23 @@ from django.contrib.auth import admin as auth_admin
 from django.contrib.auth.models import Group, User
 
 from config.admin_safety import SafeIdsMixin
-from courses.models import Course, Enrollment, Lesson, LessonProgress, Quiz, QuizAttempt, RenderedMarkdown, Unit
+from courses.models import (
+    Course,
+    CourseAsset,
+    Enrollment,
+    Lesson,
+    LessonMark,
+    LessonProgress,
+    Quiz,
+    QuizAttempt,
+    RenderedMarkdown,
+    Unit,
+)
 
 
 class UnitInline(admin.TabularInline):
     model = Unit
-    fields = ("position", "slug", "title")
+    fields = ("position", "slug", "title", "label", "track")
     extra = 0
     show_change_link = True
 
@@ -23,7 +34,7 @@ class CourseAdmin(SafeIdsMixin, admin.ModelAdmin):
 
 @admin.register(Unit)
 class UnitAdmin(SafeIdsMixin, admin.ModelAdmin):
-    list_display = ("title", "course", "position", "slug")
+    list_display = ("title", "course", "position", "slug", "label", "track")
     list_filter = ("course",)
     search_fields = ("title", "slug")
     list_select_related = ("course",)
@@ -87,6 +98,34 @@ class RenderedMarkdownAdmin(SafeIdsMixin, admin.ModelAdmin):
     # A cache the course import fills; every field is read-only, its key too, so an add form could only save a
     # row with an empty key.
     def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(LessonMark)
+class LessonMarkAdmin(SafeIdsMixin, admin.ModelAdmin):
+    # A reader's opened answers and ticks, written by the lesson page's script: shown for support, never made here.
+    list_display = ("user", "lesson", "key", "updated_at")
+    search_fields = ("user__username", "lesson__title", "key")
+    list_select_related = ("user", "lesson")
+    readonly_fields = ("user", "lesson", "key", "value", "updated_at")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(CourseAsset)
+class CourseAssetAdmin(SafeIdsMixin, admin.ModelAdmin):
+    # Written by the course import and named by the digest of its bytes: editing one would break that name.
+    list_display = ("sha256", "media_type", "size", "created_at")
+    list_filter = ("media_type",)
+    search_fields = ("sha256",)
+    fields = ("sha256", "media_type", "size", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
 
