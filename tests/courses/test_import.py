@@ -354,23 +354,6 @@ def test_course_assets_are_stored_once_by_digest(with_spec_extras, course_dir: P
     assert "1 new course asset(s) stored" in first.lines()
 
 
-def test_a_changed_asset_is_a_new_row_and_the_old_one_stays(with_spec_extras, course_dir: Path) -> None:
-    figure = course_dir / "figure.svg"
-    figure.write_bytes(FIGURE)
-    with_spec_extras["assets"] = {"figure.svg": figure}
-    course_import(path=course_dir)
-    changed = FIGURE.replace(b'width="4"', b'width="3"')
-    figure.write_bytes(changed)
-
-    course_import(path=course_dir)
-
-    # Pages cached with the old URL still find the old figure; the new URL names the new bytes.
-    assert set(CourseAsset.objects.values_list("sha256", flat=True)) == {
-        hashlib.sha256(FIGURE).hexdigest(),
-        hashlib.sha256(changed).hexdigest(),
-    }
-
-
 def test_a_dry_run_stores_no_asset(with_spec_extras, course_dir: Path) -> None:
     figure = course_dir / "figure.svg"
     figure.write_bytes(FIGURE)
@@ -419,3 +402,25 @@ def test_reader_marks_of_a_removed_lesson_are_counted_as_learner_data(course_dir
     assert report.learner_data_removed["reader marks"] == 1
     assert not LessonMark.objects.exists()
     assert any("1 reader marks" in line for line in report.lines())
+
+
+def test_a_figure_changed_on_disk_gets_a_new_url_in_the_lesson_and_a_new_row(course_dir: Path) -> None:
+    figure = course_dir / "unit-one/figures/flow.svg"
+    figure.parent.mkdir()
+    figure.write_bytes(FIGURE)
+    intro = course_dir / "unit-one/01-intro.md"
+    intro.write_text(intro.read_text() + "\n![The request flow](figures/flow.svg)\n")
+    old_url = f"/course-assets/{hashlib.sha256(FIGURE).hexdigest()}/flow.svg"
+
+    course_import(path=course_dir)
+    assert f'<img src="{old_url}" alt="The request flow" loading="lazy">' in Lesson.objects.get(slug="intro").html
+    changed = FIGURE.replace(b'width="4"', b'width="2"')
+    figure.write_bytes(changed)  # the lesson's Markdown is untouched
+
+    report = course_import(path=course_dir)
+
+    new_url = f"/course-assets/{hashlib.sha256(changed).hexdigest()}/flow.svg"
+    html = Lesson.objects.get(slug="intro").html
+    assert new_url in html and old_url not in html
+    assert report.changed == ["lesson unit-one/intro"]
+    assert CourseAsset.objects.count() == 2  # pages cached with the old URL still find the old figure
