@@ -21,28 +21,15 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.template.loader import render_to_string
 
 from config.security import CONTENT_SECURITY_POLICY, PERMISSIONS_POLICY
+from courses import selectors
 from courses.coursefs.spec import AssetSpec, CourseSpec
 from courses.preview import pages
 from courses.preview.watch import CoursePreview
+from courses.views import ASSET_CACHE_CONTROL, SVG_CONTENT_SECURITY_POLICY
 
 logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT_SECONDS = 25.0  # below the usual idle timeouts of browsers and proxies
-ASSET_CACHE = "public, max-age=31536000, immutable"  # as the site serves them: the URL names the content
-SVG_POLICY = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
-# What an asset's file name must end with for the media type it was stored under (spec: course assets).
-ASSET_EXTENSIONS = {
-    "image/png": ("png",),
-    "image/jpeg": ("jpg", "jpeg"),
-    "image/gif": ("gif",),
-    "image/webp": ("webp",),
-    "image/svg+xml": ("svg",),
-    "text/csv": ("csv",),
-    "text/tab-separated-values": ("tsv",),
-    "application/json": ("json",),
-    "text/plain": ("txt",),
-    "application/x-ipynb+json": ("ipynb",),
-}
 STATUS_TEXT = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
 
 _LESSON = re.compile(r"^/courses/(?P<course>[^/]+)/(?P<unit>[^/]+)/(?P<lesson>[^/]+)/$")
@@ -162,7 +149,7 @@ def static_response(name: str) -> Response:
 
 
 def asset_response(course: CourseSpec | None, sha256: str, filename: str) -> Response:
-    """A course asset at its site URL, with the site's headers, read from the course folder.
+    """A course asset at its site URL, with the site's headers (courses.views.course_asset), read from the folder.
 
     The file is hashed again: after a save the old digest names content that is gone, and an immutable URL must
     never answer with other bytes.
@@ -170,8 +157,7 @@ def asset_response(course: CourseSpec | None, sha256: str, filename: str) -> Res
     asset: AssetSpec | None = None
     if course is not None:
         asset = next((a for a in course.assets.values() if a.sha256 == sha256), None)
-    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
-    if asset is None or extension not in ASSET_EXTENSIONS.get(asset.media_type, ()):
+    if asset is None or selectors.asset_media_type(filename=filename) != asset.media_type:
         return _not_found("No such course asset.")
     try:
         data = asset.source.read_bytes()
@@ -179,10 +165,10 @@ def asset_response(course: CourseSpec | None, sha256: str, filename: str) -> Res
         return _not_found("No such course asset.")
     if hashlib.sha256(data).hexdigest() != sha256:
         return _not_found("No such course asset (the file changed; the page reloads with its new address).")
-    headers = {"Content-Type": asset.media_type, "Cache-Control": ASSET_CACHE}
+    headers = {"Content-Type": asset.media_type, "Cache-Control": ASSET_CACHE_CONTROL, "ETag": f'"{sha256}"'}
     if asset.media_type == "image/svg+xml":
-        headers["Content-Security-Policy"] = SVG_POLICY
-    if asset.kind == "data":
+        headers["Content-Security-Policy"] = SVG_CONTENT_SECURITY_POLICY
+    if asset.media_type not in selectors.ASSET_IMAGE_TYPES:
         # The stored name, checked by the loader, not the URL's: nothing from the request goes into a header.
         headers["Content-Disposition"] = f'attachment; filename="{asset.filename}"'
     return Response(200, data, headers)

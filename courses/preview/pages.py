@@ -232,6 +232,7 @@ def lesson_page(course: CourseSpec, problems: list[CourseProblem], sources: Sour
             "unit": unit,
             "unit_heading": unit_heading(course, unit),
             "lesson": lesson,
+            "path": lesson_path(course, lesson),
             "body": body,
             "references": references_group(lesson.references),
             "previous": previous,

@@ -42,22 +42,32 @@ units:
     title: The basics
   - slug: practice
     title: Practice
+    label: Module
+    track: Advanced mastery
 """
 
 FIRST = """---
 title: First steps
 tagline: Where it starts
 objective: Read a lesson in the preview.
-deliverable: A saved file.
+deliverable:
+  text: A saved file.
+  detail: Saved twice, to see the page follow.
+reflection: What did the page do when you saved?
 estimated_minutes: 5
 references:
   - kind: article
     title: Plain text
     url: https://example.org/plain
+    description: Why plain text lasts.
 ---
 ## Opening
 
 The opening paragraph says hello.
+
+![The request flow](figures/flow.svg)
+
+The [raw timings](data/timings.csv) are a download.
 
 ## Check
 
@@ -107,9 +117,15 @@ def write(root: Path, rel: str, text: str) -> None:
     path.write_text(text)
 
 
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>'
+
+
 def make_course(root: Path) -> Path:
     write(root, "course.yaml", COURSE_YAML)
     write(root, "basics/01-first.md", FIRST)
+    (root / "basics/figures").mkdir(parents=True)
+    (root / "basics/figures/flow.svg").write_bytes(SVG)
+    write(root, "basics/data/timings.csv", "ms\n12\n")
     write(root, "practice/01-second.md", SECOND)
     write(root, "practice/lab-practice/lab.yaml", LAB_YAML)
     write(root, "practice/lab-practice/instructions.md", "## Your task\n\nWrite the lab's main file.\n")
@@ -157,7 +173,8 @@ LESSON = "/courses/preview-course/basics/first/"
 def test_the_outline_lists_units_lessons_and_the_labs_instructions(preview):
     html = page(preview, "/")
     assert "<h1>Preview course</h1>" in html
-    assert "Week 1</span>The basics" in html and "Week 2</span>Practice" in html
+    assert '<span class="unit-label">Week 1</span>The basics' in html
+    assert '<span class="unit-label"><span class="unit-track">Advanced mastery</span> · Module 2</span>Practice' in html
     assert f'href="{LESSON}">First steps</a>' in html
     assert 'href="/courses/preview-course/labs/practice-lab/">Practice lab</a>' in html
     assert "No problems" in html
@@ -169,6 +186,9 @@ def test_a_unit_is_named_by_its_track_and_label_else_the_courses_label(preview):
     assert unit_heading(course, UnitSpec(slug="u", title="U", position=3, number=3)) == "Week 3"
     named = UnitSpec(slug="u", title="U", position=3, number=3, label="Module", track="Advanced mastery")
     assert unit_heading(course, named) == "Advanced mastery · Module 3"
+    html = page(preview, "/courses/preview-course/practice/second/")
+    assert '<p class="unit-label"><span class="unit-track">Advanced mastery</span> · Module 2 · Practice</p>' in html
+    assert "Previous · Week 1" in html
 
 
 def test_a_lesson_renders_like_the_lesson_page_with_the_sites_css_and_js(preview):
@@ -176,9 +196,19 @@ def test_a_lesson_renders_like_the_lesson_page_with_the_sites_css_and_js(preview
     assert '<h1 id="lesson-title">First steps</h1>' in html
     assert '<p class="unit-label">Week 1 · The basics</p>' in html
     assert "<dt>Objective</dt><dd>Read a lesson in the preview.</dd>" in html
+    assert '<dd>A saved file.<span class="fact-detail">Saved twice, to see the page follow.</span></dd>' in html
+    assert '<p class="reflection-prompt">What did the page do when you saved?</p>' in html
     assert "The opening paragraph says hello." in html
     assert 'href="https://example.org/plain"' in html
-    for asset in ("css/site.css", "css/content.css", "js/quiz.js", "js/math.js", "vendor/katex/katex.min.js"):
+    assert '<p class="reference-description">Why plain text lasts.</p>' in html
+    for asset in (
+        "css/site.css",
+        "css/content.css",
+        "js/quiz.js",
+        "js/marks.js",
+        "js/math.js",
+        "vendor/katex/katex.min.js",
+    ):
         assert f'"/static/courses/{asset}"' in html
     # Nothing inline: every script is a file, as the site's CSP requires.
     assert html.count("<script") == html.count("<script src=")
@@ -246,9 +276,6 @@ def add_asset(preview: CoursePreview, rel: str, data: bytes, media_type: str, ki
     return asset
 
 
-SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>'
-
-
 def test_assets_are_served_at_their_site_url_with_the_sites_headers(preview):
     figure = add_asset(preview, "basics/figures/flow.svg", SVG, "image/svg+xml", "image")
     status, headers, body = get(preview, figure.url)
@@ -259,10 +286,23 @@ def test_assets_are_served_at_their_site_url_with_the_sites_headers(preview):
     assert headers["Content-Security-Policy"] == "default-src 'none'; style-src 'unsafe-inline'; sandbox"
     assert "Content-Disposition" not in headers
 
-    table = add_asset(preview, "basics/data/latencies.csv", b"ms\n12\n", "text/csv", "data")
+    table = add_asset(preview, "basics/data/latencies.csv", b"ms\n250\n", "text/csv", "data")
     status, headers, body = get(preview, table.url)
     assert status == 200 and headers["Content-Type"] == "text/csv"
     assert headers["Content-Disposition"] == 'attachment; filename="latencies.csv"'
+
+
+def test_a_lessons_figure_and_data_file_are_served_from_the_folder_at_their_site_urls(preview):
+    figure = preview.result.course.assets["basics/figures/flow.svg"]
+    html = page(preview, LESSON)
+    assert f'<img src="{figure.url}" alt="The request flow"' in html
+    status, headers, body = get(preview, figure.url)
+    assert status == 200 and body == SVG and headers["Content-Type"] == "image/svg+xml"
+    timings = preview.result.course.assets["basics/data/timings.csv"]
+    assert f'href="{timings.url}"' in html
+    status, headers, body = get(preview, timings.url)
+    assert status == 200 and body == b"ms\n12\n"
+    assert headers["Content-Disposition"] == 'attachment; filename="timings.csv"'
 
 
 def test_an_asset_is_refused_for_an_unknown_digest_a_wrong_extension_or_changed_content(preview):
