@@ -4,6 +4,7 @@ the problems, each problem quoted from its file at its line."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ def problem_views(problems: list[CourseProblem], sources: SourceFiles, course: C
     return [problem_view(problem, sources, href=pages.get(problem.file, "")) for problem in problems]
 
 
-def section_anchor(lesson: LessonSpec) -> Any:
+def section_anchor(lesson: LessonSpec) -> Callable[[int | None], str]:
     """A function from a file line to the id of the page element showing it: the lesson header for the front
     matter, else the h2/h3 section holding the line (source headings outside code fences, matched in order to the
     rendered table of contents); "" when the headings cannot be matched (e.g. setext headings)."""
@@ -211,7 +212,12 @@ def _neighbours(course: CourseSpec, lesson: LessonSpec) -> tuple[dict | None, di
 
 
 def _split_problems(
-    problems: list[CourseProblem], sources: SourceFiles, course: CourseSpec, *, file: str, anchor: Any
+    problems: list[CourseProblem],
+    sources: SourceFiles,
+    course: CourseSpec,
+    *,
+    file: str,
+    anchor: Callable[[int | None], str],
 ) -> tuple[list[dict], list[dict]]:
     pages = _page_of_file(course)
     own = [problem_view(p, sources, anchor=anchor(p.line)) for p in problems if p.file == file]
