@@ -87,6 +87,9 @@ NO_STORE_VIEWS = frozenset(
         "admin:*",
     }
 )
+# Public files named by the digest of their bytes: the same for every reader, so a logged-in reader's request does
+# not make them personal, and they keep their year-long cache lifetime.
+PUBLIC_IMMUTABLE_VIEWS = frozenset({"course-asset"})
 API_PREFIX = "/api/"
 
 ALLOWED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -95,12 +98,14 @@ ALLOWED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 def is_no_store(request: HttpRequest) -> bool:
     if request.path_info.startswith(API_PREFIX):
         return True
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.view_name in PUBLIC_IMMUTABLE_VIEWS:
+        return False
     # A logged-in reader's pages carry personal results (progress, scores, their revisions): never kept by a
     # shared or back-button cache. Anonymous pages stay cacheable.
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return True
-    match = getattr(request, "resolver_match", None)
     if match is None:
         return False
     if match.view_name in NO_STORE_VIEWS:

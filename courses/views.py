@@ -6,7 +6,6 @@ import re
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
-from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
@@ -214,9 +213,7 @@ def _asset_headers(response: HttpResponse, *, sha256: str, filename: str, media_
 @require_safe
 def course_asset(request: HttpRequest, sha256: str, filename: str) -> HttpResponse:
     """A course's image or data file by the digest of its bytes. Public, like the lessons that show it."""
-    # The same bytes for everyone: served as to an anonymous reader, so a logged-in reader's request does not
-    # make the response personal (no-store, config/security.py) and lose its year-long cache lifetime.
-    request.user = AnonymousUser()
+    # Never reads request.user: the bytes are the same for everyone (config.security.PUBLIC_IMMUTABLE_VIEWS).
     media_type = selectors.asset_media_type(filename=filename)
     if media_type is None or not _SHA256_RE.match(sha256) or not _ASSET_FILENAME_RE.match(filename):
         raise Http404("No such course asset.")

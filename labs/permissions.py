@@ -103,7 +103,7 @@ def is_reviewable(*, revision: Revision) -> bool:
 
 def access_lab_by_slugs(*, course_slug: str, lab_slug: str) -> Lab:
     """The lab (with its course and unit). Labs are public to read, like lessons: only a missing one is 404."""
-    lab = Lab.objects.select_related("course", "unit").filter(course__slug=course_slug, slug=lab_slug).first()
+    lab = Lab.objects.select_related("course", "unit__course").filter(course__slug=course_slug, slug=lab_slug).first()
     if lab is None:
         raise Http404("No such lab.")
     return lab

@@ -65,6 +65,8 @@ NOT_ID_ROUTE_PARAMS = {
     "app_label": "labs",  # admin's app index: a regex of the installed app labels
     "url": "nowhere/",  # admin's catch-all
     "token": "set-password",  # password reset: the token beside the (id) uidb64
+    "sha256": "0" * 64,  # a course asset's digest, checked against a pattern before any query
+    "filename": "flow.png",  # a course asset's name, checked against a pattern and its media type
 }
 
 
@@ -284,6 +286,8 @@ NOT_ID_FIELDS = {
     "state": "a choice among the loop's states, anything else ignored",
     "learner": "a substring of a username",
     "body": "free text",
+    "key": "a reader-mark key, matched against a pattern by the marks service",
+    "value": "a reader mark's JSON list, parsed and validated by the marks service",
 }
 
 
