@@ -61,6 +61,9 @@ class Lesson(models.Model):
     deliverable = models.TextField(blank=True)
     deliverable_detail = models.TextField(blank=True, help_text="A second line under the deliverable.")
     reflection = models.TextField(blank=True, help_text="A reflection prompt shown at the end of the lesson.")
+    header_html = models.JSONField(
+        default=dict, blank=True, help_text="The front matter's text fields rendered as sanitised inline HTML."
+    )
     outcomes = models.JSONField(default=list, blank=True)
     prerequisites = models.JSONField(default=list, blank=True)
     estimated_minutes = models.PositiveIntegerField(null=True, blank=True)

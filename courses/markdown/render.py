@@ -521,3 +521,23 @@ def render_markdown(
         links=sorted(ctx.links, key=lambda link: link[1]),
         problems=sorted(ctx.problems, key=lambda problem: problem.line),
     )
+
+
+def render_inline_markdown(
+    text: str,
+    *,
+    line: int,
+    link_resolver: Callable[[str], str | None] | None = None,
+    asset_resolver: Callable[..., str | None] | None = None,
+) -> RenderResult:
+    """Render one line of author text (a front-matter field) as sanitised inline HTML: code, emphasis, links,
+    math. Problems (a broken link) are reported at `line`, the field's line in the file."""
+    ctx = RenderContext(
+        line_offset=0,
+        link_resolver=link_resolver,
+        asset_resolver=asset_resolver,
+        render_inline=lambda text, line: _render_nested(text, line, ctx, block=False),
+        render_block=lambda text, line: _render_nested(text, line, ctx, block=True),
+    )
+    html = _sanitize_fragment(_render_nested(text, line, ctx, block=False))
+    return RenderResult(html=html, toc=[], quizzes=[], links=list(ctx.links), problems=list(ctx.problems))
