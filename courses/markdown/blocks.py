@@ -64,6 +64,7 @@ class RenderContext:
     quiz_keys: set[str] = field(default_factory=set)
     quiz_count: int = 0
     checklist_count: int = 0
+    html_tag_lines: set[int] = field(default_factory=set)  # a line with raw HTML is reported once
 
     def problem(self, line: int, message: str, hint: str) -> None:
         self.problems.append(MarkdownProblem(line=line, message=message, hint=hint))

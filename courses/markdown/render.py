@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
+from markdown_it.rules_block.table import escapedSplit
 from markdown_it.rules_core import StateCore
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
@@ -26,7 +27,7 @@ from courses.markdown.highlight import code_block_html, language_of
 from courses.markdown.sanitize import sanitize
 
 # Bump whenever the HTML for the same source changes: the importer keys its render cache on it.
-RENDERER_VERSION = "4"
+RENDERER_VERSION = "5"
 
 _ATTRIBUTION_RE = re.compile(r"^(?:—|--) +")
 
@@ -76,6 +77,10 @@ def _postprocess(state: StateCore) -> None:
             lists.pop()
         elif token.type == "container_callout_open":
             _quotation_mark(state.tokens, idx)
+            if "unclosed" in token.meta:
+                _report_unclosed(token, state.env)
+        elif token.type == "table_open":
+            _report_dropped_cells(state.tokens, idx, state.env)
         if token.type == "inline" and token.children:
             if lists and lists[-1] is not None:
                 _checkbox_number(token.children, lists[-1])
@@ -300,8 +305,65 @@ def _comment_inline(state: StateInline, silent: bool) -> bool:
 
 
 # --- math inside table cells ------------------------------------------------------------------------------------
-# Table rows are split on unescaped `|` before inline parsing, so `$P(y|x)$` would split its cell. Pipes inside
-# inline math on table lines are escaped first (`\|`, which the table splitter turns back into `|`).
+# Table rows are split on unescaped `|` before inline parsing, so `$P(y|x)$` would split its cell. Before parsing,
+# every `|` inside inline math on a table line gets one more backslash: the splitter takes exactly one back off,
+# so the math reaches KaTeX as written (`|` stays `|`, the norm `\|` stays `\|`). Math is found by the same
+# scanner the inline math rule uses, and code spans are skipped as the inline parser skips them.
+
+
+def _escaped(text: str, pos: int) -> bool:
+    """Whether the character at `pos` follows an odd number of backslashes."""
+    return (pos - len(text[:pos].rstrip("\\"))) % 2 == 1
+
+
+def _math_end(text: str, start: int, limit: int) -> int:
+    """End of the inline math opened by the `$` at `start`, or -1. The dollarmath rules as configured below
+    (no space inside the dollars, no digit outside them, `\\$` is a dollar), without the plugin's slip of
+    looking at the last character of the text for the "digit before" of a `$` that starts it."""
+    if start + 1 >= limit or text[start + 1].isspace() or (start > 0 and text[start - 1].isdigit()):
+        return -1
+    if _escaped(text, start):
+        return -1
+    double = text[start + 1] == "$"
+    pos = start + 1 + double
+    while True:
+        close = text.find("$", pos, limit)
+        if close == -1:
+            return -1
+        if _escaped(text, close) or (double and text[close + 1 : min(close + 2, limit)] != "$"):
+            pos = close + 1
+            continue
+        break
+    end = close + 1 + double
+    body = text[start + 1 + double : close]
+    if not body or (not double and text[close - 1].isspace()) or text[end : end + 1].isdigit():
+        return -1
+    return end
+
+
+def _math_inline(state: StateInline, silent: bool) -> bool:
+    if state.src[state.pos] != "$":
+        return False
+    end = _math_end(state.src, state.pos, state.posMax)
+    if end == -1:
+        return False
+    if not silent:
+        double = state.src.startswith("$$", state.pos)
+        token = state.push("math_inline_double" if double else "math_inline", "math", 0)
+        token.content = state.src[state.pos + 1 + double : end - 1 - double]
+        token.markup = "$$" if double else "$"
+    state.pos = end
+    return True
+
+
+def _code_span_end(text: str, start: int) -> int:
+    """End of the code span opened by the backtick run at `start`: the next run of the same length closes it
+    (CommonMark); without one the run is plain text and ends where it ends."""
+    run = len(text) - start - len(text[start:].lstrip("`"))
+    for closer in re.finditer(r"`+", text[start + run :]):
+        if len(closer.group()) == run:
+            return start + run + closer.end()
+    return start + run
 
 
 def _math_pipes_escaped(line: str) -> str:
@@ -310,39 +372,18 @@ def _math_pipes_escaped(line: str) -> str:
     while pos < len(line):
         char = line[pos]
         if char == "\\":
-            out.append(line[pos : pos + 2])
-            pos += 2
+            end = pos + 2
         elif char == "`":
-            run = len(line) - len(line[pos:].lstrip("`"))
-            close = re.compile(rf"(?<!`){'`' * run}(?!`)").search(line, pos + run)
-            end = close.end() if close else pos + run
-            out.append(line[pos:end])  # code spans stay exactly as written
+            end = _code_span_end(line, pos)  # code spans stay exactly as written
+        elif char == "$" and (end := _math_end(line, pos, len(line))) != -1:
+            out.append(line[pos:end].replace("|", "\\|"))
             pos = end
-        elif char == "$" and (end := _math_end(line, pos)) != -1:
-            out.append(re.sub(r"(?<!\\)\|", r"\\|", line[pos:end]))
-            pos = end
+            continue
         else:
-            out.append(char)
-            pos += 1
+            end = pos + 1
+        out.append(line[pos:end])
+        pos = end
     return "".join(out)
-
-
-def _math_end(line: str, start: int) -> int:
-    """End of the inline math opened by the `$` at `start`, by the dollarmath rules this renderer uses, or -1."""
-    if start + 1 >= len(line) or line[start + 1].isspace() or (start > 0 and line[start - 1].isdigit()):
-        return -1
-    double = line.startswith("$$", start)
-    delimiter = "$$" if double else "$"
-    body = start + len(delimiter)
-    close = line.find(delimiter, body)
-    while close != -1 and (len(line[:close]) - len(line[:close].rstrip("\\"))) % 2:
-        close = line.find(delimiter, close + 1)  # an escaped dollar does not close
-    if close in (-1, body):
-        return -1
-    end = close + len(delimiter)
-    if (not double and line[close - 1].isspace()) or line[end : end + 1].isdigit():
-        return -1
-    return end
 
 
 def _table_math_escaped(source: str) -> str:
@@ -361,6 +402,128 @@ def _table_math_escaped(source: str) -> str:
             for line in range(*token.map):
                 lines[line] = escaped[line]
     return "\n".join(lines)
+
+
+# --- silent losses the parser does not report: dropped table cells, unclosed containers ------------------------
+
+
+def _row_cells(state: StateBlock, line: int) -> int:
+    """How many cells the table rule reads on a line: it splits on every `|` without a backslash before it."""
+    text = state.src[state.bMarks[line] + state.tShift[line] : state.eMarks[line]].strip()
+    cells = escapedSplit(text)
+    return len(cells) - (cells[0] == "") - (len(cells) > 1 and cells[-1] == "")
+
+
+def _counting_table(rule: Callable[..., bool]) -> Callable[..., bool]:
+    """The table rule, noting on each row how many cells its line has: markdown-it drops cells past the header's."""
+
+    def table(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+        first = len(state.tokens)
+        if not rule(state, start_line, end_line, silent):
+            return False
+        if silent:
+            return True
+        for token in state.tokens[first:]:
+            if token.type == "tr_open" and token.map:
+                token.meta["cells"] = _row_cells(state, token.map[0])
+        return True
+
+    return table
+
+
+def _closing_container(rule: Callable[..., bool]) -> Callable[..., bool]:
+    """The container rule, marking a container that found no closing `:::` (the plugin closes it silently at the
+    end of the document or of the block around it)."""
+
+    def container(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+        first = len(state.tokens)
+        if not rule(state, start_line, end_line, silent):
+            return False
+        if not silent:
+            opening = state.tokens[first]
+            # A closed container leaves the parser on the line after its closing fence.
+            if opening.map and state.line == opening.map[1]:
+                opening.meta["unclosed"] = "lesson" if state.level == 0 else "block"
+        return True
+
+    return container
+
+
+def _wrap_block_rule(md: MarkdownIt, name: str, wrap: Callable[[Callable[..., bool]], Callable[..., bool]]) -> None:
+    rule = next(r for r in md.block.ruler.__rules__ if r.name == name)
+    md.block.ruler.at(name, wrap(rule.fn), {"alt": rule.alt})
+
+
+_CELL_HINT = "A | inside text must be written \\|; math must touch its dollars: $|x|$ not $ |x| $."
+_FIGURE_NOUNS = {"pullquote": "pull quote", "epigraph": "epigraph"}
+
+
+def _report_dropped_cells(tokens: list[Token], idx: int, env: dict) -> None:
+    columns = 0
+    for token in tokens[idx + 1 :]:
+        if token.type == "th_open":
+            columns += 1
+        elif token.type == "tr_open" and token.map and token.meta.get("cells", 0) > columns > 0:
+            env["ctx"].problem(
+                _file_line(env, token.map),
+                f"this row has {token.meta['cells']} cells but the header has {columns}; the extra cells are dropped",
+                _CELL_HINT,
+            )
+        elif token.type == "table_close":
+            return
+
+
+def _report_unclosed(token: Token, env: dict) -> None:
+    kind = token.info.strip().partition(" ")[0].lower()
+    noun = _FIGURE_NOUNS.get(kind, "callout")
+    if token.meta["unclosed"] == "lesson":
+        message = f"the {noun} opened here is never closed, so it holds the rest of the lesson"
+        hint = f"Add a line with only `:::` where the {noun} ends."
+    else:
+        message = f"the {noun} opened here is never closed, so it holds the rest of the block around it"
+        hint = (
+            f"Add a line with only `:::` where the {noun} ends. To put a callout inside another, give the outer "
+            "one more colons: `:::: tip` … `::::`."
+        )
+    env["ctx"].problem(_file_line(env, token.map), message, hint)
+
+
+# --- raw HTML: shown as text (the parser runs with html=False), so the author is told -------------------------
+
+# Elements an author plausibly types into a lesson, lower case only: `List<T>`, `Box<B>`, `<input>` or
+# `<your-name>` in prose are placeholders and generics, not markup.
+_HTML_ELEMENTS = frozenset(
+    "a abbr b bdi bdo big blockquote br center cite code dd del details dfn div dl dt em figcaption figure font "
+    "h1 h2 h3 h4 h5 h6 hr i iframe img ins kbd li mark ol p picture pre q s samp script small span strike "
+    "strong style sub summary sup table tbody td tfoot th thead tr tt u ul video audio wbr".split()
+)
+_HTML_TAG_RE = re.compile(r"</?([a-z][a-z0-9]*)(?:\s[^<>]*)?/?>")
+_HTML_HINT = (
+    "Write Markdown instead: **bold**, *italic*, `Ctrl+C` in backticks, a blank line for a new paragraph; "
+    "HTML comments are fine and are hidden."
+)
+
+
+def _report_html_tags(state: StateCore) -> None:
+    """Runs before text_join, so an escaped `\\<b>` (its own token then) is text the author meant."""
+    ctx: RenderContext = state.env["ctx"]
+    for token in state.tokens:
+        if token.type != "inline" or not token.children:
+            continue
+        breaks = 0
+        for child in token.children:
+            if child.type in ("softbreak", "hardbreak"):
+                breaks += 1
+            elif child.type == "text":
+                tag = next((m for m in _HTML_TAG_RE.finditer(child.content) if m.group(1) in _HTML_ELEMENTS), None)
+                line = _file_line(state.env, token.map, breaks)
+                if tag and line not in ctx.html_tag_lines:
+                    ctx.html_tag_lines.add(line)
+                    ctx.problem(
+                        line,
+                        f"HTML tag <{tag.group(1)}> is shown to readers as text: raw HTML is not rendered",
+                        _HTML_HINT,
+                    )
 
 
 # --- render rules ------------------------------------------------------------------------------------------
@@ -444,10 +607,14 @@ def _build() -> MarkdownIt:
         .use(container_plugin, name="callout", validate=_validate_callout, render=_render_callout)
         .use(anchors_plugin, min_level=1, max_level=4, permalink=True, permalinkSymbol="#")
     )
+    md.inline.ruler.at("math_inline", _math_inline)
+    _wrap_block_rule(md, "table", _counting_table)
+    _wrap_block_rule(md, "container_callout", _closing_container)
     md.block.ruler.before(
         "html_block", "html_comment", _comment_block, {"alt": ["paragraph", "reference", "blockquote"]}
     )
     md.inline.ruler.before("autolink", "html_comment", _comment_inline)
+    md.core.ruler.before("text_join", "html_tags", _report_html_tags)
     md.core.ruler.push("shipshape_postprocess", _postprocess)
     md.add_render_rule("fence", _render_fence)
     md.add_render_rule("code_block", _render_code_block)

@@ -520,15 +520,243 @@ def test_math_with_pipes_in_the_header_row_keeps_the_table():
 
     tree = parse(render_markdown(source).html)
 
-    assert [th.find("span", "math-inline").text() for th in tree.find_all("th")[:2]] == ["|w|", "|v|"]
+    assert [th.find("span", "math-inline").text() for th in tree.find_all("th")[:2]] == ["\\|w\\|", "|v|"]
     assert len(tree.find("tbody").find_all("td")) == 3
 
 
-def test_an_escaped_pipe_in_math_in_a_cell_is_a_plain_pipe():
-    tree = parse(render_markdown("| a | b |\n|---|---|\n| $P(y\\|x)$ | 2 |\n").html)
+def test_a_tex_norm_in_a_table_cell_reaches_katex_as_written():
+    source = "| norm | divergence |\n|---|---|\n| $\\|v\\|$ | $D_{KL}(p \\| q)$ |\n"
 
-    assert tree.find("td").find("span", "math-inline").text() == "P(y|x)"
-    assert len(tree.find("tbody").find_all("td")) == 2
+    tree = parse(render_markdown(source).html)
+
+    cells = tree.find("tbody").find_all("td")
+    assert [td.find("span", "math-inline").text() for td in cells] == ["\\|v\\|", "D_{KL}(p \\| q)"]
+
+
+def test_an_escaped_pipe_outside_math_in_a_cell_is_a_literal_pipe():
+    tree = parse(render_markdown("| a | b |\n|---|---|\n| x \\| y | $|v|$ |\n").html)
+
+    assert [td.text() for td in tree.find("tbody").find_all("td")] == ["x | y", "|v|"]
+
+
+def test_a_code_cell_before_math_with_a_pipe_keeps_every_column():
+    # The stranger instructor's rows: the threshold column was lost after the code cell.
+    source = md(
+        """
+        | metric | formula | threshold |
+        |---|---|---|
+        | `k1` | $P(y|x)$ | ok |
+        | `calibration_gap` | $|P(y|x) - \\hat{y}|$ averaged | > 0.05 |
+        """
+    )
+
+    result = render_markdown(source)
+    rows = parse(result.html).find("tbody").find_all("tr")
+
+    assert [[td.text() for td in row.find_all("td")] for row in rows] == [
+        ["k1", "P(y|x)", "ok"],
+        ["calibration_gap", "|P(y|x) - \\hat{y}| averaged", "> 0.05"],
+    ]
+    assert rows[1].find_all("td")[1].find("span", "math-inline").text() == "|P(y|x) - \\hat{y}|"
+    assert result.problems == []
+
+
+@pytest.mark.parametrize("code", ["``a`b``", "`$`", "``a`$``", "`` `$` ``", "```$``$```"])
+def test_code_spans_of_any_length_are_skipped_when_finding_math_in_a_row(code):
+    # No spaces around the pipes: a dollar in the code would otherwise open math closed by the math's own `$`.
+    source = f"| code | math | c |\n|---|---|---|\n|{code}|$|x|$|ok|\n"
+
+    cells = parse(render_markdown(source).html).find("tbody").find_all("td")
+
+    assert len(cells) == 3
+    assert cells[1].find("span", "math-inline").text() == "|x|"
+    assert cells[2].text() == "ok"
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "| \\$a | b$ | c |",  # an escaped dollar opens nothing
+        "| $a | b$5 | c |",  # a digit after the closing dollar: prose, not math
+        "| 5$a | b$ | c |",  # a digit before the opening dollar
+        "| $a | b $ | c |",  # a space before the closing dollar
+    ],
+)
+def test_dollars_the_math_rule_would_not_take_leave_the_cells_alone(row):
+    result = render_markdown(f"| x | y | z |\n|---|---|---|\n{row}\n")
+
+    assert len(parse(result.html).find("tbody").find_all("td")) == 3
+    assert "math-inline" not in result.html
+
+
+def test_a_paragraph_starting_with_math_and_ending_with_a_digit_keeps_its_math():
+    tree = parse(render_markdown("$x$ is 2\n").html)
+
+    assert tree.find("span", "math-inline").text() == "x"
+
+
+# --- table rows that lose cells -------------------------------------------------------------------------------
+
+
+def test_a_row_with_more_cells_than_the_header_is_reported_at_its_line():
+    source = "Intro.\n\n| a | b | c |\n|---|---|---|\n| 1 | 2 | 3 |\n| spaced | $ |x| $ | ok |\n"
+
+    result = render_markdown(source, line_offset=4)
+
+    assert [(p.line, p.message) for p in result.problems] == [
+        (6 + 4, "this row has 5 cells but the header has 3; the extra cells are dropped")
+    ]
+    assert "\\|" in result.problems[0].hint and "$|x|$ not $ |x| $" in result.problems[0].hint
+
+
+def test_a_row_with_fewer_cells_than_the_header_is_legal_and_not_reported():
+    result = render_markdown("| a | b | c |\n|---|---|---|\n| 1 |\n| 1 | 2 |\n")
+
+    assert result.problems == []
+    assert [td.text() for td in parse(result.html).find("tbody").find_all("td")][:3] == ["1", "", ""]
+
+
+def test_pipes_in_math_and_escaped_pipes_do_not_count_as_cells():
+    result = render_markdown("| a | b |\n|---|---|\n| $|x| + |y|$ | p \\| q |\n")
+
+    assert result.problems == []
+
+
+def test_a_pipe_in_a_code_span_splits_the_cell_as_the_table_rule_does_and_is_reported():
+    result = render_markdown("| a | b |\n|---|---|\n| `x|y` | z |\n")
+
+    assert [(p.line, p.message) for p in result.problems] == [
+        (3, "this row has 3 cells but the header has 2; the extra cells are dropped")
+    ]
+    assert len(parse(result.html).find("tbody").find_all("td")) == 2
+
+
+def test_a_row_with_extra_cells_in_a_quoted_table_is_reported_at_its_line():
+    assert _problems("> | a |\n> |---|\n> | 1 | 2 |\n") == [
+        (3, "this row has 2 cells but the header has 1; the extra cells are dropped")
+    ]
+
+
+# --- unclosed containers --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("opening", "noun"),
+    [("::: note", "callout"), ("::: tip Watch out", "callout"), ("::: pullquote", "pull quote")],
+)
+def test_an_unclosed_container_is_reported_at_its_opening_line(opening, noun):
+    source = f"Intro.\n\n{opening}\nInside.\n\n## Next section\n\nMore text.\n"
+
+    result = render_markdown(source, line_offset=5)
+
+    assert [(p.line, p.message) for p in result.problems] == [
+        (3 + 5, f"the {noun} opened here is never closed, so it holds the rest of the lesson")
+    ]
+    assert "`:::`" in result.problems[0].hint
+
+
+def test_closed_and_properly_nested_containers_are_not_reported():
+    source = md(
+        """
+        :::: tip Outer
+        ::: note
+        Inner.
+        :::
+        ::::
+
+        ::: epigraph
+        Quoted.
+
+        — Someone
+        :::
+        """
+    )
+
+    assert render_markdown(source).problems == []
+
+
+def test_nesting_with_equal_colons_reports_the_inner_callout_with_the_nesting_hint():
+    # The outer `:::` closes at the first bare `:::`, so the inner note never gets its own.
+    source = "::: tip\n::: note\nInner.\n:::\n:::\n"
+
+    result = render_markdown(source)
+
+    assert [(p.line, p.message) for p in result.problems] == [
+        (2, "the callout opened here is never closed, so it holds the rest of the block around it")
+    ]
+    assert "`:::: tip`" in result.problems[0].hint
+
+
+def test_an_unclosed_callout_in_a_list_item_is_reported():
+    assert _problems("- item\n\n  ::: note\n  inside\n- next\n") == [
+        (3, "the callout opened here is never closed, so it holds the rest of the block around it")
+    ]
+
+
+# --- raw HTML in Markdown text ----------------------------------------------------------------------------------
+
+HTML_MESSAGE = "HTML tag <{}> is shown to readers as text: raw HTML is not rendered"
+
+
+def test_raw_html_tags_are_reported_once_per_line_and_shown_as_text():
+    source = "Intro.\n\nTry it with <kbd>Ctrl</kbd>+<kbd>C</kbd>\nand <b>then</b> stop.\n"
+
+    result = render_markdown(source, line_offset=3)
+
+    assert [(p.line, p.message) for p in result.problems] == [
+        (3 + 3, HTML_MESSAGE.format("kbd")),
+        (4 + 3, HTML_MESSAGE.format("b")),
+    ]
+    hint = result.problems[0].hint
+    assert "**bold**" in hint and "`Ctrl+C`" in hint and "comments" in hint
+    assert "&lt;kbd&gt;Ctrl&lt;/kbd&gt;" in result.html and "<kbd>" not in result.html
+
+
+@pytest.mark.parametrize(
+    ("text", "tag"),
+    [
+        ("Line one<br>line two", "br"),
+        ("x<sup>2</sup>", "sup"),
+        ('<div class="box">', "div"),
+        ('<img src="figures/a.png">', "img"),
+        ("the end</span>", "span"),
+        ("a break <br/>", "br"),
+    ],
+)
+def test_each_kind_of_raw_html_tag_is_reported(text, tag):
+    assert _problems(f"{text}\n") == [(1, HTML_MESSAGE.format(tag))]
+
+
+def test_raw_html_in_a_table_row_is_reported_once_at_the_row():
+    source = "| key | meaning |\n|---|---|\n| <kbd>C</kbd> | copy<br>it |\n"
+
+    assert _problems(source) == [(3, HTML_MESSAGE.format("kbd"))]
+
+
+def test_raw_html_in_a_quiz_prompt_is_reported_at_the_prompt_line():
+    source = "```quiz\nquestions:\n  - prompt: Press <kbd>q</kbd>\n    answer: quits\n```\n"
+
+    assert _problems(source) == [(3, HTML_MESSAGE.format("kbd"))]
+
+
+def test_prose_code_math_and_comments_that_look_like_html_are_not_reported():
+    source = md(
+        """
+        A List<String> and Map<K, V>; when a < b > c, replace <your-name> and <input> here.
+
+        See <https://example.org> or write `<kbd>` in code and \\<b> escaped, $a<b>c$ as math.
+
+        Generic Box<B> and Option<T>. <!-- a hidden <b>comment</b> -->
+
+        ```html
+        <div><b>shown as code</b></div>
+        ```
+
+            <p>indented code</p>
+        """
+    )
+
+    assert render_markdown(source).problems == []
 
 
 def test_math_outside_tables_and_code_keeps_its_backslashes():
