@@ -11,6 +11,7 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import mark_safe
 
 from courses import permissions
+from courses.coursefs.assets import content_problem as asset_content_problem
 from courses.extensions import course_labs
 from courses.models import Course, CourseAsset, Enrollment, Lesson, LessonMark, LessonProgress, Quiz, QuizAttempt, Unit
 
@@ -447,8 +448,20 @@ def asset_media_type(*, filename: str) -> str | None:
 
 
 def course_asset_get(*, sha256: str, filename: str) -> CourseAsset | None:
-    """The stored asset named by `sha256`, when `filename`'s extension names its media type; else None."""
+    """The stored asset named by `sha256` as `filename`'s extension says to serve it, or None.
+
+    The same bytes may be shipped under two extensions (data.txt renamed to data.csv, or one file in two
+    courses): the row keeps the type it was first stored with, so another type is served only when the bytes
+    pass the loader's content check for that extension (an SVG's safety checks included).
+    """
     media_type = asset_media_type(filename=filename)
     if media_type is None:
         return None
-    return CourseAsset.objects.filter(sha256=sha256, media_type=media_type).first()
+    asset = CourseAsset.objects.filter(sha256=sha256).first()
+    if asset is None:
+        return None
+    if asset.media_type != media_type:
+        if asset_content_problem(filename, bytes(asset.data)) is not None:
+            return None
+        asset.media_type = media_type
+    return asset

@@ -171,10 +171,19 @@ def quiz_submit(
     return redirect(anchor)
 
 
+# 200 ids of a few characters each fit in well under this; anything longer is refused before it is parsed.
+MARK_VALUE_MAX_BYTES = 4096
+
+
 def _json_value(raw: str) -> object:
+    if len(raw) > MARK_VALUE_MAX_BYTES:
+        raise learning.LessonMarkError(
+            f"The value is {len(raw)} characters long, above the limit of {MARK_VALUE_MAX_BYTES}.",
+            hint="Send the ids of the opened answers or ticked items only, as a flat JSON list.",
+        )
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # deeply nested lists exhaust the parser's recursion before it fails
         raise learning.LessonMarkError(
             "The value is not JSON.", hint='Send a JSON list, such as ["q1", "q3"] or [0, 2].'
         ) from None

@@ -161,3 +161,24 @@ def test_malformed_asset_urls_are_404(client, path):
 def test_posting_to_an_asset_is_refused(client):
     digest = stored(PNG, "image/png")
     assert client.post(asset_url(digest, "flow.png")).status_code == 405
+
+
+def test_the_same_bytes_under_another_data_extension_are_served_with_that_type(client):
+    # data.txt renamed data.csv (or the same file in two courses): one row, first stored as text/plain.
+    digest = stored(CSV, "text/plain")
+    response = client.get(asset_url(digest, "latencies.csv"))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv"
+    assert response.content == CSV
+    assert client.get(asset_url(digest, "latencies.txt"))["Content-Type"] == "text/plain"
+
+
+def test_text_bytes_asked_for_as_an_svg_must_pass_the_svg_checks(client):
+    hostile = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    digest = stored(hostile, "text/plain")
+    assert client.get(asset_url(digest, "notes.txt")).status_code == 200
+    assert client.get(asset_url(digest, "notes.svg")).status_code == 404
+    safe = stored(SVG, "text/plain")
+    response = client.get(asset_url(safe, "figure.svg"))
+    assert response.status_code == 200
+    assert response["Content-Security-Policy"] == SVG_POLICY

@@ -140,6 +140,8 @@ def test_marks_on_a_lesson_that_does_not_exist_are_404(lesson):
         ("checklist:1", json.dumps(list(range(201))), "has 201 items; at most 200 are kept", "only the ids"),
         ("quiz:other-quiz", '["q1"]', "This lesson has no quiz 'other-quiz'.", "Reload the page"),
         ("checklist:2", "[0]", "This lesson has no checklist 2.", "Reload the page"),
+        ("checklist:1", "[" * 2000 + "]" * 2000, "The value is not JSON.", "JSON list"),  # nested past recursion
+        ("checklist:1", "[" + "0," * 3000 + "0]", "above the limit of 4096", "flat JSON list"),
     ],
 )
 def test_bad_keys_and_values_are_refused_with_what_is_wrong(lesson, key, value, error, hint):
