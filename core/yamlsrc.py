@@ -64,6 +64,21 @@ def parse_yaml(
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        uneven = _uneven_list(text, mark.line) if mark is not None and exc.problem_mark is not None else None
+        if uneven is not None:
+            first, first_indent, item_indent = uneven
+            later = mark.line + 1 + line_offset
+            problems.append(
+                CourseProblem(
+                    file,
+                    first + 1 + line_offset,
+                    f"invalid {what}: this list item is indented {_spaces(first_indent)} but the item on line "
+                    f"{later} is indented {_spaces(item_indent)}, so YAML cannot read them as one list",
+                    f"indent every item of the list the same: move this `- ` to {_spaces(item_indent)} like "
+                    f"line {later} (or indent line {later} like this one)",
+                )
+            )
+            return None
         line = mark.line + 1 + line_offset if mark is not None else None
         detail = " ".join(str(part) for part in (exc.context, exc.problem) if part)
         problems.append(
@@ -87,6 +102,45 @@ def parse_yaml(
         _walk(node, (), doc.lines, line_offset, file, problems)
         problems.extend(merged_list_items(node, text, file=file, line_offset=line_offset))
     return doc
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _spaces(count: int) -> str:
+    return "1 space" if count == 1 else f"{count} spaces"
+
+
+def _is_item(line: str) -> bool:
+    stripped = line.lstrip(" ")
+    return stripped == "-" or stripped.startswith("- ")
+
+
+def _uneven_list(text: str, error_line: int) -> tuple[int, int, int] | None:
+    """(0-based line, its indent, the error item's indent) when a syntax error at `error_line` comes from a list
+    whose first item is indented more than a later one.
+
+    `key:` / `    - a` / `  - b` is a syntax error that the parser reports at `- b`, the item that is right;
+    the item to fix is the first one, which set the list's deeper indentation.
+    """
+    lines = text.split("\n")
+    if error_line >= len(lines) or not _is_item(lines[error_line]):
+        return None
+    indent = _indent(lines[error_line])
+    first = None
+    for index in range(error_line - 1, -1, -1):
+        line = lines[index]
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if _indent(line) <= indent and not (_indent(line) == indent and _is_item(line)):
+            break  # the key the list belongs to
+        if _indent(line) <= indent:
+            return None  # an item at the same indentation above: the list itself is even
+        first = index
+    if first is None or not _is_item(lines[first]):
+        return None
+    return first, _indent(lines[first]), indent
 
 
 def yaml_merged_list_items(text: str, *, file: str, line_offset: int = 0) -> list[CourseProblem]:

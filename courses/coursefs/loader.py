@@ -46,7 +46,7 @@ from courses.coursefs.spec import (
 )
 from courses.errors import CourseProblem
 from courses.extensions import course_labs
-from courses.markdown import RENDERER_VERSION, render_markdown
+from courses.markdown import RENDERER_VERSION, render_inline_markdown, render_markdown
 
 MAX_TEXT_BYTES = 1024 * 1024  # one lesson or YAML file
 MAX_BUNDLE_FILE_BYTES = 20 * 1024 * 1024  # one file in starter/ or grader/
@@ -100,6 +100,8 @@ _COMMON_LANGUAGES = (
     "pycon",
 )
 _HEADING_ID = re.compile(r'<h[1-6][^>]*\sid="([^"]+)"')
+_BROKEN_LINK = "broken internal link: "  # how the renderer words a link to no lesson (courses.markdown.render)
+HEADER_TEXT_FIELDS = ("tagline", "objective", "objective_detail", "deliverable", "deliverable_detail", "reflection")
 
 
 class RenderCache(Protocol):
@@ -133,6 +135,11 @@ class _CourseReader:
         self.listed: set[str] = set()  # every unit slug named in course.yaml, even ones with problems
         self.asset_results: dict[str, AssetSpec | AssetProblem] = {}  # by course-relative path, once per load
         self.asset_bytes = 0
+        self.unreadable: set[str] = set()  # lesson files in listed units that could not be read (own problems)
+        # Per lesson file: the file line of each front-matter text field (for problems in its Markdown) and the
+        # internal links written in them (for the section check).
+        self.header_lines: dict[str, dict[str, Any]] = {}
+        self.header_links: dict[str, list[tuple[str, int]]] = {}
 
     # --- problems and safe reading -----------------------------------------------------------------------
 
@@ -223,6 +230,7 @@ class _CourseReader:
             self._unit(course, unit)
         self._duplicate_labs(course)
         self._render_all(course)
+        self._render_headers(course)
         self._check_anchors(course)
         self._check_lab_links(course)
         self._hash_rows(course)
@@ -333,8 +341,10 @@ class _CourseReader:
             if kind == "file" and name.endswith(".md"):
                 lesson = self._lesson(course, unit, rel, name, len(unit.lessons) + 1)
                 if lesson is None:
+                    self.unreadable.add(rel)
                     continue
                 if lesson.slug in seen_lessons:
+                    self.unreadable.add(rel)
                     self.problem(
                         rel,
                         1,
@@ -393,12 +403,22 @@ class _CourseReader:
             estimated_minutes=c.integer(
                 fm, (), "estimated_minutes", what="the front matter", minimum=1, maximum=24 * 60
             ),
-            references=self._references(c, fm),
             body=body,
             body_offset=offset,
         )
         lesson.objective, lesson.objective_detail = self._with_detail(c, fm, "objective")
         lesson.deliverable, lesson.deliverable_detail = self._with_detail(c, fm, "deliverable")
+        lesson.references, description_lines = self._references(c, fm)
+        self.header_lines[rel] = {
+            **{key: doc.line((key,)) for key in ("tagline", "reflection")},
+            **{key: doc.line((key, "text")) for key in ("objective", "deliverable")},
+            **{f"{key}_detail": doc.line((key, "detail")) for key in ("objective", "deliverable")},
+            **{
+                key: [doc.line((key, i)) for i in range(len(getattr(lesson, key)))]
+                for key in ("outcomes", "prerequisites")
+            },
+            "reference_descriptions": description_lines,
+        }
         lesson.render_key = render_key(course=course.slug, file=rel, offset=offset, body=body)
         self._misspelt_blocks(rel, body, offset)
         return lesson
@@ -477,14 +497,16 @@ class _CourseReader:
         self.problem(rel, 1, "front matter is not closed", "add a `---` line after the last front matter field")
         return None, "", 0
 
-    def _references(self, c: Checker, fm: dict) -> list[dict[str, str]]:
+    def _references(self, c: Checker, fm: dict) -> tuple[list[dict[str, str]], list[int]]:
+        """The references, and the file line of each one's description."""
         raw = fm.get("references")
         if raw is None:
-            return []
+            return [], []
         if not isinstance(raw, list):
             c.add(("references",), "references must be a list", "write one `- kind: … title: … url: …` per reference")
-            return []
+            return [], []
         out = []
+        lines = []
         for index, item in enumerate(raw):
             path = ("references", index)
             ref = c.mapping(item, path, f"reference {index + 1}")
@@ -503,7 +525,8 @@ class _CourseReader:
             title = c.text(ref, path, "title", what=what, max_len=300) or url
             description = c.text(ref, path, "description", what=what, max_len=500)
             out.append({"kind": kind, "title": title, "url": url, "description": description})
-        return out
+            lines.append(c.doc.line((*path, "description")))
+        return out, lines
 
     def _lab(self, course: CourseSpec, unit: UnitSpec, rel: str, name: str) -> LabEntry | None:
         yaml_rel = f"{rel}/lab.yaml"
@@ -666,8 +689,7 @@ class _CourseReader:
                 return url
 
             result = render_markdown(body, link_resolver=recording, asset_resolver=recording_asset, line_offset=offset)
-            for p in result.problems:
-                self.problem(file, p.line, p.message, p.hint)
+            self._render_problems(file, result.problems)
             item.rendered = Rendered(
                 html=result.html,
                 toc=result.toc,
@@ -675,6 +697,54 @@ class _CourseReader:
                 links=[tuple(link) for link in result.links],
                 resolved=resolved,
             )
+
+    def _render_problems(self, file: str, problems: Iterable[Any]) -> None:
+        """Report the renderer's problems; a link to a lesson that has problems of its own says so instead of
+        calling the link broken (the file is there: the fix is in the target, not in the link)."""
+        for p in problems:
+            message, hint = p.message, p.hint
+            if message.startswith(_BROKEN_LINK):
+                href = message[len(_BROKEN_LINK) :]
+                target = posixpath.normpath(posixpath.join(posixpath.dirname(file), href.partition("#")[0]))
+                if target in self.unreadable:
+                    message = f"the link {href} names {target}, which cannot be read because of its own problems"
+                    hint = f"fix the problems reported for {target}; this link needs no change"
+            self.problem(file, p.line, message, hint)
+
+    def _render_headers(self, course: CourseSpec) -> None:
+        """Render each lesson's front-matter text as inline Markdown (code, emphasis, links, assets, math), with
+        the body's link and asset rules, problems at the field's line."""
+        for lesson in course.lessons():
+            lines = self.header_lines.get(lesson.file, {})
+            header: dict[str, Any] = {
+                key: self._inline(course, lesson.file, getattr(lesson, key), lines.get(key, 1))
+                for key in HEADER_TEXT_FIELDS
+            }
+            descriptions = [reference["description"] for reference in lesson.references]
+            for key, texts in (
+                ("outcomes", lesson.outcomes),
+                ("prerequisites", lesson.prerequisites),
+                ("reference_descriptions", descriptions),
+            ):
+                at = lines.get(key, [])
+                header[key] = [
+                    self._inline(course, lesson.file, text, at[i] if i < len(at) else 1) for i, text in enumerate(texts)
+                ]
+            lesson.header_html = header
+
+    def _inline(self, course: CourseSpec, file: str, text: str, line: int) -> str:
+        if not text:
+            return ""
+
+        def asset(path: str, *, image: bool = False, line: int | None = None) -> str | None:
+            return self._asset_reported(course, file, path, image=image, line=line)
+
+        result = render_inline_markdown(
+            text, line=line, link_resolver=self._resolver(course, file), asset_resolver=asset
+        )
+        self._render_problems(file, result.problems)
+        self.header_links.setdefault(file, []).extend(result.links)
+        return result.html
 
     def _still_valid(self, course: CourseSpec, file: str, hit: Rendered, resolve: Callable[[str], str | None]) -> bool:
         """Whether a cached render still holds: its lesson links and its assets resolve as they did."""
@@ -758,10 +828,7 @@ class _CourseReader:
         if problem is not None:
             return problem
         if not target.exists():
-            return AssetProblem(
-                f"the file {rel} does not exist",
-                "check the spelling; asset paths are relative to the folder of the Markdown file that uses them",
-            )
+            return AssetProblem(f"the file {rel} does not exist", self._missing_asset_hint(rel))
         st = target.stat()
         if not stat.S_ISREG(st.st_mode):
             return AssetProblem(f"{rel} is not a regular file", "replace it with a plain file")
@@ -782,6 +849,22 @@ class _CourseReader:
             kind=asset_kind(rel),
             source=target,
         )
+
+    def _missing_asset_hint(self, rel: str) -> str:
+        """Name the file in the same folder whose name is closest, as a misspelt fence name gets its match."""
+        folder, _, name = rel.rpartition("/")
+        hint = "check the spelling; asset paths are relative to the folder of the Markdown file that uses them"
+        path = self.root / folder
+        if not path.is_dir() or not self._inside(path.resolve()):
+            return hint
+        # Names only: nothing is opened or followed, so a bad entry here is left to whoever uses it.
+        with os.scandir(path) as it:
+            names = [entry.name for entry in it if not entry.name.startswith(".") and not entry.is_dir()]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        if not close:
+            return hint
+        where = f"{folder}/" if folder else "the course folder"
+        return f"did you mean {close[0]!r}? It is in {where}; {hint}"
 
     def _hidden(self, course: CourseSpec, rel: str) -> bool:
         """Inside a lab's grader/ or one of its example folders."""
@@ -809,12 +892,11 @@ class _CourseReader:
 
     def _check_anchors(self, course: CourseSpec) -> None:
         anchors = self._anchors(course)
-        items = [(lesson.file, lesson.rendered) for lesson in course.lessons()]
-        items += [(lab.instructions_file, lab.rendered) for lab in course.labs()]
-        for file, rendered in items:
-            if rendered is None:
-                continue
-            for href, line in rendered.links:
+        items = [(lesson.file, lesson.rendered.links if lesson.rendered else []) for lesson in course.lessons()]
+        items += [(file, links) for file, links in self.header_links.items()]
+        items += [(lab.instructions_file, lab.rendered.links) for lab in course.labs() if lab.rendered]
+        for file, links in items:
+            for href, line in links:
                 path, _, fragment = href.partition("#")
                 if not fragment:
                     continue
@@ -876,6 +958,7 @@ class _CourseReader:
                     "prerequisites": lesson.prerequisites,
                     "estimated_minutes": lesson.estimated_minutes,
                     "references": lesson.references,
+                    "header_html": lesson.header_html,
                     "source_path": lesson.file,
                     "html": lesson.html,
                     "toc": lesson.toc,

@@ -71,6 +71,10 @@ class LessonSpec:
     prerequisites: list[str] = field(default_factory=list)
     estimated_minutes: int | None = None
     references: list[dict[str, str]] = field(default_factory=list)  # {kind, title, url, description}
+    # The text fields above rendered as sanitised inline Markdown, for the page (the plain ones stay for titles
+    # and the admin): tagline, objective, objective_detail, deliverable, deliverable_detail, reflection -> str;
+    # outcomes, prerequisites, reference_descriptions -> list[str] (one per item, in order).
+    header_html: dict[str, Any] = field(default_factory=dict)
     body: str = ""
     body_offset: int = 0  # file lines before the body
     render_key: str = ""  # sha256 of renderer version + where the body sits + body
@@ -80,6 +84,14 @@ class LessonSpec:
     @property
     def html(self) -> str:
         return self.rendered.html if self.rendered else ""
+
+    def references_with_html(self) -> list[dict[str, str]]:
+        """The references, each with its description rendered (`description_html`), for pages that group them."""
+        rendered = self.header_html.get("reference_descriptions", [])
+        return [
+            {**reference, "description_html": rendered[index] if index < len(rendered) else ""}
+            for index, reference in enumerate(self.references)
+        ]
 
     @property
     def toc(self) -> list[dict[str, Any]]:

@@ -240,7 +240,7 @@ def lesson_page(course: CourseSpec, problems: list[CourseProblem], sources: Sour
             "lesson": lesson,
             "path": lesson_path(course, lesson),
             "body": body,
-            "references": references_group(lesson.references),
+            "references": references_group(lesson.references_with_html()),
             "previous": previous,
             "next": following,
             "problems": own,

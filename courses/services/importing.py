@@ -52,6 +52,7 @@ _LESSON_FIELDS = [
     "prerequisites",
     "estimated_minutes",
     "references",
+    "header_html",
     "source_path",
     "content_hash",
     "html",
@@ -248,7 +249,9 @@ def _lesson_row(lesson: LessonSpec, *, course: Course, unit: Unit, pk: int | Non
         outcomes=lesson.outcomes,
         prerequisites=lesson.prerequisites,
         estimated_minutes=lesson.estimated_minutes,
-        references=lesson.references,
+        # Each reference keeps its rendered description next to it: the page groups references by kind.
+        references=lesson.references_with_html(),
+        header_html={key: value for key, value in lesson.header_html.items() if key != "reference_descriptions"},
         source_path=lesson.file,
         content_hash=lesson.content_hash,
         html=lesson.html,

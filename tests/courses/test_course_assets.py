@@ -291,6 +291,43 @@ def test_a_bad_asset_reference_is_reported_at_its_line(course_dir: Path, body: s
     assert "/course-assets/" not in figure_lesson(load_course(course_dir).course).html
 
 
+def test_a_missing_asset_names_the_closest_file_in_its_folder(course_dir: Path) -> None:
+    put(course_dir, "unit-one/figures/drift-sources.svg", SVG)
+    put(course_dir, "unit-one/figures/latency.png", PNG)
+    with_body(course_dir, "Intro.\n\n![Where drift comes from](figures/drift-source.svg)\n")
+
+    problem = the_problem(course_dir, file=LESSON, containing="unit-one/figures/drift-source.svg does not exist")
+
+    assert problem.line == 6
+    assert "did you mean 'drift-sources.svg'?" in problem.hint
+    assert "unit-one/figures/" in problem.hint
+
+
+def test_a_missing_asset_with_nothing_close_keeps_the_spelling_hint(course_dir: Path) -> None:
+    put(course_dir, "unit-one/figures/latency.png", PNG)
+    with_body(course_dir, "Intro.\n\n![Flow](figures/architecture.svg)\n")
+
+    problem = the_problem(course_dir, file=LESSON, containing="does not exist")
+
+    assert "did you mean" not in problem.hint
+    assert "check the spelling" in problem.hint
+
+
+def test_a_front_matter_field_may_link_a_data_file_and_a_bad_one_is_reported_at_its_line(course_dir: Path) -> None:
+    put(course_dir, "unit-one/data/latencies.csv", "ms\n12\n")
+    front = "title: Figures\ndeliverable: A chart of [the latencies](data/latencies.csv)\noutcomes:\n  - Read [it](data/nope.csv)\n"
+    write(course_dir, LESSON, lesson(front))
+
+    problem = the_problem(course_dir, file=LESSON, containing="data/nope.csv does not exist")
+    assert problem.line == 5  # the outcome's line: front matter starts at file line 2
+    course = load_course(course_dir).course
+    found = figure_lesson(course)
+    digest = hashlib.sha256(b"ms\n12\n").hexdigest()
+    assert f'<a href="/course-assets/{digest}/latencies.csv"' in found.header_html["deliverable"]
+    assert "unit-one/data/latencies.csv" in course.assets
+    assert found.header_html["outcomes"] == ["Read it"]  # a refused file: the text stays, without a link
+
+
 def test_it_refuses_an_asset_in_a_lab_example_folder(course_dir: Path) -> None:
     lab_yaml = course_dir / "unit-two/hello-lab/lab.yaml"
     example = "examples:\n  - folder: examples/good\n"

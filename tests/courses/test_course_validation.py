@@ -329,3 +329,158 @@ def test_an_unknown_fence_name_in_lab_instructions_is_reported(course_dir: Path)
 
     problem = the_problem(course_dir, file="unit-two/hello-lab/instructions.md", containing="unknown fence name")
     assert problem.line == line
+
+
+# --- front-matter text as inline Markdown ---------------------------------------------------------------------
+
+HEADER = """title: T
+tagline: Pin the *base* image
+objective:
+  text: Never ship `latest`
+  detail: Say **why** in one line
+deliverable: A [pinned image](../unit-two/01-deeper.md#the-details)
+reflection: Which of $x$ and $P(y|x)$ did you record?
+outcomes:
+  - Replace `latest` with a digest
+  - Plain words & no syntax
+prerequisites:
+  - The [intro](01-intro.md)
+references:
+  - kind: article
+    url: https://example.org/a
+    description: Why _jitter_ matters
+"""
+
+
+def test_front_matter_text_renders_as_inline_markdown_and_the_plain_text_stays(course_dir: Path) -> None:
+    found = the_lesson(course_dir, HEADER)
+    html = found.header_html
+
+    assert html["tagline"] == "Pin the <em>base</em> image"
+    assert html["objective"] == "Never ship <code>latest</code>"
+    assert html["objective_detail"] == "Say <strong>why</strong> in one line"
+    assert html["deliverable"] == (
+        'A <a href="/courses/fixture-course/unit-two/deeper/#the-details" rel="noopener noreferrer">pinned image</a>'
+    )
+    assert html["reflection"] == (
+        'Which of <span class="math math-inline">x</span> and <span class="math math-inline">P(y|x)</span> did you '
+        "record?"
+    )
+    assert html["outcomes"] == ["Replace <code>latest</code> with a digest", "Plain words &amp; no syntax"]
+    assert html["prerequisites"] == [
+        'The <a href="/courses/fixture-course/unit-one/intro/" rel="noopener noreferrer">intro</a>'
+    ]
+    assert html["reference_descriptions"] == ["Why <em>jitter</em> matters"]
+    # Titles, the admin and search keep reading the text as written.
+    assert found.outcomes[0] == "Replace `latest` with a digest"
+    assert found.deliverable == "A [pinned image](../unit-two/01-deeper.md#the-details)"
+
+
+def test_raw_html_in_front_matter_never_reaches_the_page(course_dir: Path) -> None:
+    write(
+        course_dir,
+        "unit-one/03-new.md",
+        lesson('title: T\ntagline: "<script>alert(1)</script> [x](javascript:alert(1))"\n'),
+    )
+
+    found = next(item for item in load_course(course_dir).course.lessons() if item.file == "unit-one/03-new.md")
+
+    assert "<script" not in found.header_html["tagline"]
+    assert "href" not in found.header_html["tagline"]
+
+
+def test_a_broken_link_in_a_prerequisite_is_reported_at_the_items_file_line(course_dir: Path) -> None:
+    write(
+        course_dir, "unit-one/03-new.md", lesson("title: T\nprerequisites:\n  - None\n  - The [gone](09-gone.md) one\n")
+    )
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="broken internal link: 09-gone.md")
+
+    assert problem.line == 5  # front matter starts at file line 2
+
+
+def test_a_front_matter_link_to_a_missing_section_is_reported(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\noutcomes:\n  - Read [this](01-intro.md#no-such-part)\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="has no section with the id 'no-such-part'")
+
+    assert problem.line == 4
+    assert "first-steps" in problem.hint
+
+
+def test_a_renamed_link_target_changes_the_content_hash_of_a_lesson_linking_from_its_front_matter(
+    course_dir: Path,
+) -> None:
+    before = the_lesson(course_dir, "title: T\nprerequisites:\n  - The [intro](01-intro.md)\n")
+    intro = course_dir / "unit-one/01-intro.md"
+    intro.write_text(intro.read_text().replace("title: Introduction\n", "title: Introduction\nslug: welcome\n"))
+
+    after = the_lesson(course_dir, "title: T\nprerequisites:\n  - The [intro](01-intro.md)\n")
+
+    assert "/unit-one/welcome/" in after.header_html["prerequisites"][0]
+    assert before.content_hash != after.content_hash
+
+
+# --- a list whose first item is indented more than the next -------------------------------------------------
+
+
+def test_an_over_indented_first_prerequisite_is_reported_at_its_line_with_an_indentation_hint(course_dir: Path) -> None:
+    front = "title: T\nprerequisites:\n    - Chapter 6 (evaluation)\n  - Chapter 5 (data documentation)\n"
+    write(course_dir, "unit-one/03-new.md", lesson(front))
+
+    [problem] = problems_about(course_dir, "invalid front matter")
+
+    assert problem.line == 4  # `    - Chapter 6`, not the correctly indented line after it
+    assert "indented 4 spaces but the item on line 5 is indented 2 spaces" in problem.message
+    assert "indent every item of the list the same" in problem.hint
+    assert "quot" not in problem.hint
+
+
+def test_an_over_indented_first_unit_in_course_yaml_is_reported_at_its_line(course_dir: Path) -> None:
+    write(
+        course_dir,
+        "course.yaml",
+        "slug: fixture-course\ntitle: F\nunits:\n    - slug: unit-one\n      title: One\n"
+        "  - slug: unit-two\n    title: Two\n",
+    )
+
+    problem = the_problem(course_dir, file="course.yaml", containing="invalid course.yaml")
+
+    assert problem.line == 4
+    assert "indent every item of the list the same" in problem.hint
+
+
+def test_an_over_indented_first_file_in_lab_yaml_is_reported_at_its_line(course_dir: Path) -> None:
+    text = (course_dir / LAB).read_text()
+    write(course_dir, LAB, text.replace("  required: [main.py]\n", "  required:\n      - main.py\n    - util.py\n"))
+
+    problem = the_problem(course_dir, file=LAB, containing="invalid lab.yaml")
+
+    assert problem.line == 4
+    assert "indented 6 spaces but the item on line 5 is indented 4 spaces" in problem.message
+
+
+def test_other_yaml_syntax_errors_keep_the_line_and_the_quoting_hint(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\noutcomes:\n  - a\ntagline: Step 1: pin it\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="invalid front matter")
+
+    assert problem.line == 5
+    assert "quoted" in problem.hint
+
+
+# --- links to a lesson that has problems of its own ---------------------------------------------------------
+
+
+def test_a_link_to_a_lesson_with_broken_front_matter_points_at_that_lessons_problems(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\noutcomes:\n    - a\n  - b\n"))
+    write(course_dir, "unit-one/04-linking.md", lesson("title: L\n", "See [the new one](03-new.md#body).\n"))
+
+    problems = [p for p in load_course(course_dir).problems if p.file == "unit-one/04-linking.md"]
+
+    assert [p.message for p in problems] == [
+        "the link 03-new.md#body names unit-one/03-new.md, which cannot be read because of its own problems"
+    ]
+    assert problems[0].line == 4
+    assert "fix the problems reported for unit-one/03-new.md" in problems[0].hint
+    assert problems_about(course_dir, "broken internal link") == []

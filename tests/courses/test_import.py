@@ -336,6 +336,40 @@ def test_import_writes_unit_labels_tracks_second_lines_and_the_reflection(with_s
     assert intro.reflection == "What surprised you?"
 
 
+def test_import_writes_the_rendered_front_matter_and_each_reference_description(course_dir: Path) -> None:
+    intro = course_dir / "unit-one/01-intro.md"
+    text = intro.read_text().replace("  - Know the layout\n", "  - Know the `layout`\n")
+    intro.write_text(
+        text.replace(
+            "    url: https://docs.python.org/3/\n",
+            "    url: https://docs.python.org/3/\n    description: The *tutorial* first\n",
+        )
+    )
+
+    course_import(path=course_dir)
+
+    lesson = Lesson.objects.get(slug="intro")
+    assert lesson.outcomes == ["Know the `layout`"]  # the text as written, for titles and the admin
+    assert lesson.header_html["outcomes"] == ["Know the <code>layout</code>"]
+    assert lesson.header_html["tagline"] == "Where it starts"
+    assert lesson.references[0]["description"] == "The *tutorial* first"
+    assert lesson.references[0]["description_html"] == "The <em>tutorial</em> first"
+
+
+def test_a_change_that_only_touches_the_rendered_front_matter_updates_the_row(course_dir: Path) -> None:
+    write_intro = course_dir / "unit-one/01-intro.md"
+    write_intro.write_text(write_intro.read_text().replace("  - None\n", "  - The [second](02-second.md)\n"))
+    course_import(path=course_dir)
+    second = course_dir / "unit-one/02-second.md"
+    second.write_text(second.read_text().replace("title: Second lesson\n", "title: Second lesson\nslug: graded\n"))
+
+    report = course_import(path=course_dir)
+
+    assert "lesson unit-one/intro" in report.changed
+    prerequisite = Lesson.objects.get(slug="intro").header_html["prerequisites"][0]
+    assert 'href="/courses/fixture-course/unit-one/graded/"' in prerequisite
+
+
 def test_course_assets_are_stored_once_by_digest(with_spec_extras, course_dir: Path) -> None:
     figure = course_dir / "unit-one/figures/flow.svg"
     figure.parent.mkdir()

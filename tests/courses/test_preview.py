@@ -215,6 +215,28 @@ def test_a_lesson_renders_like_the_lesson_page_with_the_sites_css_and_js(preview
     assert 'href="/courses/preview-course/practice/second/"' in html  # the pager
 
 
+def test_the_front_matter_shows_as_inline_markdown_with_links_resolved(course_dir):
+    front = (
+        "title: Second lesson\ntagline: Go *on*\nobjective: Pin `latest`\nreflection: Is $P(y|x)$ known?\n"
+        "outcomes:\n  - Read the [timings](../basics/data/timings.csv)\n"
+        "prerequisites:\n  - The [first steps](../basics/01-first.md#opening)\n"
+        "references:\n  - kind: article\n    url: https://example.org/a\n    description: Why _this_ one\n"
+    )
+    write(course_dir, "practice/01-second.md", f"---\n{front}---\n## Practice\n\nGo on.\n")
+    preview = CoursePreview(course_dir)
+    assert preview.result.problems == []
+
+    html = page(preview, "/courses/preview-course/practice/second/")
+
+    assert '<p class="tagline">Go <em>on</em></p>' in html
+    assert "<dt>Objective</dt><dd>Pin <code>latest</code></dd>" in html
+    assert '<p class="reflection-prompt">Is <span class="math math-inline">P(y|x)</span> known?</p>' in html
+    digest = hashlib.sha256(b"ms\n12\n").hexdigest()
+    assert f'<li>Read the <a href="/course-assets/{digest}/timings.csv"' in html
+    assert f'<li>The <a href="{LESSON}#opening"' in html
+    assert '<p class="reference-description">Why <em>this</em> one</p>' in html
+
+
 def test_a_graded_quiz_shows_read_only_with_the_authors_answers_marked_as_a_preview(preview):
     html = page(preview, LESSON)
     assert "Graded quiz — preview" in html
@@ -326,7 +348,7 @@ Go on.
 ## Careful
 
 ::: nonsense-kind
-Text <b>in</b> a callout.
+Text where 1 < 2 & 3 > 2, in a callout.
 :::
 """
 
@@ -341,7 +363,7 @@ def test_a_broken_lesson_shows_its_problem_at_the_line_with_the_source_quoted(co
     assert "<strong>line 10</strong>" in html and problem.message.replace("'", "&#x27;") in html
     assert '<span class="preview-quote-line preview-quote-here"><span class="preview-quote-number">10</span>' in html
     assert "::: nonsense-kind</span>" in html
-    assert "Text &lt;b&gt;in&lt;/b&gt; a callout." in html  # quoted source is escaped
+    assert "Text where 1 &lt; 2 &amp; 3 &gt; 2, in a callout." in html  # quoted source is escaped
     assert 'href="#careful"' in html  # the section holding the line
     # The other lesson lists it among the course's problems, linking to its page; so does the outline.
     other = page(preview, LESSON)

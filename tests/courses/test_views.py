@@ -636,6 +636,50 @@ def test_texts_of_the_header_and_reflection_are_escaped(client, labelled_course)
     assert "&lt;b&gt;bold&lt;/b&gt;" in body
 
 
+def test_the_header_shows_the_front_matter_as_rendered_at_import(client, labelled_course):
+    reading = labelled_course["reading"]
+    reading.tagline = "Read *slowly*"
+    reading.outcomes = ["Replace `latest`"]
+    reading.prerequisites = ["The [first lesson](../basics/01-first.md)"]
+    reading.header_html = {
+        "tagline": "Read <em>slowly</em>",
+        "objective": "Explain <code>one</code> outage.",
+        "objective_detail": "From <strong>alert</strong> to fix.",
+        "deliverable": "A postmortem",
+        "deliverable_detail": "Blameless",
+        "reflection": 'Which <span class="math math-inline">P(y|x)</span>?\nAnd then?',
+        "outcomes": ["Replace <code>latest</code>"],
+        "prerequisites": ['The <a href="/courses/mixed/basics/first/">first lesson</a>'],
+    }
+    reading.references[0]["description_html"] = "For its <em>causes</em>."
+    reading.save()
+
+    body = client.get(lesson_url(reading)).content.decode()
+
+    assert '<p class="tagline">Read <em>slowly</em></p>' in body
+    assert (
+        '<dd>Explain <code>one</code> outage.<span class="fact-detail">From <strong>alert</strong> to fix.</span>'
+        in body
+    )
+    assert "<li>Replace <code>latest</code></li>" in body and "`latest`" not in body
+    assert '<li>The <a href="/courses/mixed/basics/first/">first lesson</a></li>' in body
+    assert '<p class="reference-description">For its <em>causes</em>.</p>' in body
+    # The reflection keeps its line breaks; math.js typesets every .math on the page, the header's too.
+    assert 'Which <span class="math math-inline">P(y|x)</span>?<br>And then?' in body
+    assert "<strong>Artefact:</strong> A postmortem</p>" in body
+
+
+def test_a_row_imported_before_header_html_shows_its_plain_text_escaped(client, labelled_course):
+    reading = labelled_course["reading"]
+    reading.outcomes = ["Replace `latest` & <em>pin</em>"]
+    reading.save()
+    assert reading.header_html == {}
+
+    body = client.get(lesson_url(reading)).content.decode()
+
+    assert "<li>Replace `latest` &amp; &lt;em&gt;pin&lt;/em&gt;</li>" in body
+
+
 def test_unit_labels_cost_no_query_on_the_lesson_and_course_pages(
     client, labelled_course, django_assert_num_queries, django_assert_max_num_queries
 ):
