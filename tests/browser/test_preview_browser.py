@@ -90,14 +90,14 @@ def test_the_open_lesson_reloads_on_save_and_shows_a_saved_mistake_at_its_line(b
     page.get_by_text("Paragraph 40 of the long tail.").scroll_into_view_if_needed()
     scrolled = page.evaluate("window.scrollY")
     assert scrolled > 0
-    mistake = LONG_FIRST.replace("The opening paragraph says hello.", "::: nonsense-kind\nA <b>bold</b> aside.\n:::")
+    mistake = LONG_FIRST.replace("The opening paragraph says hello.", "::: nonsense-kind\nA 1 < 2 & 3 > 2 aside.\n:::")
     lesson_file.write_text(mistake)
 
     panel = page.locator("#file-problems")
     expect(panel).to_be_visible()
     expect(panel).to_contain_text(f"line {MISTAKE_LINE}")
     expect(panel.locator(".preview-quote-here")).to_contain_text("::: nonsense-kind")
-    expect(panel).to_contain_text("A <b>bold</b> aside.")  # quoted as text, not markup
+    expect(panel).to_contain_text("A 1 < 2 & 3 > 2 aside.")  # quoted as text, not markup
     expect(page.get_by_role("link", name="1 problem")).to_be_visible()
     page.wait_for_function("window.scrollY > 0")
     page.screenshot(path=str(screenshots / "preview-problem.png"))
