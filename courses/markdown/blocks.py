@@ -548,6 +548,20 @@ def render_compare(body: str, fence_line: int, ctx: RenderContext) -> str:
     return "".join(parts)
 
 
+def refuse_nested_block(name: str, fence_line: int, ctx: RenderContext) -> str:
+    """The error box for a block written inside a quiz answer or explanation, where it cannot be shown: a quiz
+    there would be counted, opened and saved as part of the quiz around it."""
+    block = _Block(name, fence_line, ctx)
+    block.errors.append(
+        MarkdownProblem(
+            line=fence_line,
+            message=f"blocks cannot sit inside a quiz answer or explanation, so this {name} block is not shown",
+            hint=f"Put the ```{name} block after the quiz.",
+        )
+    )
+    return block.finish("")
+
+
 RENDERERS: dict[str, Callable[[str, int, RenderContext], str]] = {
     "quiz": render_quiz,
     "stages": render_stages,

@@ -22,12 +22,19 @@ from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.footnote import footnote_plugin
 from mdit_py_plugins.tasklists import tasklists_plugin
 
-from courses.markdown.blocks import CALLOUT_TITLES, FIGURE_KINDS, RENDERERS, MarkdownProblem, RenderContext
+from courses.markdown.blocks import (
+    CALLOUT_TITLES,
+    FIGURE_KINDS,
+    RENDERERS,
+    MarkdownProblem,
+    RenderContext,
+    refuse_nested_block,
+)
 from courses.markdown.highlight import code_block_html, language_of
 from courses.markdown.sanitize import sanitize
 
 # Bump whenever the HTML for the same source changes: the importer keys its render cache on it.
-RENDERER_VERSION = "5"
+RENDERER_VERSION = "6"
 
 _ATTRIBUTION_RE = re.compile(r"^(?:—|--) +")
 
@@ -72,7 +79,9 @@ def _postprocess(state: StateCore) -> None:
                 {"level": int(token.tag[1]), "id": token.attrGet("id"), "text": _heading_text(state.tokens[idx + 1])}
             )
         elif token.type in ("bullet_list_open", "ordered_list_open"):
-            lists.append(_checklist_start(token, ctx))
+            lists.append(None if nested else _checklist_start(token, ctx))
+        elif token.type == "list_item_open" and nested:
+            _task_item_disabled(token)
         elif token.type in ("bullet_list_close", "ordered_list_close"):
             lists.pop()
         elif token.type == "container_callout_open":
@@ -81,8 +90,17 @@ def _postprocess(state: StateCore) -> None:
                 _report_unclosed(token, state.env)
         elif token.type == "table_open":
             _report_dropped_cells(state.tokens, idx, state.env)
+        elif token.type == "paragraph_open" and "stopped_block" in token.meta:
+            marker = token.meta["stopped_block"]
+            ctx.problem(
+                _file_line(state.env, token.map),
+                f"a comment before `{marker}` on the same line stops the {_stopped_block(marker)}",
+                "Put the comment on its own line.",
+            )
         if token.type == "inline" and token.children:
-            if lists and lists[-1] is not None:
+            if nested:
+                _checkboxes_disabled(token.children)
+            elif lists and lists[-1] is not None:
                 _checkbox_number(token.children, lists[-1])
             token.children = _process_inline(token.children, state.env, token.map)
 
@@ -105,6 +123,20 @@ def _checkbox_number(children: list[Token], checklist: list[int]) -> None:
         if child.type == "html_inline" and 'class="task-list-item-checkbox"' in child.content:
             child.content = child.content.replace(_CHECKBOX_END, f' type="checkbox" data-item="{checklist[1]}">')
             checklist[1] += 1
+
+
+# A task list inside a quiz answer or explanation is shown, not kept: its boxes are disabled and unnumbered, so
+# they are never a checklist of the reader's (and never share a number with one of the lesson's).
+def _task_item_disabled(item: Token) -> None:
+    classes = str(item.attrGet("class") or "").split()
+    if "enabled" in classes:
+        item.attrSet("class", " ".join(c for c in classes if c != "enabled"))
+
+
+def _checkboxes_disabled(children: list[Token]) -> None:
+    for child in children:
+        if child.type == "html_inline" and 'class="task-list-item-checkbox"' in child.content:
+            child.content = child.content.replace(_CHECKBOX_END, ' type="checkbox" disabled>')
 
 
 def _quotation_mark(tokens: list[Token], idx: int) -> None:
@@ -263,6 +295,18 @@ def _comment_close(text: str, start: int) -> int:
     return -1 if end == -1 else end + 3
 
 
+# Block markers an author puts after a comment on the same line, and what the comment then stops.
+_BLOCK_MARKER_RE = re.compile(r"^(#{1,6}(?=\s|$)|[-*+>](?=\s)|\d{1,9}[.)](?=\s))")
+
+
+def _stopped_block(marker: str) -> str:
+    if marker.startswith("#"):
+        return "heading"
+    if marker == ">":
+        return "quotation"
+    return "numbered list item" if marker[0].isdigit() else "list item"
+
+
 def _comment_block(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
     """A comment starting a line is dropped, however many lines (and blank lines) it spans."""
     if state.is_code_block(start_line):
@@ -282,8 +326,13 @@ def _comment_block(state: StateBlock, start_line: int, end_line: int, silent: bo
         return True
     rest = text[end:].strip()
     if rest:
-        # Text after `-->` on the closing line is a paragraph of its own.
-        state.push("paragraph_open", "p", 1).map = [line, line + 1]
+        # Text after `-->` on the closing line is a paragraph of its own: never a heading or list, since a block
+        # marker must start its line (CommonMark), so the core rule tells the author.
+        paragraph = state.push("paragraph_open", "p", 1)
+        paragraph.map = [line, line + 1]
+        marker = _BLOCK_MARKER_RE.match(rest)
+        if marker:
+            paragraph.meta["stopped_block"] = marker.group(1)
         inline = state.push("inline", "", 0)
         inline.content, inline.map, inline.children = rest, [line, line + 1], []
         state.push("paragraph_close", "p", -1)
@@ -386,31 +435,43 @@ def _math_pipes_escaped(line: str) -> str:
     return "".join(out)
 
 
-def _table_math_escaped(source: str) -> str:
+def _table_math_escaped(source: str) -> tuple[str, frozenset[int]]:
+    """The source with the pipes inside math escaped on table rows, and the (0-based) rows whose math then spans
+    cells: `| $HOME/bin | PATH=$PATH:x |` is valid math by the inline rule, but the author meant two cells."""
     if "|" not in source or "$" not in source:
-        return source
+        return source, frozenset()
     lines = re.sub(r"\r\n?", "\n", source).split("\n")  # line ends as the parser normalises them
     escaped = [_math_pipes_escaped(line) if "$" in line else line for line in lines]
     if escaped == lines:
-        return source
+        return source, frozenset()
     # Which lines are table rows once the math pipes no longer split cells: parse the blocks to find out, so
     # fenced code and prose are never touched.
     tokens: list[Token] = []
     _MD.block.parse("\n".join(escaped), _MD, {}, tokens)
+    merged: set[int] = set()
+    columns = 0
+    out = list(lines)
     for token in tokens:
         if token.type == "table_open" and token.map:
+            columns = 0
             for line in range(*token.map):
-                lines[line] = escaped[line]
-    return "\n".join(lines)
+                out[line] = escaped[line]
+        elif token.type == "th_open":
+            columns += 1
+        elif token.type == "tr_open" and token.map and token.meta["cells"] < columns:
+            # Fewer cells than the header is legal Markdown, so only a row the math shortened is reported.
+            line = token.map[0]
+            if _cells(lines[line][token.meta["indent"] :]) >= columns:
+                merged.add(line)
+    return "\n".join(out), frozenset(merged)
 
 
 # --- silent losses the parser does not report: dropped table cells, unclosed containers ------------------------
 
 
-def _row_cells(state: StateBlock, line: int) -> int:
-    """How many cells the table rule reads on a line: it splits on every `|` without a backslash before it."""
-    text = state.src[state.bMarks[line] + state.tShift[line] : state.eMarks[line]].strip()
-    cells = escapedSplit(text)
+def _cells(text: str) -> int:
+    """How many cells the table rule reads in a row: it splits on every `|` without a backslash before it."""
+    cells = escapedSplit(text.strip())
     return len(cells) - (cells[0] == "") - (len(cells) > 1 and cells[-1] == "")
 
 
@@ -425,7 +486,11 @@ def _counting_table(rule: Callable[..., bool]) -> Callable[..., bool]:
             return True
         for token in state.tokens[first:]:
             if token.type == "tr_open" and token.map:
-                token.meta["cells"] = _row_cells(state, token.map[0])
+                line = token.map[0]
+                start = state.bMarks[line] + state.tShift[line]
+                token.meta["cells"] = _cells(state.src[start : state.eMarks[line]])
+                # Where the row starts on its line, after any `>` or list indent: the same on the unescaped line.
+                token.meta["indent"] = start - (state.src.rfind("\n", 0, start) + 1)
         return True
 
     return table
@@ -455,6 +520,9 @@ def _wrap_block_rule(md: MarkdownIt, name: str, wrap: Callable[[Callable[..., bo
 
 
 _CELL_HINT = "A | inside text must be written \\|; math must touch its dollars: $|x|$ not $ |x| $."
+_MERGED_HINT = (
+    "Put shell variables and prices in backticks (`$HOME`) or escape a dollar as \\$; a | inside math is fine."
+)
 _FIGURE_NOUNS = {"pullquote": "pull quote", "epigraph": "epigraph"}
 
 
@@ -468,6 +536,12 @@ def _report_dropped_cells(tokens: list[Token], idx: int, env: dict) -> None:
                 _file_line(env, token.map),
                 f"this row has {token.meta['cells']} cells but the header has {columns}; the extra cells are dropped",
                 _CELL_HINT,
+            )
+        elif token.type == "tr_open" and token.map and token.map[0] in env.get("merged_rows", ()):
+            env["ctx"].problem(
+                _file_line(env, token.map),
+                "math between $ signs spans several cells of this row, so they are merged",
+                _MERGED_HINT,
             )
         elif token.type == "table_close":
             return
@@ -533,6 +607,9 @@ def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, en
     token = tokens[idx]
     language = language_of(token.info)
     block = RENDERERS.get(language)
+    if block is not None and "fixed_line" in env:
+        # Inside a quiz answer or explanation: a quiz there would count in the outer quiz's progress and marks.
+        return refuse_nested_block(language, _file_line(env, token.map), env["ctx"])
     if block is not None:
         return block(token.content, _file_line(env, token.map), env["ctx"])
     return code_block_html(token.content, language)
@@ -568,6 +645,23 @@ def _validate_callout(params: str, *args: Any) -> bool:
     return bool(params.strip())
 
 
+_TITLE_COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
+
+
+def _title_without_comments(title: str, line: int, ctx: RenderContext) -> str:
+    """A callout title with its HTML comments hidden, as everywhere else; a title that was only a comment is none."""
+    if _COMMENT_OPEN not in title:
+        return title
+    title = " ".join(_TITLE_COMMENT_RE.sub(" ", title).split())
+    if _COMMENT_OPEN in title:
+        ctx.problem(
+            line,
+            "an HTML comment is not closed: `<!--` without `-->`",
+            "End the comment with `-->` on the callout's opening line, or put it on a line of its own.",
+        )
+    return title
+
+
 def _render_callout(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict) -> str:
     token = tokens[idx]
     if token.nesting != 1:
@@ -576,6 +670,7 @@ def _render_callout(self: Any, tokens: Sequence[Token], idx: int, options: Any, 
         return "</figure>\n" if token.meta.get("attributed") else "</blockquote></figure>\n"
     kind, _, title = token.info.strip().partition(" ")
     kind = kind.lower()
+    title = _title_without_comments(title, _file_line(env, token.map), env["ctx"])
     if kind in FIGURE_KINDS:
         if title.strip():
             env["ctx"].problem(
@@ -646,8 +741,11 @@ def _render_nested(text: str, line: int, ctx: RenderContext, *, block: bool) -> 
     if not _INLINE_SYNTAX.search(plain) and not (block and _BLOCK_START.match(plain)):
         escaped = escape(plain, quote=False)
         return _PlainHtml(f"<p>{escaped}</p>\n" if block else escaped)
-    env = {"ctx": ctx, "fixed_line": line}
-    return _MD.render(_table_math_escaped(text), env) if block else _MD.renderInline(text, env)
+    env: dict[str, Any] = {"ctx": ctx, "fixed_line": line}
+    if not block:
+        return _MD.renderInline(text, env)
+    text, env["merged_rows"] = _table_math_escaped(text)
+    return _MD.render(text, env)
 
 
 def _sanitize_fragment(html: str) -> str:
@@ -671,8 +769,9 @@ def render_markdown(
         render_inline=lambda text, line: _render_nested(text, line, ctx, block=False),
         render_block=lambda text, line: _render_nested(text, line, ctx, block=True),
     )
-    env = {"ctx": ctx}
-    html = _MD.renderer.render(_MD.parse(_table_math_escaped(source), env), _MD.options, env)
+    source, merged_rows = _table_math_escaped(source)
+    env = {"ctx": ctx, "merged_rows": merged_rows}
+    html = _MD.renderer.render(_MD.parse(source, env), _MD.options, env)
     for quiz in ctx.quizzes:
         for question in quiz["questions"]:
             question["prompt_html"] = _sanitize_fragment(question["prompt_html"])

@@ -172,6 +172,74 @@ def test_an_empty_answer_is_reported():
 # --- callouts, pull quotes and epigraphs ----------------------------------------------------------------------
 
 
+NESTED_QUIZ = md(
+    """
+    - [ ] read the lesson
+
+    ```quiz
+    id: outer
+    questions:
+      - prompt: How was it released?
+        answer: |
+          In two steps:
+
+          - [x] built
+          - [ ] shipped
+
+          ```quiz
+          questions:
+            - prompt: Inner question
+              answer: the inner answer
+          ```
+        explanation: |
+          ```stages
+          stages: [build, ship]
+          ```
+      - prompt: Pick one
+        choices:
+          - text: "```quiz``` in a choice is code"
+            correct: true
+          - text: other
+    ```
+
+    - [ ] try it yourself
+    """
+)
+
+
+def test_blocks_inside_a_quiz_answer_or_explanation_are_refused_at_their_line():
+    result = render_markdown(NESTED_QUIZ, line_offset=3)
+    quiz = parse(result.html).find("section", "quiz")
+
+    # Problems inside an answer or explanation are reported at its `answer:` / `explanation:` line.
+    assert [(p.line, p.message) for p in result.problems] == [
+        (7 + 3, "blocks cannot sit inside a quiz answer or explanation, so this quiz block is not shown"),
+        (18 + 3, "blocks cannot sit inside a quiz answer or explanation, so this stages block is not shown"),
+    ]
+    assert result.problems[0].hint == "Put the ```quiz block after the quiz."
+    # The outer quiz alone: its progress counts its own two questions, and the inner quiz's answer never shows.
+    assert [q["key"] for q in result.quizzes] == ["outer"]
+    assert len(parse(result.html).find_all("section", "quiz")) == 1
+    assert [d.attrs["data-question"] for d in quiz.find_all("details")] == ["q1", "q2"]
+    assert "inner answer" not in result.html and "Inner question" not in result.html
+    assert len(quiz.find_all("div", "block-error")) == 2
+    assert quiz.find("li", "quiz-choice").find("code").text() == "quiz"
+
+
+def test_a_task_list_in_a_quiz_answer_is_shown_disabled_and_unnumbered():
+    tree = parse(render_markdown(NESTED_QUIZ).html)
+    answer = tree.find("div", "quiz-answer-text")
+    boxes = answer.find_all("input")
+
+    assert [li.text().strip() for li in answer.find_all("li", "task-list-item")] == ["built", "shipped"]
+    assert all("disabled" in box.attrs and "data-item" not in box.attrs for box in boxes)
+    assert "checked" in boxes[0].attrs
+    assert "data-checklist" not in answer.find("ul").attrs
+    assert "enabled" not in answer.find("li").classes
+    # The lesson's own checklists keep their numbers, 1 and 2, around the quiz.
+    assert [ul.attrs.get("data-checklist") for ul in tree.find_all("ul", "contains-task-list")] == ["1", None, "2"]
+
+
 def test_the_callout_kinds_are_the_documented_set():
     assert CALLOUT_TITLES == {
         "tip": "Tip",
@@ -249,6 +317,38 @@ def test_an_unknown_callout_kind_lists_every_kind_in_the_hint():
     (problem,) = render_markdown("::: aside\nx\n:::\n").problems
 
     assert all(kind in problem.hint for kind in [*CALLOUT_TITLES, "pullquote", "epigraph"])
+
+
+@pytest.mark.parametrize(
+    ("opening", "title"),
+    [
+        ("::: tip <!-- t -->", "Tip"),  # a title that is only a comment is no title
+        ("::: warning Mind <!-- say why --> the cache", "Mind the cache"),
+        ("::: key-idea Idempotence<!-- from the review -->", "Idempotence"),
+    ],
+)
+def test_a_comment_in_a_callout_title_is_hidden(opening, title):
+    result = render_markdown(f"{opening}\nBody.\n:::\n")
+
+    assert result.problems == []
+    assert parse(result.html).find("p", "callout-title").text() == title
+    assert "&lt;!--" not in result.html
+
+
+def test_a_comment_after_pullquote_is_hidden_and_not_a_title():
+    result = render_markdown("::: pullquote <!-- chosen for unit 3 -->\nWords.\n:::\n")
+
+    assert result.problems == []
+    assert "chosen" not in result.html
+
+
+def test_an_unclosed_comment_in_a_callout_title_is_reported_at_the_opening_line():
+    result = render_markdown("Intro.\n\n::: tip <!-- unfinished\nBody.\n:::\n", line_offset=2)
+
+    assert [(p.line, p.message) for p in result.problems] == [
+        (3 + 2, "an HTML comment is not closed: `<!--` without `-->`")
+    ]
+    assert "-->" in result.problems[0].hint
 
 
 # --- checklists --------------------------------------------------------------------------------------------------
@@ -476,6 +576,42 @@ def test_comments_in_code_stay_visible():
     assert html.count("&lt;!--") == 3
 
 
+@pytest.mark.parametrize(
+    ("line", "marker", "stopped"),
+    [
+        ("<!-- draft --> # Heading", "#", "heading"),
+        ("<!-- draft --> ### Detail", "###", "heading"),
+        ("<!-- draft --> - item", "-", "list item"),
+        ("<!-- draft --> * item", "*", "list item"),
+        ("<!-- draft --> > quoted", ">", "quotation"),
+        ("<!-- draft --> 1. first", "1.", "numbered list item"),
+    ],
+)
+def test_a_comment_before_a_block_marker_on_the_same_line_is_reported(line, marker, stopped):
+    # CommonMark: a block marker must start its line, so the text after the comment is a plain paragraph.
+    result = render_markdown(f"Intro.\n\n{line}\n", line_offset=4)
+
+    assert [(p.line, p.message) for p in result.problems] == [
+        (3 + 4, f"a comment before `{marker}` on the same line stops the {stopped}")
+    ]
+    assert result.problems[0].hint == "Put the comment on its own line."
+    assert "draft" not in result.html
+
+
+def test_a_heading_after_a_multi_line_comment_is_reported_at_the_closing_line():
+    assert _problems("<!--\nplanning notes\n--> ## Setup\n") == [
+        (3, "a comment before `##` on the same line stops the heading")
+    ]
+
+
+@pytest.mark.parametrize("rest", ["#hashtags stay text", "plain words", "-5 degrees", "3.5 s is the median"])
+def test_text_after_a_comment_that_is_no_block_marker_is_not_reported(rest):
+    result = render_markdown(f"<!-- note --> {rest}\n")
+
+    assert result.problems == []
+    assert parse(result.html).find("p").text() == rest
+
+
 def test_an_unclosed_comment_is_reported_at_its_line_and_shown():
     result = render_markdown("Intro.\n\nText <!-- forgot\nto close\n\nLater.\n", line_offset=2)
 
@@ -587,6 +723,50 @@ def test_dollars_the_math_rule_would_not_take_leave_the_cells_alone(row):
 
     assert len(parse(result.html).find("tbody").find_all("td")) == 3
     assert "math-inline" not in result.html
+
+
+_MERGED = "math between $ signs spans several cells of this row, so they are merged"
+
+
+@pytest.mark.parametrize(
+    ("table", "row_line"),
+    [
+        ("| dir | export |\n|---|---|\n| $HOME/bin | PATH=$PATH:x |\n", 3),
+        ("| x | y | z |\n|---|---|---|\n| 1 | 2 | 3 |\n| a$b | c$d | e |\n", 4),
+        ("> | x | y | z |\n> |---|---|---|\n> | a$b | c$d | e |\n", 3),  # the row after a quote marker
+    ],
+)
+def test_math_that_spans_cells_of_a_row_is_reported_as_merging_them(table, row_line):
+    result = render_markdown(f"Intro.\n\n{table}", line_offset=5)
+
+    assert [(p.line, p.message) for p in result.problems] == [(2 + row_line + 5, _MERGED)]
+    assert "`$HOME`" in result.problems[0].hint and "\\$" in result.problems[0].hint
+    assert "a | inside math is fine" in result.problems[0].hint
+    # The math rule's own reading stands: the dollars hold math (the author is told to change the source).
+    assert "math-inline" in result.html
+
+
+def test_math_in_a_row_already_short_of_cells_is_not_reported_as_merging():
+    result = render_markdown("| a | b | c |\n|---|---|---|\n| $P(y|x)$ |\n| $|x|$ | $|y|$ | ok |\n")
+
+    assert result.problems == []
+
+
+def test_a_row_whose_math_spans_cells_in_a_quiz_answer_is_reported_at_the_answer_line():
+    source = md(
+        """
+        ```quiz
+        questions:
+          - prompt: Where does the tool go?
+            answer: |
+              | dir | export |
+              |---|---|
+              | $HOME/bin | PATH=$PATH:x |
+        ```
+        """
+    )
+
+    assert _problems(source) == [(4, _MERGED)]
 
 
 def test_a_paragraph_starting_with_math_and_ending_with_a_digit_keeps_its_math():
