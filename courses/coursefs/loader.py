@@ -18,8 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from pygments.lexers import get_lexer_by_name
-from pygments.util import ClassNotFound
+from pygments.lexers import get_all_lexers
 
 from core.yamlsrc import SLUG_RE, Checker, parse_yaml, yaml_merged_list_items
 from courses.coursefs.assets import (
@@ -47,6 +46,7 @@ from courses.coursefs.spec import (
 from courses.errors import CourseProblem
 from courses.extensions import course_labs
 from courses.markdown import RENDERER_VERSION, render_inline_markdown, render_markdown
+from courses.markdown.highlight import PLAIN_TEXT, is_known_language
 
 MAX_TEXT_BYTES = 1024 * 1024  # one lesson or YAML file
 MAX_BUNDLE_FILE_BYTES = 20 * 1024 * 1024  # one file in starter/ or grader/
@@ -464,22 +464,10 @@ class _CourseReader:
             word = match.group(2).split()[0].lower() if match.group(2).strip() else ""
             if word in BLOCK_NAMES:
                 block_start = index
-            if not word or word in BLOCK_NAMES or _is_language(word):
+            if not word or word in BLOCK_NAMES or is_known_language(word):
                 continue
-            close = difflib.get_close_matches(word, [*BLOCK_NAMES, *_COMMON_LANGUAGES], n=1, cutoff=0.7)
-            guess = f"did you mean ```{close[0]}? " if close else ""
-            message = (
-                f"unknown block type {word!r}"
-                if close and close[0] in BLOCK_NAMES
-                else f"unknown fence name {word!r}: it is neither a block nor a language the highlighter knows"
-            )
-            self.problem(
-                rel,
-                offset + index + 1,
-                message,
-                f"{guess}Blocks are {', '.join(BLOCK_NAMES)}; for code, name its language (```python); "
-                "write ```text for plain text",
-            )
+            message, hint = _fence_name_problem(word)
+            self.problem(rel, offset + index + 1, message, hint)
 
     def _split_front_matter(self, rel: str, text: str) -> tuple[str | None, str, int]:
         lines = text.split("\n")
@@ -867,17 +855,22 @@ class _CourseReader:
         return f"did you mean {close[0]!r}? It is in {where}; {hint}"
 
     def _hidden(self, course: CourseSpec, rel: str) -> bool:
-        """Inside a lab's grader/ or one of its example folders."""
+        """Inside a lab's grader/ or one of its example folders.
+
+        Compared without case: on a case-insensitive file system (macOS, Windows) lab/Grader/answer.png is the
+        file lab/grader/answer.png, and the author's checkout is where the course is imported from.
+        """
         folders = []
         for lab in course.labs():
             folders.append(f"{lab.folder}/grader")
             folders += [posixpath.normpath(f"{lab.folder}/{folder}") for folder, _ in lab.spec.example_folders()]
-        if any(rel.startswith(folder + "/") for folder in folders):
+        folded = rel.casefold()
+        if any(folded.startswith(folder.casefold() + "/") for folder in folders):
             return True
         # A lab whose lab.yaml has problems is not in course.labs(); its grader/ stays private all the same.
         parts = rel.split("/")
         return any(
-            part == "grader" and (self.root.joinpath(*parts[:index]) / "lab.yaml").exists()
+            part.casefold() == "grader" and (self.root.joinpath(*parts[:index]) / "lab.yaml").exists()
             for index, part in enumerate(parts[:-1])
         )
 
@@ -984,13 +977,41 @@ class _CourseReader:
         course.content_digest = _json_sha256(material)
 
 
-@functools.lru_cache(maxsize=256)
-def _is_language(word: str) -> bool:
-    try:
-        get_lexer_by_name(word)
-    except ClassNotFound:
-        return False
-    return True
+# Fence names that are not code and that this site does not draw: said plainly rather than "unknown".
+_NOT_DRAWN = {
+    "mermaid": (
+        "```mermaid diagrams are not drawn on this site: the block would show as its source text",
+        "show the steps with a ```stages block, or draw the diagram as an SVG figure (![alt](figures/flow.svg))",
+    ),
+    "math": (
+        "```math blocks are not typeset on this site: the block would show as its TeX source",
+        "write display math between $$ lines instead: a line `$$`, the TeX, then a line `$$`",
+    ),
+}
+
+
+def _fence_name_problem(word: str) -> tuple[str, str]:
+    """Message and hint for a fence whose name is neither a block nor a known language, with its closest match."""
+    if word in _NOT_DRAWN:
+        return _NOT_DRAWN[word]
+    close = difflib.get_close_matches(word, [*BLOCK_NAMES, *_COMMON_LANGUAGES, *sorted(PLAIN_TEXT)], n=1, cutoff=0.7)
+    # The likely intents first (```pyhton → python), then every name the highlighter knows (```dockerfil).
+    close = close or difflib.get_close_matches(word, _all_language_names(), n=1, cutoff=0.8)
+    guess = f"did you mean ```{close[0]}? " if close else ""
+    if close and close[0] in BLOCK_NAMES:
+        message = f"unknown block type {word!r}"
+    else:
+        message = f"unknown fence name {word!r}: it is neither a block nor a language the highlighter knows"
+    hint = (
+        f"{guess}Blocks are {', '.join(BLOCK_NAMES)}; for code, name its language (```python); "
+        "write ```text for plain text"
+    )
+    return message, hint
+
+
+@functools.lru_cache(maxsize=1)
+def _all_language_names() -> tuple[str, ...]:
+    return tuple(sorted({alias for _name, aliases, _files, _types in get_all_lexers() for alias in aliases}))
 
 
 def tree_digest(files: Iterable[tuple[str, int, str, bool]]) -> str:

@@ -16,6 +16,12 @@ _FORMATTER = HtmlFormatter(nowrap=True)
 # Every class the formatter can put on a <span>; the sanitiser keeps exactly these.
 TOKEN_CLASSES: frozenset[str] = frozenset(c for c in STANDARD_TYPES.values() if c)
 
+# Fence names authors use for plain text. Most are unknown to Pygments ("output" it knows, as program output);
+# all are shown as plain escaped text under their name, never reported as an unknown language.
+PLAIN_TEXT: frozenset[str] = frozenset(
+    {"text", "txt", "plaintext", "plain", "none", "nohighlight", "log", "output", "csv", "tsv", "env", "dotenv"}
+)
+
 
 @lru_cache(maxsize=256)
 def _lexer(language: str) -> Lexer | None:
@@ -26,6 +32,11 @@ def _lexer(language: str) -> Lexer | None:
         return None
 
 
+def is_known_language(language: str) -> bool:
+    """A fence name shown as code: a plain-text name or a language Pygments highlights."""
+    return language in PLAIN_TEXT or _lexer(language) is not None
+
+
 def language_of(info: str) -> str:
     """The language named by a fence info string (its first word), lower-cased; "" when none."""
     return info.strip().split(maxsplit=1)[0].lower() if info.strip() else ""
@@ -33,7 +44,7 @@ def language_of(info: str) -> str:
 
 def code_html(code: str, language: str) -> str:
     """Highlighted code as `<pre class="highlight"><code>…</code></pre>`; unknown languages are plain escaped text."""
-    lexer = _lexer(language) if language else None
+    lexer = _lexer(language) if language and language not in PLAIN_TEXT else None
     body = highlight(code, lexer, _FORMATTER) if lexer is not None else escape(code, quote=False)
     if body.endswith("\n"):
         body = body[:-1]

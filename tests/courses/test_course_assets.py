@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import shutil
 from pathlib import Path
 
@@ -214,6 +215,130 @@ def test_it_refuses_an_svg_that_could_run_script_or_reach_out(svg: str, says: st
     assert problem.hint
 
 
+XHTML = 'xmlns:h="http://www.w3.org/1999/xhtml"'
+
+
+@pytest.mark.parametrize(
+    ("svg", "says", "hint"),
+    [
+        # An animation that turns a checked link into a script after the check.
+        (
+            f'<svg {NS}><a href="#x"><set attributeName="href" to="javascript:alert(1)"/><text>x</text></a></svg>',
+            "<set> that changes the link 'href'",
+            "remove the <set> that changes a link",
+        ),
+        (
+            f'<svg {NS}><a xlink:href="#x"><animate attributeName="xlink:href" values="javascript:alert(1)"/></a></svg>',
+            "<animate> that changes the link 'xlink:href'",
+            "remove the <animate>",
+        ),
+        (f'<svg {NS}><a href="#x"><animateMotion attributeName=" HREF "/></a></svg>', "<animateMotion>", "link"),
+        (f'<svg {NS}><a href="#x"><animateTransform attributeName="Href"/></a></svg>', "<animateTransform>", "link"),
+        (f'<svg {NS}><discard attributeName="href"/></svg>', "<discard>", "link"),
+        # Processing instructions: ElementTree's tree drops them, so they were never seen.
+        (
+            f'<?xml version="1.0"?><?xml-stylesheet href="http://127.0.0.1/x.css"?><svg {NS}/>',
+            "processing instruction <?xml-stylesheet",
+            "only the <?xml …?> declaration",
+        ),
+        (f"<svg {NS}><g><?php echo 1; ?></g></svg>", "processing instruction <?php", "remove it"),
+        # CSS that loads another file, in a <style>, a style attribute or a presentation attribute.
+        (
+            f"<svg {NS}><style>@import url(http://127.0.0.1/x.css);</style></svg>",
+            "url(http://127.0.0.1/x.css)",
+            "other files",
+        ),
+        (f"<svg {NS}><style>@import 'http://127.0.0.1/x.css';</style></svg>", "'@import'", "styles may not load"),
+        (f'<svg {NS}><style>@IMPORT "x.css";</style></svg>', "'@IMPORT'", "styles may not load"),
+        (
+            f"<svg {NS}><style><![CDATA[rect {{ fill: url( 'http://127.0.0.1/p.svg#g' ) }}]]></style></svg>",
+            "<style>",
+            "other files",
+        ),
+        (
+            f'<svg {NS}><rect style="fill:url(http://127.0.0.1/p.svg#g)"/></svg>',
+            "'style' attribute of <rect>",
+            "other files",
+        ),
+        (f'<svg {NS}><rect fill="url(&quot;other.svg#g&quot;)"/></svg>', "'fill' attribute", "other files"),
+        (f'<svg {NS}><rect mask="URL(other.svg#m)"/></svg>', "'mask' attribute", "other files"),
+        (f'<svg {NS}><rect filter="url(//127.0.0.1/f.svg#f)"/></svg>', "'filter' attribute", "other files"),
+        (f'<svg {NS}><rect clip-path="url(data:image/svg+xml,x)"/></svg>', "'clip-path' attribute", "other files"),
+        (f'<svg {NS}><rect style="fill:\\75 rl(http://127.0.0.1/p.svg)"/></svg>', "a backslash escape", "escapes"),
+        (f"<svg {NS}><rect style=\"background:image-set('x.png' 1x)\"/></svg>", "'image-set('", "image-set()"),
+        # Elements outside the SVG namespace: HTML frames and objects, or anything a browser might load.
+        (
+            f'<svg {NS} {XHTML}><h:iframe src="http://127.0.0.1/"/></svg>',
+            "<iframe> element in the namespace",
+            "plain SVG",
+        ),
+        (f'<svg {NS} {XHTML}><h:embed src="x.swf"/></svg>', "<embed>", "plain SVG"),
+        (f'<svg {NS}><object xmlns="http://www.w3.org/1999/xhtml" data="x"/></svg>', "<object>", "plain SVG"),
+        (f'<svg {NS}><m:math xmlns:m="http://www.w3.org/1998/Math/MathML"/></svg>', "<math>", "plain SVG"),
+        (f'<svg {NS}><g xmlns=""><rect/></g></svg>', "<g> element in no namespace", "plain SVG"),
+        # Metadata vocabularies are allowed inside <metadata> only.
+        (f'<svg {NS}><d:title xmlns:d="http://purl.org/dc/elements/1.1/">x</d:title></svg>', "<title>", "plain SVG"),
+        (f'<svg {NS} xml:base="http://127.0.0.1/"><use href="#x"/></svg>', "xml:base", "remove the xml:base"),
+    ],
+)
+def test_it_refuses_an_svg_that_reaches_out_through_animation_css_instructions_or_foreign_elements(
+    svg: str, says: str, hint: str
+) -> None:
+    problem = svg_problem("fig.svg", svg)
+
+    assert problem is not None and says in problem.message, problem
+    assert hint in problem.hint, problem
+
+
+INKSCAPE_SVG = """<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+<!-- Created with Inkscape (http://www.inkscape.org/) -->
+<svg
+   width="210mm" height="297mm" viewBox="0 0 210 297" version="1.1" id="svg5"
+   inkscape:version="1.2.2 (b0a8486541, 2022-12-01)"
+   sodipodi:docname="flow.svg"
+   inkscape:export-filename="C:\\Users\\me\\flow.png"
+   xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape"
+   xmlns:sodipodi="http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"
+   xmlns="http://www.w3.org/2000/svg"
+   xmlns:svg="http://www.w3.org/2000/svg"
+   xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+   xmlns:cc="http://creativecommons.org/ns#"
+   xmlns:dc="http://purl.org/dc/elements/1.1/">
+  <sodipodi:namedview id="namedview7" pagecolor="#ffffff" inkscape:zoom="0.7" inkscape:current-layer="layer1">
+    <inkscape:page x="0" y="0" width="210" height="297" id="page9"/>
+  </sodipodi:namedview>
+  <defs id="defs2">
+    <linearGradient inkscape:collect="always" id="fade"><stop style="stop-color:#2f6fb7" offset="0" /></linearGradient>
+  </defs>
+  <metadata id="metadata1">
+    <rdf:RDF>
+      <cc:Work rdf:about="">
+        <dc:title>Request flow</dc:title>
+        <cc:license rdf:resource="http://creativecommons.org/licenses/by/4.0/" />
+      </cc:Work>
+    </rdf:RDF>
+  </metadata>
+  <g inkscape:label="Layer 1" inkscape:groupmode="layer" id="layer1">
+    <rect style="fill:url(#fade);stroke:#000000;stroke-width:0.26" id="rect1" width="80" height="40" x="20" y="20" />
+    <rect fill="url( '#fade' )" width="10" height="10" />
+    <a href="#rect1"><animate attributeName="opacity" values="0;1" dur="1s" /><text x="20" y="80">step</text></a>
+  </g>
+</svg>
+"""
+
+
+def test_it_accepts_an_svg_saved_by_a_drawing_tool_with_its_editor_data_and_metadata() -> None:
+    assert svg_problem("flow.svg", INKSCAPE_SVG) is None
+
+
+def test_the_sample_courses_figure_passes_the_svg_checks() -> None:
+    figure = Path(__file__).resolve().parents[2] / (
+        "courses/content/production-systems/module-03-production-deployment/figures/retry-timeline.svg"
+    )
+
+    assert svg_problem(figure.name, figure.read_text()) is None
+
+
 # --- the loader: references in lessons and lab instructions ---------------------------------------------------
 # These need the renderer to call the asset resolver (courses/markdown/render.py).
 
@@ -339,6 +464,34 @@ def test_it_refuses_an_asset_in_a_lab_example_folder(course_dir: Path) -> None:
     problems = [p for p in load_course(course_dir).problems if p.file == LESSON]
 
     assert [p.line for p in problems if "grader/ or example folder" in p.message] == [4], problems
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "../unit-two/hello-lab/Grader/answer.png",
+        "../unit-two/hello-lab/GRADER/answer.png",
+        "../Unit-Two/Hello-Lab/grader/answer.png",
+    ],
+)
+def test_it_refuses_an_asset_in_a_grader_folder_spelt_with_other_capitals(course_dir: Path, reference: str) -> None:
+    # On a case-insensitive file system (the author's laptop) these name the lab's grader/ folder itself.
+    put(course_dir, posixpath.normpath(posixpath.join("unit-one", reference)), PNG)
+    with_body(course_dir, f"![x]({reference})\n")
+
+    problem = the_problem(course_dir, file=LESSON, containing="grader/ or example folder")
+    assert problem.line == 4
+
+
+def test_it_refuses_an_asset_in_an_example_folder_spelt_with_other_capitals(course_dir: Path) -> None:
+    lab_yaml = course_dir / "unit-two/hello-lab/lab.yaml"
+    lab_yaml.write_text(lab_yaml.read_text() + "examples:\n  - folder: examples/good\n")
+    put(course_dir, "unit-two/hello-lab/examples/good/main.py", "print('hello')\n")
+    put(course_dir, "unit-two/hello-lab/Examples/Good/plot.png", PNG)
+    with_body(course_dir, "![x](../unit-two/hello-lab/Examples/Good/plot.png)\n")
+
+    problem = the_problem(course_dir, file=LESSON, containing="grader/ or example folder")
+    assert problem.line == 4
 
 
 def test_it_refuses_a_symlink_leaving_the_course(course_dir: Path, tmp_path: Path) -> None:

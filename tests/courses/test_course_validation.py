@@ -308,6 +308,46 @@ def test_known_fence_names_and_an_empty_one_are_fine(course_dir: Path, fence: st
     assert problems_about(course_dir, "fence") == []
 
 
+PLAIN_NAMES = ["txt", "plaintext", "plain", "none", "nohighlight", "log", "output", "csv", "tsv", "env", "dotenv"]
+
+
+@pytest.mark.parametrize("name", PLAIN_NAMES)
+def test_a_plain_text_fence_name_is_fine_and_shows_escaped_text_under_its_name(course_dir: Path, name: str) -> None:
+    code = 'ts=12 level=error msg="<b>late</b>" & retried'
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", f"```{name}\n{code}\n```\n"))
+
+    result = load_course(course_dir)
+
+    assert [p for p in result.problems if "fence" in p.message] == []
+    found = next(item for item in result.course.lessons() if item.file == "unit-one/03-new.md")
+    assert f'<div class="code-label">{name}</div>' in found.html
+    # Plain text: escaped, and no highlighter spans (Pygments would colour "output" as program output).
+    assert '<code>ts=12 level=error msg="&lt;b&gt;late&lt;/b&gt;" &amp; retried</code>' in found.html
+
+
+def test_a_mermaid_fence_says_diagrams_are_not_drawn_and_what_to_use(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", "```mermaid\ngraph LR; a-->b\n```\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="```mermaid diagrams are not drawn")
+    assert problem.line == 4
+    assert "```stages" in problem.hint and "SVG figure" in problem.hint
+
+
+def test_a_math_fence_points_to_display_math_between_dollar_lines(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", "```math\nE = mc^2\n```\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="```math blocks are not typeset")
+    assert problem.line == 4
+    assert "$$" in problem.hint
+
+
+def test_a_name_close_only_to_a_less_common_language_still_gets_it(course_dir: Path) -> None:
+    write(course_dir, "unit-one/03-new.md", lesson("title: T\n", "```kotln\nval x = 1\n```\n"))
+
+    problem = the_problem(course_dir, file="unit-one/03-new.md", containing="unknown fence name 'kotln'")
+    assert "did you mean ```kotlin?" in problem.hint
+
+
 def test_only_the_first_word_of_the_info_string_is_the_name(course_dir: Path) -> None:
     write(course_dir, "unit-one/03-new.md", lesson("title: T\n", "```nosuchlang python\nx = 1\n```\n"))
 
