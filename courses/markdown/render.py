@@ -34,7 +34,7 @@ from courses.markdown.highlight import code_block_html, language_of
 from courses.markdown.sanitize import sanitize
 
 # Bump whenever the HTML for the same source changes: the importer keys its render cache on it.
-RENDERER_VERSION = "6"
+RENDERER_VERSION = "7"
 
 _ATTRIBUTION_RE = re.compile(r"^(?:—|--) +")
 
