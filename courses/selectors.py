@@ -369,16 +369,12 @@ def lesson_page(*, lesson: Lesson, user: User) -> LessonPage:
     logged-in readers add progress, enrollment and attempts: constant in the number of lessons.
     """
     enrollment = enrollment_get(user=user, course=lesson.course)
-    is_done = user.is_authenticated and LessonProgress.objects.filter(user=user, lesson=lesson).exists()
+    is_done = lesson_is_done(lesson_id=lesson.pk, user=user)
     graded: list[GradedQuiz] = []
     # Most lessons have no graded quiz: skip the query unless the rendered body holds a slot for one.
     if GRADED_QUIZ_SLOT_MARKER in lesson.html:
         quizzes = list(Quiz.objects.filter(lesson=lesson, graded=True).order_by("position"))
-        attempts_by_quiz: dict[int, list[QuizAttempt]] = defaultdict(list)
-        if user.is_authenticated and quizzes:
-            for attempt in QuizAttempt.objects.filter(quiz__in=quizzes, user=user).order_by("-created_at", "-id"):
-                attempts_by_quiz[attempt.quiz_id].append(attempt)
-        graded = [graded_quiz_build(quiz=quiz, user=user, attempts=attempts_by_quiz[quiz.id]) for quiz in quizzes]
+        graded = graded_quizzes_for_user(quizzes=quizzes, user=user)
     previous, following = _neighbours_cached(lesson)
     return LessonPage(
         lesson=lesson,
@@ -390,6 +386,20 @@ def lesson_page(*, lesson: Lesson, user: User) -> LessonPage:
         tracking=permissions.can_track_progress(user=user),
         enrollment=enrollment,
     )
+
+
+def graded_quizzes_for_user(*, quizzes: list[Quiz], user: User) -> list[GradedQuiz]:
+    """`quizzes` as `user` sees them (their attempts, what is left): one query for a logged-in user, none else."""
+    attempts_by_quiz: dict[int, list[QuizAttempt]] = defaultdict(list)
+    if user.is_authenticated and quizzes:
+        for attempt in QuizAttempt.objects.filter(quiz__in=quizzes, user=user).order_by("-created_at", "-id"):
+            attempts_by_quiz[attempt.quiz_id].append(attempt)
+    return [graded_quiz_build(quiz=quiz, user=user, attempts=attempts_by_quiz[quiz.id]) for quiz in quizzes]
+
+
+def lesson_is_done(*, lesson_id: int, user: User) -> bool:
+    """Whether `user` marked the lesson complete: one query for a logged-in user, none else."""
+    return user.is_authenticated and LessonProgress.objects.filter(user=user, lesson_id=lesson_id).exists()
 
 
 def graded_quiz_for_user(*, quiz: Quiz, user: User) -> GradedQuiz:
@@ -414,9 +424,16 @@ def lesson_has_marks(*, lesson: Lesson) -> bool:
 def lesson_marks(*, lesson: Lesson, user: User) -> dict[str, list[Any]]:
     """The reader's marks on `lesson` by key ("quiz:<key>" -> opened question ids, "checklist:<n>" -> ticked
     item indices): one query for a logged-in reader on a lesson with markable structures, none otherwise."""
-    if not user.is_authenticated or not lesson_has_marks(lesson=lesson):
+    if not lesson_has_marks(lesson=lesson):
         return {}
-    return dict(LessonMark.objects.filter(user=user, lesson=lesson).order_by("key").values_list("key", "value"))
+    return reader_marks_get(lesson_id=lesson.pk, user=user)
+
+
+def reader_marks_get(*, lesson_id: int, user: User) -> dict[str, list[Any]]:
+    """`lesson_marks` for a lesson known by id (the logged-in page's shared shell knows whether it has marks)."""
+    if not user.is_authenticated:
+        return {}
+    return dict(LessonMark.objects.filter(user=user, lesson_id=lesson_id).order_by("key").values_list("key", "value"))
 
 
 # --- course assets -------------------------------------------------------------------------------------------

@@ -270,18 +270,20 @@ def test_logged_in_pages_of_imported_courses_reuse_the_neighbours(imported_lesso
     client = logged_in(factories.user_create())
     url = lesson_url(imported_lesson)
     client.get(url)
-    # session, user, lesson, enrollment, progress, review-queue link, unread notifications
-    with django_assert_num_queries(7):
+    # session, user, course version (the shell's key), progress, review-queue link, unread notifications: the lesson
+    # row and its previous and next come with the shell, and the unused enrollment is no longer read
+    with django_assert_num_queries(6):
         body = client.get(url).content.decode()
     assert 'rel="prev"' in body and 'rel="next"' in body
 
 
-def test_personal_pages_are_not_cached(client, imported_lesson):
+def test_pages_with_a_session_or_messages_are_not_served_from_the_anonymous_cache(client, imported_lesson):
     url = lesson_url(imported_lesson)
     client.get(url)
     # Changed behind the cache's back (no new import), so only a freshly rendered page shows it.
     Lesson.objects.filter(pk=imported_lesson.pk).update(title="Fresh title")
     assert "Fresh title" not in client.get(url).content.decode()
+    # A logged-in reader's page is built from its own shell (tests/courses/test_lesson_page_fragments.py).
     assert "Fresh title" in logged_in(factories.user_create()).get(url).content.decode()
     client.cookies["messages"] = "pending"
     assert "Fresh title" in client.get(url).content.decode()
