@@ -191,11 +191,13 @@ def _networks(name: str) -> list[str]:
     return values
 
 
-# Caches. "default" is per process, for what each process may keep on its own (rendered lesson pages and lesson
-# neighbours, keyed by content version; losing them costs nothing). "shared" is seen by every process (Redis): the
-# throttles count there.
+# Caches. "default" is per process, for what each process may keep on its own (rendered lesson pages, the shells
+# of logged-in lesson pages and lesson neighbours, keyed by content version; losing them costs nothing). "shared"
+# is seen by every process (Redis): the throttles count there. A lesson takes up to three entries (page ~35 KB,
+# shell ~45 KB, neighbours <1 KB): Django's default of 300 would drop the least recently used third once 100 lessons
+# are read; 1,500 holds 500 lessons in at most ~40 MB a process.
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 1500}},
     "shared": _shared_cache("SHIPSHAPE_CACHE_URL", env_str("SHIPSHAPE_CACHE_URL", REDIS_URL)),
 }
 
