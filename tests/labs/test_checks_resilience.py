@@ -9,7 +9,9 @@
 """
 
 import json
+import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -533,14 +535,40 @@ def run_probe(root: Path, scenario: str, params: dict | None = None, *, command=
     argv = " ".join(command or [sys.executable, "service.py"])
     launcher = f"{sys.executable} -I -S {PROBE} --await-port {stub_port} 20 && exec {argv}"
     env = {"PORT": str(port), "UPSTREAM_URL": f"http://127.0.0.1:{stub_port}", "PATH": "/usr/bin:/bin"}
-    service = subprocess.Popen(["sh", "-c", f"({launcher}) >{log} 2>{err} </dev/null"], cwd=root, env=env)
+    # A session of its own: the service runs in a subshell of `sh`, and killing `sh` alone would leave it running.
+    service = subprocess.Popen(
+        ["sh", "-c", f"({launcher}) >{log} 2>{err} </dev/null"], cwd=root, env=env, start_new_session=True
+    )
     try:
         out = probe.stdout.read()
         probe.wait(timeout=120)
     finally:
-        service.kill()
+        os.killpg(service.pid, signal.SIGKILL)
         service.wait()
     return json.loads(out)
+
+
+def processes_in(root: Path) -> list[int]:
+    """Pids of this user's processes whose working directory is `root` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")) == root:
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours
+            continue
+    return found
+
+
+def test_the_probe_harness_leaves_no_service_running(tmp_path):
+    root = write_service(tmp_path, CHATTY)
+    run_probe(root, "health", output_cap=20_000)
+    deadline = time.monotonic() + 10
+    while processes_in(root.resolve()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # SIGKILL is delivered at once, but the kernel reaps the process asynchronously
+    assert processes_in(root.resolve()) == []
 
 
 def run_local(tmp_path: Path, variant: str, scenario: str, params: dict | None = None) -> tuple[dict, str]:
