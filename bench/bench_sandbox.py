@@ -1,4 +1,5 @@
-"""Sandbox overhead: a trivial check (`python -c pass`) in a fresh sandbox against the same as a bare process.
+"""Sandbox overhead: a trivial check (`python -c pass`) in a fresh sandbox against the same as a bare process, a raw
+`docker run --rm --network none` of the same image, and a sandbox taken from a warm pool (labs/sandbox/pool.py).
 
     SHIPSHAPE_DEV=1 uv run python bench/bench_sandbox.py [N]
 
@@ -7,6 +8,12 @@ sandbox run (create, start, the exec that copies the submission and runs the com
 with its phases; the same run up to its results when removal goes to the background (remove_in_background=True,
 what a caller that stores results before waiting for removal sees); and one exec into a running sandbox.
 Overhead = sandbox run - bare. The machine is shared: run it twice and compare with the load average.
+
+Pooled (issue 12; targets printed beside the figures): claim to first learner command (entering the block, which
+claims a pre-started container and sends it the submission, then `true` through the learner's agent) under 50 ms;
+a whole pooled run of the small program (until results, removal in the background as the orchestrator does) at
+most half of the raw `docker run`. The pool is refilled (and waited for) before each pooled run: these are warm
+pool figures; a burst larger than the pool falls back to fresh sandboxes.
 """
 
 import os
@@ -27,8 +34,11 @@ import django
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
+
 from labs.labspec import LimitsSpec  # noqa: E402
 from labs.sandbox import Sandbox  # noqa: E402
+from labs.sandbox.pool import pool_start, pool_stop  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -72,7 +82,10 @@ def main() -> None:
             started = time.perf_counter()
             box.exec(["python", "-c", "pass"], timeout_s=10)
             execs.append(time.perf_counter() - started)
+    raw = [_raw_docker_run() for _ in range(n)]
+    pooled, first_command, claim, agent_execs = _pooled_runs(n, limits, submission)
     b50, w50, g50, e50 = (statistics.median(x) * 1000 for x in (bare, whole, background, execs))
+    r50, p50, f50, c50, a50 = (statistics.median(x) * 1000 for x in (raw, pooled, first_command, claim, agent_execs))
     print(
         f"machine: {os.cpu_count()} cores, {_cpu_model()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
@@ -86,6 +99,59 @@ def main() -> None:
     print(f"overhead per run  p50 {w50 - b50:7.1f} ms   ratio {w50 / b50:5.1f}x")
     print(f"  bg removal      p50 {g50 - b50:7.1f} ms   ratio {g50 / b50:5.1f}x")
     print(f"overhead per exec p50 {e50 - b50:7.1f} ms   ratio {e50 / b50:5.1f}x")
+    print(
+        f"raw docker run    p50 {r50:7.1f} ms   p95 {pct(raw, 0.95) * 1000:7.1f} ms   (docker run --rm --network none)"
+    )
+    print("warm pool (issue 12):")
+    print(f"  claim + staging p50 {c50:7.1f} ms")
+    print(
+        f"  claim to first learner command p50 {f50:7.1f} ms   p95 {pct(first_command, 0.95) * 1000:7.1f} ms   target < 50 ms"
+    )
+    print(f"  exec via agent  p50 {a50:7.1f} ms   (a `docker exec`: {e50:.1f} ms)")
+    print(
+        f"  whole run       p50 {p50:7.1f} ms   p95 {pct(pooled, 0.95) * 1000:7.1f} ms   "
+        f"= {p50 / r50:.2f} of a raw docker run (target <= 0.50)"
+    )
+    print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def _raw_docker_run() -> float:
+    """`docker run --rm --network none IMAGE python -c pass`, as a person would type it."""
+    env = {**os.environ, "DOCKER_HOST": settings.DOCKER_HOST}
+    argv = ["docker", "run", "--rm", "--network", "none", settings.RUNNER_IMAGE, "python", "-c", "pass"]
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def _pooled_runs(n: int, limits, submission: Path) -> tuple[list[float], list[float], list[float], list[float]]:
+    pool = pool_start(size=2)
+    assert pool is not None
+    pool.claim(limits=limits, image_id="", labels={})  # say which limits are wanted (no entry has image "")
+    whole, first_command, claim, agent_execs = [], [], [], []
+    try:
+        for _ in range(n):
+            assert pool.fill(timeout=120), "the pool did not fill"
+            started = time.perf_counter()
+            with Sandbox(limits=limits, submission_dir=submission, remove_in_background=True) as box:
+                assert box.pooled, "the sandbox did not come from the pool"
+                claimed = time.perf_counter()
+                assert box.exec(["true"], timeout_s=10).exit_code == 0
+                first = time.perf_counter()
+                assert box.exec(["python", "-c", "pass"], timeout_s=10).exit_code == 0
+                box.resources()
+                done = time.perf_counter()
+                timed = time.perf_counter()
+                box.exec(["python", "-c", "pass"], timeout_s=10)
+                agent_execs.append(time.perf_counter() - timed)
+            # The small lab's run: claim, first command, the program, its resources (the timing exec excluded).
+            whole.append(done - started - (first - claimed))
+            first_command.append(first - started)
+            claim.append(claimed - started)
+            assert box.wait_removed(timeout=60)
+    finally:
+        pool_stop()
+    return whole, first_command, claim, agent_execs
 
 
 def _cpu_model() -> str:

@@ -32,6 +32,7 @@ import requests.exceptions
 from django.conf import settings
 
 from labs.errors import SandboxUnavailable
+from labs.sandbox.agents import AgentBroken, AgentConnection, AgentLost, AgentTimeout
 from labs.sandbox.limits import SandboxLimits
 
 logger = logging.getLogger(__name__)
@@ -232,6 +233,9 @@ class Sandbox:
         self._pids_max_seen = 0
         self._copy_pending = False
         self._copy_problem = ""  # once the copy failed, every later command raises it (never an empty /work)
+        # A pooled sandbox's agents (labs.sandbox.pool): commands go to them instead of a `docker exec` each.
+        self._agents: dict[str, AgentConnection | None] | None = None
+        self.pooled = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -266,7 +270,8 @@ class Sandbox:
             _forget_shared_client()
             raise SandboxUnavailable(f"cannot inspect runner image {self.image!r}: {exc}") from exc
         self.image_id = image.id
-        volumes = {str(PLATFORM_SANDBOX_DIR): {"bind": "/opt/shipshape", "mode": "ro"}}
+        if self._adopt_pooled():
+            return
         mounts = []
         if self.submission_dir:
             # A Mount, not a Binds entry: the engine refuses a missing source instead of creating it as an empty
@@ -275,57 +280,23 @@ class Sandbox:
             mounts.append(
                 docker.types.Mount(target="/submission", source=str(self.submission_dir), type="bind", read_only=True)
             )
-        lim = self.limits
-        memory = f"{lim.memory_mb}m"
         api = self._client.api
         try:
-            # The low-level calls: containers.create() would inspect the new container, a round trip we never use.
-            host_config = api.create_host_config(
-                binds=volumes,
-                mounts=mounts,
+            self.container_id = container_create(
+                api,
+                image=self.image,
+                limits=self.limits,
                 network_mode=self.network_mode,
-                read_only=True,
-                tmpfs={
-                    "/work": f"rw,exec,nosuid,nodev,size={lim.scratch_mb}m,nr_inodes={lim.scratch_inodes},"
-                    "uid=1000,gid=1000,mode=0755",
-                    "/tmp": f"rw,noexec,nosuid,nodev,size={TMP_MB}m,nr_inodes={TMP_INODES},mode=1777",
-                    # The grader's own space: its bundle and its scratch, unreadable to the learner (0700, uid 1001).
-                    "/grader": f"rw,noexec,nosuid,nodev,size={GRADER_BUNDLE_MB}m,uid=1001,gid=1001,mode=0700",
-                    GRADER_SCRATCH: f"rw,noexec,nosuid,nodev,size={GRADER_SCRATCH_MB}m,nr_inodes=4096,"
-                    "uid=1001,gid=1001,mode=0700",
-                },
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                pids_limit=lim.pids,
-                mem_limit=memory,
-                memswap_limit=memory,
-                nano_cpus=int(lim.cpus * 1e9),
-                ulimits=[
-                    docker.types.Ulimit(name="nofile", soft=lim.open_files, hard=lim.open_files),
-                    docker.types.Ulimit(name="fsize", soft=lim.file_size_mb << 20, hard=lim.file_size_mb << 20),
-                    docker.types.Ulimit(name="core", soft=0, hard=0),
-                ],
-                log_config=docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
-            )
-            self.container_id = api.create_container(
-                self.image,
-                command=["sleep", str(self._lifetime_s)],
-                detach=True,
-                # PID 1's child runs as grader so a learner's kill(-1) (run_limited --kill-leftovers) spares it.
-                user=USERS["grader"],
-                working_dir="/work",
-                environment=dict(BASE_ENV),
-                host_config=host_config,
+                mounts=mounts,
+                lifetime_s=self._lifetime_s,
                 labels={
                     MANAGED_LABEL: "1",
                     "shipshape.revision": str(self.revision_id or ""),
                     "shipshape.run": str(self.run_id or ""),
                     **self.extra_labels,
                 },
-                hostname="sandbox",
-            )["Id"]
+            )
             self.container = self._client.containers.prepare_model({"Id": self.container_id})
-            api.start(self.container_id)
         except docker.errors.ImageNotFound as exc:
             raise SandboxUnavailable(f"runner image {self.image!r} is missing: {exc}") from exc
         except _DOCKER_ERRORS as exc:
@@ -337,6 +308,61 @@ class Sandbox:
         # The first learner command copies the submission into /work itself (run_limited --copy-submission);
         # any other first command gets a copy exec of its own before it (see exec()).
         self._copy_pending = bool(self.copy_submission and self.submission_dir)
+
+    def _adopt_pooled(self) -> bool:
+        """Take a pre-started container from this process's pool when one matches; True when one was taken."""
+        from labs.sandbox.pool import process_pool
+
+        pool = process_pool()
+        if pool is None or self.network_mode != "none":
+            return False
+        if self.submission_dir and not self.submission_dir.is_dir():
+            raise SandboxUnavailable(
+                f"cannot start a sandbox container: the submission {self.submission_dir} is missing"
+            )
+        entry = pool.claim(limits=self.limits, image_id=self.image_id, labels=self.extra_labels)
+        if entry is None:
+            return False
+        self.container_id = entry.container_id
+        self.container = self._client.containers.prepare_model({"Id": entry.container_id})
+        self._agents = {"learner": entry.learner, "grader": entry.grader}
+        self.pooled = True
+        self._started = time.monotonic()
+        if self.submission_dir:
+            self._stage_submission(self.submission_dir)
+        if self.grader_dir:
+            self._stage_grader(self.grader_dir)
+        self._copy_pending = bool(self.copy_submission)
+        return True
+
+    def _stage_submission(self, submission_dir: Path) -> None:
+        """A pooled container has no bind mount: the submission travels as a tar to the grader's agent, which
+        writes it into /submission (a tmpfs the learner can read and not write), as the bind mount shows it."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for path in sorted(submission_dir.rglob("*")):
+                if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                    continue  # stored trees hold files and folders only
+                info = tarfile.TarInfo(path.relative_to(submission_dir).as_posix())
+                status = path.stat()
+                info.mode, info.mtime = status.st_mode & 0o777, int(status.st_mtime)
+                if path.is_dir():
+                    info.type = tarfile.DIRTYPE
+                    archive.addfile(info)
+                    continue
+                info.size = status.st_size
+                with path.open("rb") as handle:
+                    archive.addfile(info, handle)
+        staged = self._exec(
+            ["sh", "-c", "tar -x -C /submission --no-same-owner --delay-directory-restore"],
+            user="grader",
+            timeout_s=COPY_TIMEOUT_S,
+            stdin=buffer.getvalue(),
+        )
+        if staged.exit_code != 0:
+            raise SandboxUnavailable(
+                f"could not stage the submission (exit {staged.exit_code}): {staged.stderr[-500:]!r}"
+            )
 
     def _copy_now(self) -> None:
         self._copy_pending = False
@@ -400,6 +426,9 @@ class Sandbox:
                     self.container.reload()
                     self.final_state = dict(self.container.attrs.get("State", {}))
         container, self.container = self.container, None
+        for agent in (self._agents or {}).values():
+            if agent is not None:
+                agent.close()
         if self.remove_in_background and container is not None:
             threading.Thread(
                 target=self._remove, args=(container,), name=f"sandbox-remove-{self.container_id[:12]}"
@@ -494,6 +523,17 @@ class Sandbox:
         if copy_here:
             wrapped.append("--copy-submission")
         wrapped += ["--", *argv]
+        if self._agents is not None:
+            return self._exec_by_agent(
+                argv,
+                user=user,
+                timeout_s=timeout_s,
+                env=env,
+                workdir=workdir,
+                stdin=stdin,
+                kill_leftovers=kill_leftovers,
+                copy_here=copy_here,
+            )
         api = self._client.api
         started = time.monotonic()
         try:
@@ -548,6 +588,82 @@ class Sandbox:
         if user == "learner":
             self._note_limits(result, timeout_s)
         return result
+
+    def _exec_by_agent(
+        self,
+        argv: list[str],
+        *,
+        user: str,
+        timeout_s: float,
+        env: dict[str, str] | None,
+        workdir: str,
+        stdin: bytes | None,
+        kill_leftovers: bool,
+        copy_here: bool,
+    ) -> ExecResult:
+        """_exec for a pooled sandbox: a request to the user's agent, with the same deadline, cap and verdicts."""
+        cap = self.limits.output_bytes
+        started = time.monotonic()
+        host_deadline = started + timeout_s + HOST_GRACE_S + (COPY_TIMEOUT_S if copy_here else 0)
+        request = {
+            "op": "run",
+            "argv": list(argv),
+            "timeout": timeout_s,
+            "max_output": cap,
+            "kill_leftovers": kill_leftovers,
+            "copy_submission": copy_here,
+            "env": {**BASE_ENV, **(env or {})},
+            "workdir": workdir,
+        }
+        agent = self._agent(user)
+        try:
+            reply = agent.call(request, stdin or b"", deadline=host_deadline, cap=cap)
+        except (AgentTimeout, AgentBroken):
+            # As with a wrapper that does not end: the host kills the whole container.
+            self._kill_dead()
+            result = ExecResult(None, b"", b"", True, time.monotonic() - started, False)
+        except AgentLost:
+            # The agent died under its command: the learner's command can kill its own agent (same user), like
+            # it can kill run_limited. Reported as that command being killed; the next command gets a new agent.
+            self._agents[user] = None
+            if not self._container_running():
+                raise SandboxUnavailable("the sandbox container stopped while a command ran") from None
+            result = ExecResult(137, b"", b"", False, time.monotonic() - started, False)
+        else:
+            duration = time.monotonic() - started
+            code = reply.header.get("exit_code")
+            code = code if isinstance(code, int) else None
+            stdout, stderr = reply.stdout, reply.stderr
+            truncated = len(stdout) > cap or len(stderr) > cap
+            timed_out = code == TIMEOUT_EXIT and duration >= timeout_s - 0.2
+            result = ExecResult(code, stdout[:cap], stderr[:cap], timed_out, duration, truncated)
+            if copy_here and reply.header.get("copy_problem"):
+                self._copy_failed(result)
+        if user == "learner":
+            self._note_limits(result, timeout_s)
+        return result
+
+    def _agent(self, user: str) -> AgentConnection:
+        agent = self._agents.get(user)
+        if agent is not None and not agent.closed:
+            return agent
+        try:
+            # A new agent sweeps first what the command that killed the last one may have left running.
+            agent = AgentConnection.start(
+                self._client.api, self.container_id, user=USERS[user], env=dict(BASE_ENV), sweep=user == "learner"
+            )
+        except _DOCKER_ERRORS as exc:
+            _forget_shared_client()
+            raise SandboxUnavailable(f"could not start the sandbox's agent: {exc}") from exc
+        self._agents[user] = agent
+        return agent
+
+    def _container_running(self) -> bool:
+        try:
+            state = self._client.api.inspect_container(self.container_id).get("State", {})
+        except _DOCKER_ERRORS:
+            return False
+        return bool(state.get("Running"))
 
     def _note_limits(self, result: ExecResult, timeout_s: float) -> None:
         if result.exit_code in (137, -9) or result.exit_code is None:
@@ -669,6 +785,80 @@ class Sandbox:
             "peak_memory_bytes": self.peak_memory_bytes,
             "limits": self.limits.as_dict(),
         }
+
+
+def container_create(
+    api: docker.APIClient,
+    *,
+    image: str,
+    limits: SandboxLimits,
+    network_mode: str,
+    mounts: list,
+    lifetime_s: float,
+    labels: dict[str, str],
+    submission_tmpfs: bool = False,
+) -> str:
+    """Create and start one locked-down sandbox container; its id. Docker errors propagate to the caller.
+
+    The low-level calls: containers.create() would inspect the new container, a round trip we never use. A pooled
+    container (labs.sandbox.pool) is started before its submission exists: it gets /submission as a tmpfs the
+    grader's agent fills when the container is claimed (submission_tmpfs) instead of the read-only bind mount.
+    Everything else is the same for both, so a pooled sandbox has exactly the limits and isolation of a fresh one.
+    """
+    lim = limits
+    memory = f"{lim.memory_mb}m"
+    tmpfs = {
+        "/work": f"rw,exec,nosuid,nodev,size={lim.scratch_mb}m,nr_inodes={lim.scratch_inodes},"
+        "uid=1000,gid=1000,mode=0755",
+        "/tmp": f"rw,noexec,nosuid,nodev,size={TMP_MB}m,nr_inodes={TMP_INODES},mode=1777",
+        # The grader's own space: its bundle and its scratch, unreadable to the learner (0700, uid 1001).
+        "/grader": f"rw,noexec,nosuid,nodev,size={GRADER_BUNDLE_MB}m,uid=1001,gid=1001,mode=0700",
+        GRADER_SCRATCH: f"rw,noexec,nosuid,nodev,size={GRADER_SCRATCH_MB}m,nr_inodes=4096,"
+        "uid=1001,gid=1001,mode=0700",
+    }
+    if submission_tmpfs:
+        # Written once by the grader when the container is claimed; the learner can read it, never write it.
+        tmpfs["/submission"] = (
+            f"rw,nosuid,nodev,size={lim.scratch_mb}m,nr_inodes={lim.scratch_inodes},uid=1001,gid=1001,mode=0755"
+        )
+    host_config = api.create_host_config(
+        binds={str(PLATFORM_SANDBOX_DIR): {"bind": "/opt/shipshape", "mode": "ro"}},
+        mounts=mounts,
+        network_mode=network_mode,
+        read_only=True,
+        tmpfs=tmpfs,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        pids_limit=lim.pids,
+        mem_limit=memory,
+        memswap_limit=memory,
+        nano_cpus=int(lim.cpus * 1e9),
+        ulimits=[
+            docker.types.Ulimit(name="nofile", soft=lim.open_files, hard=lim.open_files),
+            docker.types.Ulimit(name="fsize", soft=lim.file_size_mb << 20, hard=lim.file_size_mb << 20),
+            docker.types.Ulimit(name="core", soft=0, hard=0),
+        ],
+        log_config=docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+    )
+    container_id = api.create_container(
+        image,
+        command=["sleep", str(int(lifetime_s))],
+        detach=True,
+        # PID 1's child runs as grader so a learner's kill(-1) (run_limited --kill-leftovers) spares it.
+        user=USERS["grader"],
+        working_dir="/work",
+        environment=dict(BASE_ENV),
+        host_config=host_config,
+        labels=labels,
+        hostname="sandbox",
+    )["Id"]
+    try:
+        api.start(container_id)
+    except BaseException:
+        with contextlib.suppress(*_DOCKER_ERRORS):
+            api.remove_container(container_id, force=True, v=True)
+        raise
+    return container_id
 
 
 def _signal_of(exit_code: int | None) -> int | None:

@@ -15,7 +15,8 @@ from django.db import connection
 from django.utils import timezone
 
 from labs.errors import SandboxUnavailable
-from labs.sandbox.environment import docker_client
+from labs.sandbox.environment import LIFETIME_MARGIN_S, docker_client
+from labs.sandbox.pool import POOL_LABEL, pool_owner_gone
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def containers_reap(*, live_runs: Callable[[Iterable[int]], set[int]], min_age_s
         logger.warning("reaper: %s", exc)
         return 0
     runless_age = settings.GRADING_MAX_WALL_SECONDS + 60 if min_age_s is None else min_age_s
+    pool_age = settings.SANDBOX_POOL_MAX_IDLE_SECONDS + settings.GRADING_MAX_WALL_SECONDS + 2 * LIFETIME_MARGIN_S
     own_db = database_label()
     removed = 0
     try:
@@ -47,8 +49,14 @@ def containers_reap(*, live_runs: Callable[[Iterable[int]], set[int]], min_age_s
         live = live_runs(run_ids) if run_ids else set()
         for container in mine:
             run_id = container.labels.get("shipshape.run", "")
+            pool_owner = container.labels.get(POOL_LABEL, "")
             if run_id.isdigit():
                 if int(run_id) in live:
+                    continue
+            elif pool_owner:
+                # Pre-started (labs.sandbox.pool): idle or serving a grading the label cannot name. Removed once
+                # its owner process is gone, or when it outlived an idle wait and a whole grading.
+                if not pool_owner_gone(pool_owner) and _age_s(container.attrs.get("Created", "")) < pool_age:
                     continue
             elif _age_s(container.attrs.get("Created", "")) < runless_age:
                 continue

@@ -32,6 +32,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 TIMEOUT_EXIT = 124
@@ -87,8 +88,9 @@ def _oom_first() -> None:
         pass
 
 
-def _pump(proc: subprocess.Popen, deadline: float, cap: int) -> bool:
-    """Copy the child's output until both pipes close or the deadline passes; True when it timed out."""
+def _pump(proc: subprocess.Popen, deadline: float, cap: int, write=os.write) -> bool:
+    """Copy the child's output (to write(1 or 2, data)) until both pipes close or the deadline passes; True when
+    it timed out."""
     selector = selectors.DefaultSelector()
     targets = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
     forwarded = {1: 0, 2: 0}
@@ -122,42 +124,55 @@ def _pump(proc: subprocess.Popen, deadline: float, cap: int) -> bool:
                 piece = data[:room]
                 forwarded[out] += len(piece)
                 with contextlib.suppress(OSError):
-                    os.write(out, piece)
+                    write(out, piece)
     return False
 
 
-def main() -> int:
-    try:
-        timeout, max_output, kill_leftovers, copy_submission, argv = _parse(sys.argv[1:])
-    except ValueError as exc:
-        print(f"run_limited: {exc}\n{USAGE}", file=sys.stderr)
-        return 2
-    if not argv:
-        print(f"run_limited: no command given\n{USAGE}", file=sys.stderr)
-        return 2
+def run(
+    argv: list[str],
+    *,
+    timeout: float,
+    max_output: int,
+    kill_leftovers: bool = False,
+    copy_submission: bool = False,
+    write=os.write,
+    on_copied=None,
+    env: dict | None = None,
+    cwd: str | None = None,
+    stdin: bytes | None = None,
+    inherit_stdin: bool = False,
+) -> tuple[int, str]:
+    """Run ARGV as described above; (exit code, copy problem). Output goes to write(1 or 2, data): this
+    process's stdout and stderr for the wrapper, buffers for the agent (agent.py)."""
     if kill_leftovers:
         with contextlib.suppress(OSError):
             os.kill(-1, signal.SIGKILL)
     if copy_submission:
         problem = _copy_submission()
         if problem:
-            print(f"run_limited: could not copy the submission into /work: {problem}", file=sys.stderr)
-            return COPY_FAILED_EXIT
-        os.write(1, COPY_OK)
+            write(2, f"run_limited: could not copy the submission into /work: {problem}\n".encode())
+            return COPY_FAILED_EXIT, problem
+        if on_copied is not None:
+            on_copied()
     deadline = time.monotonic() + timeout
     try:
         proc = subprocess.Popen(
             argv,
+            stdin=None if inherit_stdin else (subprocess.PIPE if stdin else subprocess.DEVNULL),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
             preexec_fn=_oom_first,
+            env=env,
+            cwd=cwd,
         )
     except OSError as exc:
         # The submission's command could not start: report like a shell would.
-        print(f"cannot run {argv[0]!r}: {exc.strerror}", file=sys.stderr)
-        return 127
-    timed_out = _pump(proc, deadline, max_output)
+        write(2, f"cannot run {argv[0]!r}: {exc.strerror}\n".encode())
+        return 127, ""
+    if stdin:
+        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
+    timed_out = _pump(proc, deadline, max_output, write)
     if not timed_out:
         # The pipes can close a moment before the process exits (or a child may close them and keep
         # running): wait for its exit before killing leftovers, or the kill would hit the child itself.
@@ -177,8 +192,36 @@ def main() -> int:
         proc.kill()
         code = proc.wait()
     if timed_out:
-        return TIMEOUT_EXIT
-    return 128 - code if code < 0 else code
+        return TIMEOUT_EXIT, ""
+    return (128 - code if code < 0 else code), ""
+
+
+def _feed(pipe, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        pipe.write(data)
+    with contextlib.suppress(OSError):
+        pipe.close()
+
+
+def main() -> int:
+    try:
+        timeout, max_output, kill_leftovers, copy_submission, argv = _parse(sys.argv[1:])
+    except ValueError as exc:
+        print(f"run_limited: {exc}\n{USAGE}", file=sys.stderr)
+        return 2
+    if not argv:
+        print(f"run_limited: no command given\n{USAGE}", file=sys.stderr)
+        return 2
+    code, _ = run(
+        argv,
+        timeout=timeout,
+        max_output=max_output,
+        kill_leftovers=kill_leftovers,
+        copy_submission=copy_submission,
+        on_copied=lambda: os.write(1, COPY_OK),
+        inherit_stdin=True,
+    )
+    return code
 
 
 if __name__ == "__main__":

@@ -20,3 +20,6 @@ os.environ.setdefault("SHIPSHAPE_DATA_DIR", str(TEST_DATA_DIR))
 # Throttle counters live in a cache shared by web processes (Redis in production); a test session keeps its own,
 # in-process, so tests never write counters into a developer's Redis. Tests of the shared cache start their own.
 os.environ.setdefault("SHIPSHAPE_CACHE_URL", "locmem://")
+# No pre-started sandboxes unless a test starts a pool itself: a pool's idle containers would count as containers
+# left behind. The pooled tests (tests/labs/test_sandbox_pool.py and the pooled hostile submissions) start one.
+os.environ.setdefault("SHIPSHAPE_SANDBOX_POOL_SIZE", "0")
