@@ -159,6 +159,15 @@ class Check:
     default_category: ClassVar[str] = "correctness"
     # True when the kind reads the lab's hidden grader/ folder; validate_course then requires one.
     needs_grader: ClassVar[bool] = False
+    # True when a run needs nothing an earlier check left in /work and leaves nothing a later one needs (it starts
+    # its own service, writes to a folder of its own): the orchestrator may then run it concurrently with other
+    # checks, in a sandbox of its own with the lab's limits (labs.grading.schedule). False keeps it in the lab's
+    # order in the run's main sandbox, after the checks before it: right for commands that may build on each
+    # other, and cheapest for checks that only read the submission's files.
+    runs_alone: ClassVar[bool] = False
+    # Roughly how long one run takes on an idle machine, in seconds: only orders concurrent checks (longest first,
+    # so the longest does not start last). Never a limit.
+    expected_s: ClassVar[float] = 1.0
 
     def __init__(self, *, check_id: str, args: dict[str, Any], points: float) -> None:
         self.check_id = check_id

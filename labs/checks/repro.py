@@ -726,6 +726,8 @@ class PinnedDependencies(SubmissionFileCheck):
 @register
 class OfflineInstall(SubmissionFileCheck):
     kind = "repro.offline_install"
+    runs_alone = True  # it installs in a grader sandbox of its own; nothing reads what it installed
+    expected_s = 2.5
     file_arg, default_file, file_what = "lock_file", "requirements.lock", "the lock file's path in the submission"
 
     def missing(self, name: str) -> CheckOutcome:
@@ -795,6 +797,8 @@ class OfflineInstall(SubmissionFileCheck):
 
 class _TrainCheck(Check):
     default_category = "reproducibility"
+    # Every run writes to a fresh output folder of its own (_out_dir) and reads only the submission's files.
+    runs_alone = True
 
     @classmethod
     def validate_args(cls, args: dict[str, Any]) -> list[str]:
@@ -873,6 +877,7 @@ class _TrainCheck(Check):
 @register
 class DeterministicOutput(_TrainCheck):
     kind = "repro.deterministic_output"
+    expected_s = 2.5  # three runs, one in a fresh sandbox
 
     def run(self, ctx: GradingContext) -> CheckOutcome:
         seed = int(self.args.get("seed", 42))

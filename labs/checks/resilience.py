@@ -660,6 +660,8 @@ class ServiceCheck(Check):
     default_category = "resilience"
     scenario: str = ""
     hint_text: str = ""
+    # Each run starts its own service and upstream stub on ports of its own, and stops them when it ends.
+    runs_alone = True
 
     @classmethod
     def validate_args(cls, args: dict[str, Any]) -> list[str]:
@@ -845,6 +847,7 @@ class Retries(ServiceCheck):
 @register
 class Backoff(ServiceCheck):
     kind = "resilience.backoff"
+    expected_s = 5.0  # rounds of nine requests until the noise lets it decide
     scenario = "backoff"
     hint_text = (
         "Wait base * 2**attempt between attempts, with a random part (jitter) of at least 10 % of the wait, "
@@ -916,6 +919,7 @@ class Backoff(ServiceCheck):
 @register
 class Timeout(ServiceCheck):
     kind = "resilience.timeout"
+    expected_s = 3.5  # a slow upstream, cut at the service's own deadline
     scenario = "timeout"
     hint_text = "Pass timeout= to every upstream call (at most 1 s) and keep retries inside the answer's time budget."
     fails_unanswered = False
@@ -946,6 +950,7 @@ class Fallback(ServiceCheck):
 @register
 class CircuitBreaker(ServiceCheck):
     kind = "resilience.circuit_breaker"
+    expected_s = 8.0  # waits out the service's cool-down (at least min_open_s)
     scenario = "circuit_breaker"
     hint_text = (
         "Count consecutive failed calls; after 5, skip the upstream for a cool-down (at least 5 s, at most 30 s), "

@@ -16,11 +16,17 @@ error, retried with a backoff; if it persists the revision waits in `error` ("ne
 
 Hidden checks run in a sandbox of their own, so nothing the submission does while one runs (files it writes, the
 hidden tests it reads) reaches a later visible check; their log is stored apart from the visible log.
+
+Independent checks run at the same time (labs.grading.schedule, at most GRADING_PARALLEL_CHECKS at once): a hidden
+check, or one whose kind `runs_alone`, in a sandbox of its own with the lab's full limits; the others in the lab's
+order in the main sandbox. Checks decide in their threads; everything written to the database (progress, each
+result as it ends) is written here, on the calling thread, and results, logs and limits are kept in the lab's
+order whatever order the checks ended in. Limits the learner hit in a sandbox of its own count for the run like
+those of the main sandbox (visible checks) or like a hidden check's (hidden ones).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,6 +34,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import Error as DatabaseError
 from django.db import connection
 
@@ -35,10 +42,11 @@ from labs.bundles import grader_materialize
 from labs.checks.base import CheckOutcome, GradingContext, check_kind
 from labs.errors import PlatformError
 from labs.grading import state as grading_state
+from labs.grading.schedule import own_sandbox, plan_checks, run_checks
 from labs.grading.scoring import score_results
 from labs.labspec import CheckSpec, LabSpec
 from labs.models import CheckResult, GradingRun, Revision
-from labs.sandbox import Sandbox, SandboxLimits, clean_output
+from labs.sandbox import LimitEvent, Sandbox, SandboxLimits, clean_output
 from labs.sandbox.reaper import database_label
 from labs.storage import tree_materialize
 from labs.telemetry import grading_run_observe
@@ -140,6 +148,17 @@ def _sandbox(state: RunState, labels: dict[str, str]) -> Sandbox:
     )
 
 
+@dataclass
+class _Ran:
+    """What one check concluded, computed in whichever thread ran it; stored by _store_check on the calling one."""
+
+    outcome: CheckOutcome
+    ours: bool  # crashed or misconfigured: our failure
+    duration_ms: int
+    limit_events: list[LimitEvent] = field(default_factory=list)  # the learner hit these during this check
+    peak_memory_bytes: int | None = None  # of a visible check's own sandbox
+
+
 def _grade_in_sandbox(state: RunState) -> None:
     labels = {"shipshape.db": database_label()}
     with _sandbox(state, labels) as box:
@@ -157,24 +176,57 @@ def _grade_in_sandbox(state: RunState) -> None:
             deadline=time.monotonic() + state.limits.wall_seconds,
             sandbox_labels=labels,
         )
-        hidden_events = []
-        for position, check_spec in enumerate(state.spec.checks):
-            grading_state.run_check_started(run=state.run, position=position)
-            if check_spec.visibility == "hidden":
-                hidden_events += _run_hidden_check(ctx, state, position, check_spec)
-            else:
-                state.results.append(_run_check(ctx, state, position, check_spec))
+        checks = state.spec.checks
+
+        def in_main(position: int) -> _Ran:
+            # Only the in-order chain's thread uses the main sandbox, so what it noted meanwhile is this check's.
+            noted = len(box.limit_events)
+            ran = _check_run(ctx, state, checks[position])
+            ran.limit_events = list(box.limit_events[noted:])
+            return ran
+
+        def in_own(position: int) -> _Ran:
+            with own_sandbox(ctx) as (own_ctx, own_box):
+                ran = _check_run(own_ctx, state, checks[position])
+                if checks[position].visibility != "hidden":
+                    ran.peak_memory_bytes = own_box.resources().get("peak_memory_bytes")
+            ran.limit_events = list(own_box.limit_events)
+            return ran
+
+        ran = run_checks(
+            plan_checks(checks, parallel=settings.GRADING_PARALLEL_CHECKS),
+            in_main=in_main,
+            in_own=in_own,
+            started=lambda position: grading_state.run_check_started(run=state.run, position=position),
+            finished=lambda position, done: _store_check(ctx, state, position, checks[position], done),
+        ).results
         grading_state.run_phase_mark(run=state.run, phase=GradingRun.Phase.CHECKS_FINISHED)
+        _in_lab_order(state, ran)
+        visible = [e for p in sorted(ran) if checks[p].visibility != "hidden" for e in ran[p].limit_events]
+        hidden = [e for p in sorted(ran) if checks[p].visibility == "hidden" for e in ran[p].limit_events]
         state.resources = box.resources()
-        state.resources["limits_hit"] = [{"reason": e.reason, "message": e.message} for e in box.limit_events]
-        _note_stopping_limit(state, visible=box.limit_events, hidden=hidden_events)
+        peaks = [state.resources.get("peak_memory_bytes"), *(r.peak_memory_bytes for r in ran.values())]
+        if any(peak is not None for peak in peaks):
+            state.resources["peak_memory_bytes"] = max(peak for peak in peaks if peak is not None)
+        state.resources["limits_hit"] = [{"reason": e.reason, "message": e.message} for e in _once_per_reason(visible)]
+        _note_stopping_limit(state, visible=visible, hidden=hidden)
 
 
-def _run_hidden_check(ctx: GradingContext, state: RunState, position: int, check_spec: CheckSpec) -> list:
-    """A hidden check, in a sandbox of its own; returns the limits the submission hit there."""
-    with _sandbox(state, ctx.sandbox_labels) as box:
-        state.results.append(_run_check(dataclasses.replace(ctx, sandbox=box), state, position, check_spec))
-    return list(box.limit_events)
+def _in_lab_order(state: RunState, ran: dict[int, _Ran]) -> None:
+    """Results, logs and our failures as the lab lists its checks, whatever order the checks ended in."""
+    position_of = {result.check_id: result.position for result in state.results}
+    state.results.sort(key=lambda result: result.position)
+    state.our_failures.sort(key=lambda check_id: position_of.get(check_id, -1))
+    state.log_parts = [_log_section(r) for r in state.results if not r.hidden_until_due]
+    state.hidden_log_parts = [_log_section(r) for r in state.results if r.hidden_until_due]
+
+
+def _once_per_reason(events: list[LimitEvent]) -> list[LimitEvent]:
+    # Each sandbox notes a reason once; several sandboxes may each have noted the same one.
+    kept: dict[str, LimitEvent] = {}
+    for event in events:
+        kept.setdefault(event.reason, event)
+    return list(kept.values())
 
 
 def _note_stopping_limit(state: RunState, *, visible: list, hidden: list) -> None:
@@ -195,9 +247,16 @@ def _note_stopping_limit(state: RunState, *, visible: list, hidden: list) -> Non
         )
 
 
-def _run_check(ctx: GradingContext, state: RunState, position: int, check_spec: CheckSpec) -> CheckResult:
+def _check_run(ctx: GradingContext, state: RunState, check_spec: CheckSpec) -> _Ran:
+    """Run one check; safe in any thread (it writes nothing to the database or to `state`)."""
     started = time.monotonic()
-    outcome = _outcome(ctx, state, check_spec)
+    outcome, ours = _outcome(ctx, state, check_spec)
+    return _Ran(outcome, ours, int((time.monotonic() - started) * 1000))
+
+
+def _store_check(ctx: GradingContext, state: RunState, position: int, check_spec: CheckSpec, ran: _Ran) -> None:
+    """Store a check's result as soon as it ends, so the page shows it live (on the grading's own thread)."""
+    outcome = ran.outcome
     max_points = float(check_spec.points)
     points = max(0.0, min(float(outcome.points), max_points)) if outcome.status in ("pass", "fail") else 0.0
     result = grading_state.result_store(
@@ -214,42 +273,40 @@ def _run_check(ctx: GradingContext, state: RunState, position: int, check_spec: 
         hint_url=ctx.lesson_url(check_spec.lesson)[:500],
         evidence=outcome.evidence if isinstance(outcome.evidence, dict) else {},
         hidden_until_due=check_spec.visibility == "hidden",
-        duration_ms=int((time.monotonic() - started) * 1000),
+        duration_ms=ran.duration_ms,
     )
-    if outcome.status == "error" and check_spec.id not in state.our_failures:
+    state.results.append(result)
+    if (ran.ours or outcome.status == "error") and check_spec.id not in state.our_failures:
         # Undecided is ours: never scored, the run is retried (see the module docstring).
-        logger.warning("check %s of revision %s could not decide: %s", check_spec.id, state.revision.pk, result.message)
+        if not ran.ours:
+            logger.warning(
+                "check %s of revision %s could not decide: %s", check_spec.id, state.revision.pk, result.message
+            )
         state.our_failures.append(check_spec.id)
-    parts = state.hidden_log_parts if check_spec.visibility == "hidden" else state.log_parts
-    parts.append(_log_section(result))
-    return result
 
 
-def _outcome(ctx: GradingContext, state: RunState, check_spec: CheckSpec) -> CheckOutcome:
-    """What one check concluded. Our failures (a crash, bad args) are collected so the whole run is retried."""
+def _outcome(ctx: GradingContext, state: RunState, check_spec: CheckSpec) -> tuple[CheckOutcome, bool]:
+    """What one check concluded, and whether that is our failure (a crash, bad args: the whole run is retried)."""
     cls = check_kind(check_spec.kind)
     if cls is None:
         logger.error("check %s of lab %s has an unknown kind %r", check_spec.id, state.revision.lab_id, check_spec.kind)
-        state.our_failures.append(check_spec.id)
-        return CheckOutcome("error", ERROR_MESSAGE)
+        return CheckOutcome("error", ERROR_MESSAGE), True
     if ctx.remaining_s() <= 0.1:
         ctx.sandbox.note_limit("timeout", f"timed out after {ctx.limits.wall_seconds} s (the whole grading run)")
         return CheckOutcome(
             "skipped", f"Not run: the grading run used its whole wall-clock budget of {ctx.limits.wall_seconds} s."
-        )
+        ), False
     args = dict(check_spec.args)
     if problems := cls.validate_args(args):
         logger.error("check %s of lab %s has invalid args: %s", check_spec.id, state.revision.lab_id, problems)
-        state.our_failures.append(check_spec.id)
-        return CheckOutcome("error", ERROR_MESSAGE, evidence={"lab_problems": problems})
+        return CheckOutcome("error", ERROR_MESSAGE, evidence={"lab_problems": problems}), True
     try:
-        return cls(check_id=check_spec.id, args=args, points=float(check_spec.points)).run(ctx)
+        return cls(check_id=check_spec.id, args=args, points=float(check_spec.points)).run(ctx), False
     except PlatformError:
         raise
     except Exception:
         logger.exception("check %s (%s) crashed on revision %s", check_spec.id, check_spec.kind, state.revision.pk)
-        state.our_failures.append(check_spec.id)
-        return CheckOutcome("error", ERROR_MESSAGE)
+        return CheckOutcome("error", ERROR_MESSAGE), True
 
 
 def _raise_our_failures(state: RunState) -> None:
