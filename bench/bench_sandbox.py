@@ -125,9 +125,8 @@ def _raw_docker_run() -> float:
 
 
 def _pooled_runs(n: int, limits, submission: Path) -> tuple[list[float], list[float], list[float], list[float]]:
-    pool = pool_start(size=2)
+    pool = pool_start(size=2, default_limits=limits, labels={})
     assert pool is not None
-    pool.claim(limits=limits, image_id="", labels={})  # say which limits are wanted (no entry has image "")
     whole, first_command, claim, agent_execs = [], [], [], []
     try:
         for _ in range(n):

@@ -163,6 +163,21 @@ def docker_client() -> docker.DockerClient:
     return client
 
 
+_pool: tuple[int, Any] | None = None  # (pid, labs.sandbox.pool.SandboxPool): set by pool_start
+
+
+def pool_use(pool: Any) -> None:
+    """Make `pool` the one this process's sandboxes claim from (None: none). Called by labs.sandbox.pool."""
+    global _pool
+    _pool = (os.getpid(), pool) if pool is not None else None
+
+
+def pool_in_use() -> Any:
+    """This process's pool, or None (a forked child never claims from its parent's)."""
+    current = _pool
+    return current[1] if current is not None and current[0] == os.getpid() else None
+
+
 _shared: tuple[int, str, docker.DockerClient] | None = None
 _shared_lock = threading.Lock()
 
@@ -311,9 +326,7 @@ class Sandbox:
 
     def _adopt_pooled(self) -> bool:
         """Take a pre-started container from this process's pool when one matches; True when one was taken."""
-        from labs.sandbox.pool import process_pool
-
-        pool = process_pool()
+        pool = pool_in_use()
         if pool is None or self.network_mode != "none":
             return False
         if self.submission_dir and not self.submission_dir.is_dir():

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import docker
 from django.conf import settings
 
+from labs.sandbox import environment
 from labs.sandbox.agents import AgentConnection
 from labs.sandbox.environment import (
     _DOCKER_ERRORS,
@@ -304,24 +305,25 @@ class SandboxPool:
                 self._forget_client()
 
 
-_process_pool: tuple[int, SandboxPool] | None = None
 _process_lock = threading.Lock()
 
 
 def process_pool() -> SandboxPool | None:
     """This process's pool, if one was started here (a forked child never uses its parent's)."""
-    current = _process_pool
-    if current is None or current[0] != os.getpid():
-        return None
-    return current[1]
+    return environment.pool_in_use()
 
 
-def pool_start(*, size: int | None = None, max_idle_s: float | None = None) -> SandboxPool | None:
-    """Start this process's pool (settings.SANDBOX_POOL_SIZE containers unless `size`); None when the size is 0."""
-    global _process_pool
-    from labs.labspec import LimitsSpec
-    from labs.sandbox.reaper import database_label
+def pool_start(
+    *,
+    default_limits: SandboxLimits,
+    labels: dict[str, str],
+    size: int | None = None,
+    max_idle_s: float | None = None,
+) -> SandboxPool | None:
+    """Start this process's pool (settings.SANDBOX_POOL_SIZE containers unless `size`); None when the size is 0.
 
+    `default_limits` are filled first, the labs' defaults (a lab's own limits are learned as sandboxes ask for
+    them); `labels` are those the sandboxes that may take a pooled container ask for (the database's label)."""
     size = settings.SANDBOX_POOL_SIZE if size is None else size
     if size <= 0:
         return None
@@ -331,20 +333,19 @@ def pool_start(*, size: int | None = None, max_idle_s: float | None = None) -> S
         pool = SandboxPool(
             size=size,
             max_idle_s=settings.SANDBOX_POOL_MAX_IDLE_SECONDS if max_idle_s is None else max_idle_s,
-            labels={"shipshape.db": database_label()},
-            default_limits=LimitsSpec().sandbox_limits(),
+            labels=dict(labels),
+            default_limits=default_limits,
         )
         pool.start()
-        _process_pool = (os.getpid(), pool)
+        environment.pool_use(pool)
         return pool
 
 
 def pool_stop() -> None:
     """Drain this process's pool (worker shutdown, tests)."""
-    global _process_pool
     with _process_lock:
         pool = process_pool()
-        _process_pool = None
+        environment.pool_use(None)
     if pool is not None:
         pool.stop()
 
@@ -361,16 +362,3 @@ def pool_owner_gone(label: str) -> bool:
     except PermissionError:
         return False
     return False
-
-
-def worker_pool_start(**_: object) -> None:
-    """worker_process_init receiver (labs.apps): a Celery pool process starts its own pool."""
-    try:
-        pool_start()
-    except Exception:  # grading still works without a pool: every sandbox starts fresh
-        logger.exception("sandbox pool: could not start; sandboxes will start when needed")
-
-
-def worker_pool_stop(**_: object) -> None:
-    """worker_process_shutdown receiver: the idle containers go with the process."""
-    pool_stop()

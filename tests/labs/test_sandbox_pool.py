@@ -22,10 +22,8 @@ DOCKERD_PRIVATE = REPO_ROOT / "bin" / "dockerd-private.sh"
 
 
 def _pool(size: int = 2, limits: SandboxLimits = LIMITS) -> SandboxPool:
-    pool = pool_start(size=size)
+    pool = pool_start(size=size, default_limits=limits, labels=LABELS)
     assert pool is not None and process_pool() is pool
-    pool.labels["shipshape.db"] = LABELS["shipshape.db"]
-    pool._demand = {limits: time.monotonic()}
     assert pool.fill(timeout=120), pool.stats
     return pool
 
