@@ -9,7 +9,9 @@ by logged-in readers is cached once warm, and their own parts (progress, marks, 
 Everything lives in a temporary directory: its own SQLite database, data and static directories. The course
 has 200 lessons whose body is a real lesson of the sample course, rendered by the real Markdown renderer. The
 load generator is a few processes opening one connection per request (gunicorn's sync workers close every
-connection), so its own cost is the same for both targets and the ratio is the figure to compare.
+connection), so its own cost is the same for both targets and the ratio is the figure to compare. A private
+redis-server on a free loopback port is the shared cache, as in production (sessions and the header's cached facts
+live there: docs/architecture.md, "Request path").
 """
 
 from __future__ import annotations
@@ -58,8 +60,12 @@ def _lesson_source() -> str:
     return text
 
 
+REDIS_PORT = free_port()
+
+
 def _environment(tmp: Path) -> dict[str, str]:
-    return server_environment(tmp)
+    redis_url = f"redis://127.0.0.1:{REDIS_PORT}/0"
+    return server_environment(tmp, REDIS_URL=redis_url, SHIPSHAPE_CACHE_URL=redis_url)
 
 
 def _course_build(tmp: Path) -> str:
@@ -157,6 +163,11 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="shipshape-bench-lesson-"))
     proc = None
+    sys.path.insert(0, str(REPO))
+    from tests.conftest import RedisServer
+
+    redis = RedisServer(data_dir=tmp / "redis", port=REDIS_PORT)
+    redis.start()
     try:
         lesson_path = _course_build(tmp)
         cookie = _learner_cookie()
@@ -216,6 +227,7 @@ def main() -> int:
     finally:
         if proc is not None:
             gunicorn_stop(proc)
+        redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

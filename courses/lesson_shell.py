@@ -181,7 +181,7 @@ def reader_page(request: HttpRequest, course_slug: str, unit_slug: str, lesson_s
     token = get_token(request)  # the requesting session's, and it sets the CSRF cookie when missing
     state = "done" if selectors.lesson_is_done(lesson_id=shell.lesson_id, user=user) else "todo"
     header = navigation(request)
-    unread = header["unread_notifications"]()
+    unread = header["unread_notifications"]
     values: dict[str, str | tuple[str, ...]] = {
         "csrf": token,
         "nav": shell.variants[_nav_variant(header["show_review_queue"], user.is_staff, unread > 0)],

@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
+from django.core.cache import caches
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from core.errors import LearnerError
 from notifications.models import EmailAddress, Notification
+from notifications.selectors import account_header_keys
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +62,42 @@ def notification_mark_read(*, notification: Notification) -> None:
     if notification.read_at is None:
         notification.read_at = timezone.now()
         Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=notification.read_at)
+        account_header_invalidate(user_id=notification.user_id)
 
 
 def notifications_mark_all_read(*, user: AbstractBaseUser) -> int:
-    return Notification.objects.filter(user=user, read_at__isnull=True).update(read_at=timezone.now())
+    marked = Notification.objects.filter(user=user, read_at__isnull=True).update(read_at=timezone.now())
+    account_header_invalidate(user_id=user.pk)
+    return marked
+
+
+# --- the header's cached facts -------------------------------------------------------------------------------------
+
+
+def account_header_invalidate(*, user_id: int) -> None:
+    """Forget the header facts cached for a user (unread count, review-queue link): call after any write that may
+    change them. Saved and deleted notifications and enrollments call it by themselves (notifications.signals);
+    writes through `QuerySet.update()` send no signal and call it here.
+
+    The version is bumped now and again once the transaction commits: a page read between the two, which still
+    sees the old rows, stores its facts under the first bump's version, which the second makes unused.
+    """
+    _account_header_bump(user_id)
+    transaction.on_commit(lambda: _account_header_bump(user_id), robust=True)
+
+
+def _account_header_bump(user_id: int) -> None:
+    version_key, _ = account_header_keys(user_id=user_id)
+    shared = caches["shared"]
+    try:
+        shared.incr(version_key)
+    except ValueError:
+        pass  # no version yet (or it expired): the next read starts a new one, which no stored facts match
+    except Exception:
+        # Redis unreachable from here: readers who cannot reach it either read the database. Facts Redis still
+        # holds under the unchanged version can be shown until they expire (ACCOUNT_HEADER_SECONDS) — the one
+        # case where a stale count outlives a write.
+        logger.exception("bumping the header version of user %s failed", user_id)
 
 
 # --- email addresses -------------------------------------------------------------------------------------------
@@ -152,7 +186,9 @@ def email_address_verify(*, token: str) -> EmailAddress:
         ) from exc
     user_id, email = (payload.get("user"), payload.get("email")) if isinstance(payload, dict) else (None, None)
     with transaction.atomic():
-        address = EmailAddress.objects.select_for_update(of=("self",)).select_related("user").filter(user_id=user_id).first()
+        address = (
+            EmailAddress.objects.select_for_update(of=("self",)).select_related("user").filter(user_id=user_id).first()
+        )
         if address is None or address.email != email:
             raise EmailVerificationRefused(
                 "This link is for an address that is no longer on the account.",

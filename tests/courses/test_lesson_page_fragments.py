@@ -103,9 +103,9 @@ def test_the_second_reader_is_served_from_the_shell(lesson, ada, bob, django_ass
     logged_in(ada).get(lesson_url(lesson))
     client = logged_in(bob)
     client.get(reverse("catalog"))  # loads the session once, as a reader arriving from another page has
-    # session, user, course version, progress, review-queue link, unread notifications, marks, quiz attempts:
-    # no lesson, no quiz row, no previous or next
-    with django_assert_num_queries(8):
+    # session, user, course version, progress, marks, quiz attempts: no lesson, no quiz row, no previous or next,
+    # and the header's review-queue link and unread count come from the shared cache (tests/test_header_cache.py)
+    with django_assert_num_queries(6):
         body = client.get(lesson_url(lesson)).content.decode()
     bob_sees_nothing_of_ada(body)
 
@@ -189,8 +189,8 @@ def test_queries_stay_constant_as_lessons_attempts_and_marks_grow(django_assert_
             LessonMark.objects.create(user=user, lesson=lesson, key=f"checklist:{n}", value=[0])
         client = logged_in(user)
         client.get(lesson_url(lesson))  # builds the shell
-        # session, user, course version, progress, review-queue link, unread notifications, marks, attempts
-        with django_assert_num_queries(8) as captured:
+        # session, user, course version, progress, marks, attempts (the header's facts: the shared cache)
+        with django_assert_num_queries(6) as captured:
             body = client.get(lesson_url(lesson)).content.decode()
         counts.append(len(captured.captured_queries))
         assert body.count("graded-quiz card") == size
