@@ -166,10 +166,11 @@ def _shell_fill(parts: tuple[str, ...], values: dict[str, str | tuple[str, ...]]
 def reader_page(request: HttpRequest, course_slug: str, unit_slug: str, lesson_slug: str) -> HttpResponse:
     """The lesson page of a logged-in reader: the shared shell (cached per import) with their own fragments.
 
-    Queries: the course version, then the reader's progress, the review-queue link and the unread count, plus
-    their marks on a lesson with something to mark and their attempts on one with graded quizzes: constant in
-    the number of lessons, quizzes, attempts and marks. A course never imported has no version to key the
-    shell by, so it is built per request (the lesson, its graded quizzes, previous and next on top).
+    Queries: the course version, then the reader's progress and marks (one query), plus their attempts on a
+    lesson with graded quizzes: constant in the number of lessons, quizzes, attempts and marks. The header's
+    review-queue link and unread count come from the shared cache (config.context_processors.navigation). A
+    course never imported has no version to key the shell by, so it is built per request (the lesson, its graded
+    quizzes, previous and next on top).
     """
     key = _shell_key(course_slug, unit_slug, lesson_slug)
     shell = cache.get(key) if key is not None else None
@@ -179,7 +180,8 @@ def reader_page(request: HttpRequest, course_slug: str, unit_slug: str, lesson_s
             cache.set(key, shell, timeout=SHELL_CACHE_SECONDS)
     user = request.user
     token = get_token(request)  # the requesting session's, and it sets the CSRF cookie when missing
-    state = "done" if selectors.lesson_is_done(lesson_id=shell.lesson_id, user=user) else "todo"
+    reader = selectors.reader_state_get(lesson_id=shell.lesson_id, user=user, with_marks=shell.has_marks)
+    state = "done" if reader.done else "todo"
     header = navigation(request)
     unread = header["unread_notifications"]
     values: dict[str, str | tuple[str, ...]] = {
@@ -192,7 +194,7 @@ def reader_page(request: HttpRequest, course_slug: str, unit_slug: str, lesson_s
         "marks": "",
     }
     if shell.has_marks:
-        values["marks"] = json_script(selectors.reader_marks_get(lesson_id=shell.lesson_id, user=user), "reader-marks")
+        values["marks"] = json_script(reader.marks, "reader-marks")
     graded = selectors.graded_quizzes_for_user(quizzes=list(shell.quizzes), user=user)
     for index, quiz in enumerate(graded):
         context = {"lesson": shell.address, "gq": quiz, "csrf_token": token}

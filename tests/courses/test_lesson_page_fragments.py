@@ -12,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from courses import selectors
 from courses.models import Course, Enrollment, Lesson, LessonMark, LessonProgress, QuizAttempt
 from notifications.models import Notification
 from tests.courses import factories
@@ -103,9 +104,10 @@ def test_the_second_reader_is_served_from_the_shell(lesson, ada, bob, django_ass
     logged_in(ada).get(lesson_url(lesson))
     client = logged_in(bob)
     client.get(reverse("catalog"))  # loads the session once, as a reader arriving from another page has
-    # session, user, course version, progress, marks, quiz attempts: no lesson, no quiz row, no previous or next,
-    # and the header's review-queue link and unread count come from the shared cache (tests/test_header_cache.py)
-    with django_assert_num_queries(6):
+    # session, user, course version, progress and marks (one query), quiz attempts: no lesson, no quiz row, no
+    # previous or next, and the header's review-queue link and unread count come from the shared cache
+    # (tests/test_header_cache.py)
+    with django_assert_num_queries(5):
         body = client.get(lesson_url(lesson)).content.decode()
     bob_sees_nothing_of_ada(body)
 
@@ -189,10 +191,57 @@ def test_queries_stay_constant_as_lessons_attempts_and_marks_grow(django_assert_
             LessonMark.objects.create(user=user, lesson=lesson, key=f"checklist:{n}", value=[0])
         client = logged_in(user)
         client.get(lesson_url(lesson))  # builds the shell
-        # session, user, course version, progress, marks, attempts (the header's facts: the shared cache)
-        with django_assert_num_queries(6) as captured:
+        # session, user, course version, progress and marks (one query), attempts (the header: the shared cache)
+        with django_assert_num_queries(5) as captured:
             body = client.get(lesson_url(lesson)).content.decode()
         counts.append(len(captured.captured_queries))
         assert body.count("graded-quiz card") == size
         assert len(json.loads(re.search(r'"reader-marks" type="application/json">(.*?)</script>', body)[1])) == size
     assert counts[0] == counts[1]
+
+
+# --- the plain-SQL reads behind the page (courses.selectors): the same answers as the ORM's ---------------------
+
+
+@pytest.mark.parametrize("done", [True, False])
+@pytest.mark.parametrize("with_marks", [True, False])
+def test_it_reads_the_readers_progress_and_marks_in_one_query(lesson, bob, done, with_marks, django_assert_num_queries):
+    if done:
+        LessonProgress.objects.create(user=bob, lesson=lesson)
+    LessonMark.objects.create(user=bob, lesson=lesson, key="quiz:b", value=["q2", "q1"])
+    LessonMark.objects.create(user=bob, lesson=lesson, key="checklist:0", value=[0, 2])
+    LessonMark.objects.create(user=bob, lesson=lesson, key="quiz:a", value={"nested": [1, "x"]})
+    other = factories.user_create()
+    LessonProgress.objects.create(user=other, lesson=lesson)
+    LessonMark.objects.create(user=other, lesson=lesson, key="quiz:z", value=[9])
+    with django_assert_num_queries(1):
+        state = selectors.reader_state_get(lesson_id=lesson.pk, user=bob, with_marks=with_marks)
+    assert state.done is done
+    assert state.done == selectors.lesson_is_done(lesson_id=lesson.pk, user=bob)
+    if with_marks:
+        assert state.marks == selectors.reader_marks_get(lesson_id=lesson.pk, user=bob)
+        assert list(state.marks) == ["checklist:0", "quiz:a", "quiz:b"]
+        assert state.marks["quiz:a"] == {"nested": [1, "x"]}
+    else:
+        assert state.marks == {}
+
+
+def test_it_reads_nothing_for_an_anonymous_reader(lesson, django_assert_num_queries):
+    from django.contrib.auth.models import AnonymousUser
+
+    with django_assert_num_queries(0):
+        state = selectors.reader_state_get(lesson_id=lesson.pk, user=AnonymousUser(), with_marks=True)
+    assert state == selectors.ReaderState(done=False, marks={})
+
+
+def test_the_course_version_is_the_orms_and_changes_with_every_import(lesson):
+    course = Course.objects.get(pk=lesson.course_id)
+    version = selectors.course_version_get(course_slug=course.slug)
+    assert version == selectors._course_version(course)
+    assert version.startswith("abc123@")
+    course.imported_at += timedelta(microseconds=1)
+    course.save(update_fields=["imported_at"])
+    assert selectors.course_version_get(course_slug=course.slug) not in (None, version)
+    assert selectors.course_version_get(course_slug="no-such-course") is None
+    never = factories.course_create(slug="never-imported")
+    assert selectors.course_version_get(course_slug=never.slug) is None
