@@ -340,6 +340,12 @@ class Sandbox:
         self.container = self._client.containers.prepare_model({"Id": entry.container_id})
         self._agents = {"learner": entry.learner, "grader": entry.grader}
         self.pooled = True
+        logger.info(
+            "sandbox %s taken from the pool (revision %s, run %s)",
+            entry.container_id[:12],
+            self.revision_id,
+            self.run_id,
+        )
         self._started = time.monotonic()
         if self.submission_dir:
             self._stage_submission(self.submission_dir)

@@ -186,6 +186,7 @@ class SandboxPool:
         while not self._stopped.is_set():
             try:
                 self._prune()
+                self._rebalance()
                 while not self._stopped.is_set() and self.idle_count() < self.size:
                     self._fill_one()
                 backoff = 1.0
@@ -236,14 +237,37 @@ class SandboxPool:
                 self._doomed.append(entry)
             self._idle = keep
 
+    def _shares(self) -> tuple[list[SandboxLimits], int]:
+        """The limits asked for recently (most recent first, at most one per slot) and each one's share of the
+        pool. Call with the lock held."""
+        now = time.monotonic()
+        by_recency = sorted(self._demand.items(), key=lambda item: item[1], reverse=True)
+        wanted = [limits for limits, when in by_recency if now - when < DEMAND_TTL_S][: self.size]
+        wanted = wanted or [by_recency[0][0]]
+        return wanted, math.ceil(self.size / len(wanted))
+
+    def _rebalance(self) -> None:
+        """Make room for limits below their share: a full pool of one lab's limits would never serve another."""
+        with self._lock:
+            wanted, share = self._shares()
+            counts = {limits: sum(1 for e in self._idle if e.limits == limits) for limits in wanted}
+            missing = sum(max(0, share - count) for count in counts.values())
+            room = self.size - len(self._idle)
+            for entry in list(self._idle):  # oldest first
+                if missing <= room:
+                    break
+                if entry.limits in counts and counts[entry.limits] <= share:
+                    continue
+                if entry.limits in counts:
+                    counts[entry.limits] -= 1
+                self._idle.remove(entry)
+                self._doomed.append(entry)
+                room += 1
+
     def _wanted_limits(self) -> SandboxLimits:
         """The recently asked-for limits with the fewest idle containers for their share of the pool."""
-        now = time.monotonic()
         with self._lock:
-            by_recency = sorted(self._demand.items(), key=lambda item: item[1], reverse=True)
-            wanted = [limits for limits, when in by_recency if now - when < DEMAND_TTL_S][: self.size]
-            wanted = wanted or [by_recency[0][0]]
-            share = math.ceil(self.size / len(wanted))
+            wanted, share = self._shares()
             counts = {limits: sum(1 for e in self._idle if e.limits == limits) for limits in wanted}
         return next((limits for limits in wanted if counts[limits] < share), wanted[0])
 

@@ -24,7 +24,8 @@ WORKER_SECRET = "worker-secret-must-never-reach-a-sandbox"
 
 
 def managed_containers(client) -> list:
-    return client.containers.list(all=True, filters={"label": "shipshape.managed=1"})
+    # ignore_removed: a container removed between the list and its inspect (a pool replacing one) is not an error.
+    return client.containers.list(all=True, filters={"label": "shipshape.managed=1"}, ignore_removed=True)
 
 
 def own_containers(client) -> list:

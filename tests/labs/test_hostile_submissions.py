@@ -1,27 +1,86 @@
 """Hostile submissions graded by the real worker: each gets the verdict a learner should see, the worker keeps
-grading (a good submission queued right behind it is graded), and no sandbox container is left behind."""
+grading (a good submission queued right behind it is graded), and no sandbox container is left behind.
+
+Every test runs twice: with sandboxes started when a grading needs them, and with the worker's warm pool
+(labs/sandbox/pool.py), so pooled sandboxes hold against the same submissions."""
+
+import time
 
 import pytest
 
 from labs.models import CheckResult
+from labs.sandbox.pool import POOL_LABEL
 from tests.labs.conftest import FIXTURES, WORKER_SECRET, own_containers, wait_for_state
 
 pytestmark = [pytest.mark.docker, pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 HOSTILE = FIXTURES / "hostile"
+POOL_SIZE = 2
+
+
+@pytest.fixture(scope="module", params=["fresh", "pooled"])
+def sandboxes(request, celery_worker):
+    """How the worker gets its sandboxes; "pooled" restarts it with a warm pool of POOL_SIZE."""
+    if request.param == "fresh":
+        yield request.param
+        return
+    celery_worker.stop()
+    celery_worker.start(SHIPSHAPE_SANDBOX_POOL_SIZE=str(POOL_SIZE))
+    try:
+        yield request.param
+    finally:
+        celery_worker.stop()
+        celery_worker.start()
+
+
+def left_behind(docker_client, sandboxes: str) -> list:
+    """This session's sandbox containers still there. A warm pool keeps up to POOL_SIZE idle ones: more is a leak."""
+    containers = own_containers(docker_client)
+    if sandboxes == "fresh":
+        return containers
+    pooled = [c for c in containers if POOL_LABEL in c.labels]
+    deadline = time.monotonic() + 60
+    while len(pooled) > POOL_SIZE and time.monotonic() < deadline:  # the pool is replacing a dropped entry
+        time.sleep(0.5)
+        pooled = [c for c in own_containers(docker_client) if POOL_LABEL in c.labels]
+    return [c for c in containers if POOL_LABEL not in c.labels] + pooled[POOL_SIZE:]
+
+
+def pool_warm_for(lab, submit, docker_client) -> None:
+    """The worker's pool holds a container with the lab's limits: the first grading of a lab teaches the pool its
+    limits (it starts with the labs' defaults), so one good submission goes first when none is there yet."""
+    memory = lab.labspec.limits.sandbox_limits().memory_mb * 1024 * 1024
+
+    def warm() -> bool:
+        for container in own_containers(docker_client):
+            if POOL_LABEL in container.labels and container.attrs["HostConfig"]["Memory"] == memory:
+                return True
+        return False
+
+    if not warm():
+        wait_for_state(submit(lab, HOSTILE / "submissions" / "good"), {"graded", "failed", "error"})
+    deadline = time.monotonic() + 120
+    while not warm():
+        assert time.monotonic() < deadline, "the worker's pool never held a container with the lab's limits"
+        time.sleep(0.2)
 
 
 @pytest.fixture
-def grade(celery_worker, lab_factory, submit, docker_client):
+def grade(sandboxes, celery_worker, lab_factory, submit, docker_client):
     """Submits a hostile case and a good one right after it; returns the hostile verdict and its results."""
 
     def run(case: str):
         lab = lab_factory(HOSTILE)
+        if sandboxes == "pooled":
+            pool_warm_for(lab, submit, docker_client)
         hostile = submit(lab, HOSTILE / "submissions" / case)
         good = submit(lab, HOSTILE / "submissions" / "good")
         wait_for_state(hostile, {"graded", "failed", "error"})
         wait_for_state(good, {"graded", "failed", "error"})
         assert (good.state, good.score) == ("graded", 2), "the worker must keep grading after a hostile submission"
-        assert own_containers(docker_client) == []
+        assert left_behind(docker_client, sandboxes) == []
+        if sandboxes == "pooled":
+            log = celery_worker.log()
+            assert f"taken from the pool (revision {hostile.pk}," in log, log[-3000:]
         results = {r.check_id: r for r in CheckResult.objects.filter(run__revision=hostile)}
         return hostile, results
 
@@ -146,7 +205,7 @@ def test_printing_or_writing_a_fake_passing_report_earns_nothing(grade):
 
 
 def test_nothing_a_submission_takes_during_a_hidden_check_reaches_a_later_visible_one(
-    celery_worker, lab_factory, submit, docker_client
+    sandboxes, celery_worker, lab_factory, submit, docker_client
 ):
     lab = lab_factory(FIXTURES / "hidden-carry")
     revision = wait_for_state(submit(lab, FIXTURES / "hidden-carry" / "submission"), {"graded", "failed", "error"})
@@ -159,4 +218,4 @@ def test_nothing_a_submission_takes_during_a_hidden_check_reaches_a_later_visibl
     run = revision.runs.get()
     assert "HIDDEN_TEST_MARKER" not in run.log and "secret-tests" not in run.log
     assert "secret-tests" in run.hidden_log
-    assert own_containers(docker_client) == []
+    assert left_behind(docker_client, sandboxes) == []

@@ -121,11 +121,19 @@ def test_the_pool_never_exceeds_its_size(pool, docker_client, submission):
     assert pool.fill(timeout=120) and len(_pool_containers(docker_client, pool.owner)) == pool.size
 
 
-def test_a_lab_with_other_limits_gets_a_fresh_sandbox(pool, submission):
+def test_a_lab_with_other_limits_gets_a_fresh_sandbox_and_the_pool_learns_them(pool, submission):
     with Sandbox(limits=OTHER_LIMITS, submission_dir=submission, labels=LABELS) as box:
         assert not box.pooled
         assert box.exec(["cat", "main.py"], timeout_s=10).exit_code == 0
     assert pool.stats.missed >= 1
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(e.limits == OTHER_LIMITS for e in list(pool._idle)):
+        time.sleep(0.1)
+    with Sandbox(limits=OTHER_LIMITS, submission_dir=submission, labels=LABELS) as box:
+        assert box.pooled  # the full pool made room for the limits asked for
+        assert box.exec(["cat", "main.py"], timeout_s=10).exit_code == 0
+    assert pool.idle_count() <= pool.size
 
 
 def test_a_rebuilt_runner_image_drops_the_pool(pool):
