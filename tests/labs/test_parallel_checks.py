@@ -136,12 +136,13 @@ def test_it_keeps_commands_in_order_and_runs_services_hidden_checks_and_training
         _spec("hidden-tests", "tests.pytest", "hidden"),
         _spec("metrics", "obs.metrics"),
         _spec("deterministic", "repro.deterministic_output"),
+        _spec("offline", "repro.offline_install"),
         _spec("then-test", "command"),
     ]
 
     plan = schedule.plan_checks(checks, parallel=3)
 
-    assert plan.in_order == (0, 1, 7)
+    assert plan.in_order == (0, 1, 7, 8)
     assert plan.concurrent[0] == 3  # the longest expected starts first
     assert set(plan.concurrent) == {2, 3, 4, 5, 6}
     assert plan.own_sandbox == frozenset({2, 3, 4, 5, 6})
