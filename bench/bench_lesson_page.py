@@ -1,6 +1,7 @@
 """Benchmark (not a test): a lesson page against a static file, both served by gunicorn on 127.0.0.1.
 
-Run: `uv run python bench/bench_lesson_page.py [--requests 3000] [--concurrency 4] [--workers 2]`.
+Run: `uv run python bench/bench_lesson_page.py [--requests 3000] [--concurrency 4] [--workers 2]`, or `--cpu 1000`
+for the CPU time per request in-process (no server).
 Targets on 2 cores: the lesson page at least 40% of the static file's requests per second, p99 under 50 ms;
 the logged-in page at least 50% of the static file's rate, p99 under 20 ms (issue 12).
 "lesson" is an anonymous reader (the whole page cached once warm); "learner" is a logged-in reader: the shell shared
@@ -153,12 +154,59 @@ def _measure(pool, port: int, path: str, requests: int, concurrency: int, cookie
     }
 
 
+def _cpu_per_request(path: str, cookie: str, requests: int) -> None:
+    """CPU time per request (process_time) in this process, through Django's WSGI handler without a server: less
+    swayed by the machine's load than the rates, and it shows the queries of one logged-in page."""
+    import io
+    import logging
+
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    app = WSGIHandler()
+    logging.disable(logging.CRITICAL)  # the access log line, not the page, would be measured
+
+    def get(cookie: str) -> None:
+        environ = {
+            "REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1", "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http",
+        }  # fmt: skip
+        if cookie:
+            environ["HTTP_COOKIE"] = cookie
+        statuses: list[str] = []
+        b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+        if not statuses[0].startswith("200"):
+            raise RuntimeError(f"GET {path} answered {statuses[0]}")
+
+    for _ in range(50):
+        get("")
+        get(cookie)
+    with CaptureQueriesContext(connection) as queries:
+        get(cookie)
+    print(f"in-process, load average {os.getloadavg()[0]:.2f}: a logged-in page makes {len(queries)} queries")
+    for name, reader in (("lesson", ""), ("learner", cookie)) * 2:
+        times = []
+        for _ in range(requests):
+            started = time.process_time()
+            get(reader)
+            times.append(time.process_time() - started)
+        times.sort()
+        print(
+            f"  {name:7} CPU per request: p10 {times[len(times) // 10] * 1000:.2f} ms, "
+            f"median {statistics.median(times) * 1000:.2f} ms ({requests} requests)"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="per target over all rounds (default 3000)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--concurrency", type=int, default=4, help="client processes (default 4)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
+    parser.add_argument(
+        "--cpu", type=int, default=0, metavar="N", help="instead of the server, N requests each in this process"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="shipshape-bench-lesson-"))
@@ -171,6 +219,9 @@ def main() -> int:
     try:
         lesson_path = _course_build(tmp)
         cookie = _learner_cookie()
+        if args.cpu:
+            _cpu_per_request(lesson_path, cookie, args.cpu)
+            return 0
         from django.templatetags.static import static
 
         static_path = static("courses/css/site.css")
