@@ -124,17 +124,14 @@ def grade_timed(
     }
 
 
-def warm_pool(lab_dir: Path, submission_dir: Path, *, size: int) -> Any:
-    """This process's pool of pre-started sandboxes, full, for the lab's limits (one sandbox opened with them
-    first: the pool keeps containers for the limits recently asked for)."""
+def warm_pool(lab_dir: Path, *, size: int) -> Any:
+    """This process's pool of pre-started sandboxes for the lab's limits, full, as a worker process keeps one."""
     from labs.labspec import parse_lab_yaml
-    from labs.sandbox import Sandbox
     from labs.sandbox.pool import pool_start
+    from labs.sandbox.reaper import database_label
 
-    pool = pool_start(size=size)
     spec = parse_lab_yaml((lab_dir / "lab.yaml").read_text(), file="lab.yaml", folder_slug=lab_dir.name, problems=[])
-    with Sandbox(limits=spec.limits.sandbox_limits(), submission_dir=submission_dir, grader_dir=lab_dir / "grader"):
-        pass
+    pool = pool_start(default_limits=spec.limits.sandbox_limits(), labels={"shipshape.db": database_label()}, size=size)
     if not pool.fill(timeout=120):
         print(f"pool: not full after 120 s ({pool.idle_count()} of {size})")
     return pool
@@ -174,7 +171,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         submission = readable(materialise(args.variant, Path(tmp) / "submission"))
-        pool = warm_pool(LABS[args.lab], submission, size=args.pool) if args.pool else None
+        pool = warm_pool(LABS[args.lab], size=args.pool) if args.pool else None
         load_before = os.getloadavg()
         try:
             graded = grade_timed(
