@@ -30,6 +30,9 @@ Rules the orchestrator enforces or relies on:
   nonce-framed lines. Pass output through `ctx.evidence_text` before storing it.
 - `ctx.fresh_sandbox()` gives a second container (same limits, same submission) for checks that need a
   clean one or a peer joined to the first one's network namespace (`network_mode=f"container:{id}"`).
+- A kind with `runs_alone = True` may run in a thread of its own, at the same time as other checks, in a sandbox
+  of its own (labs.grading.schedule): it must not rely on anything another check left in /work, nor share
+  mutable state between instances beyond what is safe across threads.
 """
 
 from __future__ import annotations
