@@ -220,9 +220,9 @@ def test_lesson_page_queries_stay_constant_as_lessons_grow(django_assert_num_que
         LessonProgress.objects.create(user=user, lesson=lesson)
         url = lesson_url(lesson)
         client.get(url)  # warm the session
-        # session, user, lesson, enrollment, progress, graded quizzes, attempts, previous, next, review-queue link,
-        # unread notifications
-        with django_assert_num_queries(11) as captured:
+        # session, user, course version, lesson, enrollment, graded quizzes, attempts, previous, next, progress (the
+        # header's review-queue link and unread count: the shared cache)
+        with django_assert_num_queries(9) as captured:
             response = client.get(url)
         assert response.status_code == 200
         counts[lessons] = len(captured.captured_queries)
@@ -270,9 +270,9 @@ def test_logged_in_pages_of_imported_courses_reuse_the_neighbours(imported_lesso
     client = logged_in(factories.user_create())
     url = lesson_url(imported_lesson)
     client.get(url)
-    # session, user, course version (the shell's key), progress, review-queue link, unread notifications: the lesson
-    # row and its previous and next come with the shell, and the unused enrollment is no longer read
-    with django_assert_num_queries(6):
+    # session, user, course version (the shell's key), progress: the lesson row and its previous and next come with
+    # the shell, the unused enrollment is no longer read, and the header's facts come from the shared cache
+    with django_assert_num_queries(4):
         body = client.get(url).content.decode()
     assert 'rel="prev"' in body and 'rel="next"' in body
 
