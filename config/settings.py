@@ -147,7 +147,7 @@ GRADING_MAX_PIDS = env_int("SHIPSHAPE_GRADING_MAX_PIDS", 1024, minimum=16)
 GRADING_MAX_OUTPUT_BYTES = env_int("SHIPSHAPE_GRADING_MAX_OUTPUT_BYTES", 16 * 1024 * 1024, minimum=1024)
 GRADING_MAX_SCRATCH_MB = env_int("SHIPSHAPE_GRADING_MAX_SCRATCH_MB", 1024, minimum=16)
 # Pre-started sandboxes per worker process (labs/sandbox/pool.py); 0 starts every sandbox when it is needed.
-SANDBOX_POOL_SIZE = env_int("SHIPSHAPE_SANDBOX_POOL_SIZE", 2, minimum=0)
+SANDBOX_POOL_SIZE = env_int("SHIPSHAPE_SANDBOX_POOL_SIZE", 3, minimum=0)
 # A pooled sandbox nobody claimed in this long is replaced (its container's own lifetime runs out after it).
 SANDBOX_POOL_MAX_IDLE_SECONDS = env_int("SHIPSHAPE_SANDBOX_POOL_MAX_IDLE_SECONDS", 300, minimum=10)
 GRADING_PARALLEL_CHECKS = env_int("SHIPSHAPE_GRADING_PARALLEL_CHECKS", 3, minimum=1)  # checks at once per grading

@@ -34,6 +34,12 @@ at /opt/shipshape, user 1000, cap_drop ALL, no-new-privileges, pids/memory(=swap
 nofile/fsize/core=0, tini as PID 1, capped json-file logs, labels shipshape.managed=1 / .revision / .run,
 and an explicit minimal environment (the worker's never reaches it).
 
+Warm pool (labs/sandbox/pool.py; docs/architecture.md "Warm sandboxes"): when this process started a pool
+(Celery pool processes do, SHIPSHAPE_SANDBOX_POOL_SIZE), `Sandbox(...)` takes a pre-started container whose
+limits, image and labels match, instead of starting one: the same container configuration, except /submission
+(a tmpfs the grader's agent fills from a tar); commands go to its in-sandbox agents (platform/sandbox/agent.py)
+instead of a `docker exec` each, with the same timeouts, caps and verdicts. `sb.pooled` says which it got.
+
 Users: "learner" (1000) runs submission code; "grader" (1001) runs trusted programs from /opt/shipshape,
 which the submission cannot modify; results come only from the host's own observations (exit codes, docker
 state) and from trusted programs' output.
