@@ -28,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("SHIPSHAPE_DEV", "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("SHIPSHAPE_DATA_DIR", tempfile.mkdtemp(prefix="shipshape-bench-"))
+os.environ.setdefault("SHIPSHAPE_LOG_LEVEL", "WARNING")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import django

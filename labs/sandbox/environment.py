@@ -372,16 +372,17 @@ class Sandbox:
                 info.size = status.st_size
                 with path.open("rb") as handle:
                     archive.addfile(info, handle)
-        staged = self._exec(
-            ["sh", "-c", "tar -x -C /submission --no-same-owner --delay-directory-restore"],
-            user="grader",
-            timeout_s=COPY_TIMEOUT_S,
-            stdin=buffer.getvalue(),
-        )
-        if staged.exit_code != 0:
-            raise SandboxUnavailable(
-                f"could not stage the submission (exit {staged.exit_code}): {staged.stderr[-500:]!r}"
-            )
+        self._unpack_by_agent(buffer.getvalue(), dest="/submission", close=[])
+
+    def _unpack_by_agent(self, archive: bytes, *, dest: str, close: list[str]) -> None:
+        """A pooled sandbox's files: the grader's agent unpacks the tar into dest itself (no command to start)."""
+        request = {"op": "unpack", "dest": dest, "close": close}
+        try:
+            reply = self._agent("grader").call(request, archive, deadline=time.monotonic() + COPY_TIMEOUT_S, cap=4096)
+        except (AgentLost, AgentTimeout, AgentBroken) as exc:
+            raise SandboxUnavailable(f"could not stage files into {dest}: {exc}") from exc
+        if reply.header.get("exit_code") != 0:
+            raise SandboxUnavailable(f"could not stage files into {dest}: {reply.stderr[-500:]!r}")
 
     def _copy_now(self) -> None:
         self._copy_pending = False
@@ -419,6 +420,9 @@ class Sandbox:
                     archive.addfile(info, handle)
         # The engine gives a tmpfs the mode of the image's mount point, not the one asked for: close both grader
         # folders to everyone but their owner, so the learner cannot even list them.
+        if self._agents is not None:
+            self._unpack_by_agent(buffer.getvalue(), dest="/grader", close=["/grader", GRADER_SCRATCH])
+            return
         staged = self._exec(
             [
                 "sh",

@@ -12,6 +12,9 @@ Protocol (stdin → agent, agent → stdout; every integer big-endian):
     request: u32 header length, header JSON, then `stdin_len` bytes for the command's standard input.
         {"op": "ping"} | {"op": "run", "argv": [...], "timeout": S, "max_output": N, "kill_leftovers": bool,
          "copy_submission": bool, "env": {...}, "workdir": "/work", "stdin_len": K}
+        | {"op": "unpack", "dest": "/submission", "close": [folders to chmod 0700 after], "stdin_len": K}: the
+          tar on stdin unpacked into dest in this process (no fork and exec: a claimed sandbox's files arrive
+          ~20 ms sooner). Only plain files and folders with relative names that stay inside dest are accepted.
     reply: u32 header length, header JSON ({"exit_code", "copy_problem", "stdout_len", "stderr_len"}), then the
         output: at most max_output + 1 bytes per stream (one byte more tells the host it was cut).
 The agent ends when its standard input closes (the host went away). It makes itself non-dumpable first, so the
@@ -22,11 +25,13 @@ about itself, keeps its own deadline and cap, and starts a new agent when one di
 
 import contextlib
 import ctypes
+import io
 import json
 import os
 import signal
 import struct
 import sys
+import tarfile
 
 sys.path.insert(0, "/opt/shipshape")  # -I leaves the script's folder out of the path
 
@@ -88,6 +93,25 @@ def _run(request: dict, stdin: bytes) -> None:
     _reply({"exit_code": code, "copy_problem": copy_problem}, bytes(output[1]), bytes(output[2]))
 
 
+def _unpack(request: dict, payload: bytes) -> None:
+    dest = os.path.realpath(request["dest"])
+    try:
+        with tarfile.open(fileobj=io.BytesIO(payload)) as archive:
+            members = archive.getmembers()
+            for member in members:
+                target = os.path.realpath(os.path.join(dest, member.name))
+                if not (member.isfile() or member.isdir()) or not target.startswith(dest + os.sep):
+                    raise ValueError(f"refused archive member {member.name!r}")
+            # extractall sets the folders' modes last, so a read-only folder still receives its files.
+            archive.extractall(dest, members=members)  # noqa: S202 - every member was checked above
+        for folder in request.get("close") or ():
+            os.chmod(folder, 0o700)
+    except (OSError, ValueError, tarfile.TarError) as exc:
+        _reply({"exit_code": 1, "copy_problem": ""}, b"", f"unpack into {dest} failed: {exc}".encode())
+        return
+    _reply({"exit_code": 0, "copy_problem": ""})
+
+
 def main() -> int:
     _not_dumpable()
     # The agent's own output must never reach a command: they get pipes of their own from run_limited.
@@ -114,6 +138,8 @@ def main() -> int:
             _reply({"ok": True, "uid": os.getuid()})
         elif request.get("op") == "run":
             _run(request, stdin)
+        elif request.get("op") == "unpack":
+            _unpack(request, stdin)
         else:
             _reply({"error": f"unknown op {request.get('op')!r}"})
 

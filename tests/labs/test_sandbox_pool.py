@@ -274,3 +274,22 @@ def test_a_restarted_engine_empties_the_pool_and_sandboxes_still_start(runner_im
     finally:
         pool_stop()
         subprocess.run([str(DOCKERD_PRIVATE), "stop", "pool-restart"], cwd=REPO_ROOT, check=False)
+
+
+def test_the_grader_agent_refuses_an_archive_member_that_leaves_its_folder(pool):
+    import io
+    import tarfile
+
+    from labs.sandbox import SandboxUnavailable
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo("../results/planted")
+        info.size = 2
+        archive.addfile(info, io.BytesIO(b"x\n"))
+    with Sandbox(limits=LIMITS, labels=LABELS) as box:
+        with pytest.raises(SandboxUnavailable, match="refused archive member"):
+            box._unpack_by_agent(buffer.getvalue(), dest="/submission", close=[])
+        listing = box.exec(["ls", "-A", "/results"], user="grader", timeout_s=10)
+
+    assert listing.exit_code == 0 and listing.stdout == b""
