@@ -678,6 +678,7 @@ class SubmissionFileCheck(Check):
     """A check of one file of the submission, named by an argument; a missing file fails the check."""
 
     default_category = "reproducibility"
+    expected_s = 0.1  # reads one file on the host
     file_arg: ClassVar[str]
     default_file: ClassVar[str]
     file_what: ClassVar[str]  # for the args problem: what the argument names
@@ -730,6 +731,7 @@ class OfflineInstall(SubmissionFileCheck):
     # of its own from the schedule would go unused: it stays in the in-order chain, whose thread runs beside the
     # concurrent checks anyway.
     runs_alone = False
+    expected_s = 2.5
     file_arg, default_file, file_what = "lock_file", "requirements.lock", "the lock file's path in the submission"
 
     def missing(self, name: str) -> CheckOutcome:
