@@ -589,8 +589,10 @@ CACHING_MAIN = "open('/work/answer-cache.txt', 'w').write('42' * 50000)\n\n\ndef
 
 
 def fill_then_test(target: str) -> list[dict]:
+    # Visible tests: they run after the fill in the same sandbox (a hidden check gets a fresh sandbox of its own,
+    # which the fill never reaches).
     fill = {"id": "fill", "kind": "command", "points": 1, "args": {"argv": ["python", "fill.py", target]}}
-    return [fill, {**PYTEST_CHECK, "visibility": "hidden"}]
+    return [fill, PYTEST_CHECK]
 
 
 @pytest.mark.docker
