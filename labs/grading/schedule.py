@@ -63,9 +63,12 @@ def plan_checks(checks: Sequence[CheckSpec], *, parallel: int) -> Plan:
     # a machine with few cores the checks beside it run faster for it.
     longest = _expected_s(checks[alone[0]]) if alone else 0.0
     chain_s = sum(_expected_s(checks[p]) for p in chain)
+    # Only checks after the whole chain in the lab's order may join it: the chain then still runs in the lab's
+    # order, and no check sees files a check after it would have left in a sequential run.
+    last_in_chain = max(chain, default=-1)
     joined = []
     for p in sorted(alone, key=lambda p: (_expected_s(checks[p]), p)):  # the shortest first
-        if p not in hidden and chain_s + _expected_s(checks[p]) < longest:
+        if p not in hidden and p > last_in_chain and chain_s + _expected_s(checks[p]) < longest:
             chain_s += _expected_s(checks[p])
             joined.append(p)
     concurrent = tuple(p for p in alone if p not in joined)

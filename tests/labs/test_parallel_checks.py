@@ -142,11 +142,27 @@ def test_it_keeps_commands_in_order_and_runs_services_hidden_checks_and_training
 
     plan = schedule.plan_checks(checks, parallel=3)
 
-    # Commands, static checks and the offline install keep their order; the short independent visible checks
-    # (retries, metrics) join the chain's end while it stays shorter than the breaker, the longest.
-    assert plan.in_order == (0, 1, 7, 8, 2, 5)
-    assert plan.concurrent == (3, 6, 4)  # the longest expected starts first
-    assert plan.own_sandbox == frozenset({3, 4, 6})
+    # Commands, static checks and the offline install keep their order. Retries and metrics come before a command
+    # of the chain ("then-test"), so they may not join its end: they would see what it left.
+    assert plan.in_order == (0, 1, 7, 8)
+    assert plan.concurrent == (3, 6, 2, 4, 5)  # the longest expected starts first
+    assert plan.own_sandbox == frozenset({2, 3, 4, 5, 6})
+
+
+def test_short_independent_checks_after_the_whole_chain_join_its_end():
+    checks = [
+        _spec("build", "command"),
+        _spec("retries", "resilience.retries"),
+        _spec("breaker", "resilience.circuit_breaker"),
+        _spec("metrics", "obs.metrics"),
+    ]
+
+    plan = schedule.plan_checks(checks, parallel=3)
+
+    # Metrics comes after the build in the lab's order and is short beside the breaker: it saves a sandbox's
+    # start by running after the build in the main sandbox, as it would in a sequential run.
+    assert plan.in_order == (0, 1, 3)
+    assert plan.concurrent == (2,)
 
 
 def test_it_runs_everything_in_the_labs_order_when_the_cap_is_one():
