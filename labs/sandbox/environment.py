@@ -539,6 +539,18 @@ class Sandbox:
             kill_leftovers = user == "learner"
         cap = self.limits.output_bytes
         timeout_s = max(0.1, min(float(timeout_s), self.remaining_s()))
+        if self._agents is not None:
+            request = {
+                "op": "run",
+                "argv": list(argv),
+                "timeout": timeout_s,
+                "max_output": cap,
+                "kill_leftovers": kill_leftovers,
+                "copy_submission": copy_here,
+                "env": {**BASE_ENV, **(env or {})},
+                "workdir": workdir,
+            }
+            return self._exec_by_agent(request, user=user, stdin=stdin)
         # -S: the wrapper needs only the standard library, and site's .pth files cost ~6 ms per command.
         wrapped = ["python3", "-I", "-S", WRAPPER, "--timeout", f"{timeout_s:.3f}", "--max-output", str(cap)]
         if kill_leftovers:
@@ -546,17 +558,6 @@ class Sandbox:
         if copy_here:
             wrapped.append("--copy-submission")
         wrapped += ["--", *argv]
-        if self._agents is not None:
-            return self._exec_by_agent(
-                argv,
-                user=user,
-                timeout_s=timeout_s,
-                env=env,
-                workdir=workdir,
-                stdin=stdin,
-                kill_leftovers=kill_leftovers,
-                copy_here=copy_here,
-            )
         api = self._client.api
         started = time.monotonic()
         try:
@@ -612,32 +613,11 @@ class Sandbox:
             self._note_limits(result, timeout_s)
         return result
 
-    def _exec_by_agent(
-        self,
-        argv: list[str],
-        *,
-        user: str,
-        timeout_s: float,
-        env: dict[str, str] | None,
-        workdir: str,
-        stdin: bytes | None,
-        kill_leftovers: bool,
-        copy_here: bool,
-    ) -> ExecResult:
+    def _exec_by_agent(self, request: dict[str, Any], *, user: str, stdin: bytes | None) -> ExecResult:
         """_exec for a pooled sandbox: a request to the user's agent, with the same deadline, cap and verdicts."""
-        cap = self.limits.output_bytes
+        cap, timeout_s, copy_here = request["max_output"], request["timeout"], request["copy_submission"]
         started = time.monotonic()
         host_deadline = started + timeout_s + HOST_GRACE_S + (COPY_TIMEOUT_S if copy_here else 0)
-        request = {
-            "op": "run",
-            "argv": list(argv),
-            "timeout": timeout_s,
-            "max_output": cap,
-            "kill_leftovers": kill_leftovers,
-            "copy_submission": copy_here,
-            "env": {**BASE_ENV, **(env or {})},
-            "workdir": workdir,
-        }
         agent = self._agent(user)
         try:
             reply = agent.call(request, stdin or b"", deadline=host_deadline, cap=cap)

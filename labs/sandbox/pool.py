@@ -124,13 +124,7 @@ class SandboxPool:
                 if entry.limits != limits:
                     continue
                 self._idle.remove(entry)
-                if entry.image_id != image_id:
-                    self.stats.dropped_image += 1
-                elif entry.claim_by < now:
-                    self.stats.dropped_old += 1
-                elif entry.learner.idle_is_broken() or entry.grader.idle_is_broken():
-                    self.stats.dropped_stale += 1
-                else:
+                if not self._unusable(entry, image_id=image_id, now=now):
                     found = entry
                     break
                 self._doomed.append(entry)
@@ -225,17 +219,21 @@ class SandboxPool:
         with self._lock:
             keep = []
             for entry in self._idle:
-                if entry.image_id != image_id:
-                    self.stats.dropped_image += 1
-                elif entry.claim_by < now:
-                    self.stats.dropped_old += 1
-                elif entry.learner.idle_is_broken() or entry.grader.idle_is_broken():
-                    self.stats.dropped_stale += 1
-                else:
-                    keep.append(entry)
-                    continue
-                self._doomed.append(entry)
+                (self._doomed if self._unusable(entry, image_id=image_id, now=now) else keep).append(entry)
             self._idle = keep
+
+    def _unusable(self, entry: PoolEntry, *, image_id: str, now: float) -> bool:
+        """True (and counted) when the entry must be dropped: the image was rebuilt, it waited too long, or its
+        agents' streams ended (an engine restart or a dead container). Call with the lock held."""
+        if entry.image_id != image_id:
+            self.stats.dropped_image += 1
+        elif entry.claim_by < now:
+            self.stats.dropped_old += 1
+        elif entry.learner.idle_is_broken() or entry.grader.idle_is_broken():
+            self.stats.dropped_stale += 1
+        else:
+            return False
+        return True
 
     def _shares(self) -> tuple[list[SandboxLimits], int]:
         """The limits asked for recently (most recent first, at most one per slot) and each one's share of the
