@@ -49,6 +49,7 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     limits = LimitsSpec(wall_seconds=60).sandbox_limits()
     submission = Path(tempfile.mkdtemp(prefix="bench-sub-"))
     submission.chmod(0o755)  # mkdtemp makes it 0700; the sandbox reads it as uid 1000
@@ -113,7 +114,7 @@ def main() -> None:
         f"  whole run       p50 {p50:7.1f} ms   p95 {pct(pooled, 0.95) * 1000:7.1f} ms   "
         f"= {p50 / r50:.2f} of a raw docker run (target <= 0.50)"
     )
-    print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average at the start {load_start}, at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def _raw_docker_run() -> float:
