@@ -12,6 +12,7 @@ SHIPSHAPE_BENCH_POOL_SIZE (default 2) per process (labs/sandbox/pool.py). Idle r
 """
 
 # ruff: noqa: E402 - the project's modules load after benchenv has configured Django
+import itertools
 import os
 import statistics
 import sys
@@ -125,13 +126,15 @@ def measure(lab: Lab, user, worker: CeleryWorker, *, idle_runs: int, pool_size: 
     pool_env = {"SHIPSHAPE_SANDBOX_POOL_SIZE": str(pool_size)}
     worker.start(concurrency=1, **pool_env)
     wait(submit_many(lab, user, 1))  # warm-up (and, with a pool, it learns the lab's limits)
-    idle, idle_checks = [], []
+    idle, idle_checks, idle_batch_ids = [], [], []
     for _ in range(idle_runs):
         time.sleep(1.5)  # idle: nothing else running, and a pool has refilled
         batch = submit_many(lab, user, 1)
+        idle_batch_ids += [r.pk for r in batch]
         wait(batch)
         idle += latencies(batch)
         idle_checks.append(_checks_s(batch))
+    phases = _phases(idle_batch_ids)
     batch = submit_many(lab, user, 20)
     wait(batch)
     burst = latencies(batch)
@@ -154,7 +157,21 @@ def measure(lab: Lab, user, worker: CeleryWorker, *, idle_runs: int, pool_size: 
         "burst_p95": pct(burst, 0.95),
         "checks_s": checks_s,
         "per_minute": 20 / elapsed * 60,
+        "phases": phases,
     }
+
+
+def _phases(revision_ids: list[int]) -> dict[str, float]:
+    """Where an idle grading's time goes: p50 seconds between the run's phase marks."""
+    from labs.models import GradingRun
+
+    steps = ("queued_at", "started_at", "sandbox_ready_at", "checks_finished_at", "results_stored_at")
+    spans: dict[str, list[float]] = {f"{a[:-3]} -> {b[:-3]}": [] for a, b in itertools.pairwise(steps)}
+    for run in GradingRun.objects.filter(revision_id__in=revision_ids):
+        for a, b in itertools.pairwise(steps):
+            if getattr(run, a) and getattr(run, b):
+                spans[f"{a[:-3]} -> {b[:-3]}"].append((getattr(run, b) - getattr(run, a)).total_seconds())
+    return {name: statistics.median(values) for name, values in spans.items() if values}
 
 
 def _checks_s(batch: list[Revision]) -> float:
@@ -187,6 +204,7 @@ def main() -> None:
                 f"  idle p50 minus the checks' own time: {f['idle_p50'] - f['idle_checks_p50']:.2f} s"
                 " (target < 0.5 s plus the checks' own time)"
             )
+            print("  idle, p50 between phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in f["phases"].items()))
             print(f"  20 at once (1 process):    p50 {f['burst_p50']:.2f} s  p95 {f['burst_p95']:.2f} s")
             print(f"  checks' own time per grading (sum of check durations): {f['checks_s']:.2f} s")
             print(f"  throughput (2 processes, 20 gradings): {f['per_minute']:.1f} gradings/minute")
