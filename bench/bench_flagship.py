@@ -24,6 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SHIPSHAPE_DEV", "1")
+os.environ.setdefault("SHIPSHAPE_LOG_LEVEL", "WARNING")  # the pool logs each claim at INFO
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 LABS = {
