@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.courses.test_preview import FIRST, LESSON, make_course
+from tests.courses.test_preview import FIRST, LESSON, ctrl_c_default, make_course
 
 pytestmark = [pytest.mark.browser]
 
@@ -39,6 +39,8 @@ def preview_url(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as in a terminal: a shell's background job starts with SIGINT ignored, and children inherit it.
+        preexec_fn=ctrl_c_default,
     )
     try:
         process.stdout.readline()

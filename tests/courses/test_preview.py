@@ -476,6 +476,11 @@ def test_the_command_refuses_a_missing_folder(tmp_path):
         call_command("preview_course", str(tmp_path / "nothing-here"))
 
 
+def ctrl_c_default() -> None:
+    """For a child process: SIGINT as a terminal delivers it (the default action), whatever the parent inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_the_command_serves_without_a_database_prints_the_url_and_stops_on_ctrl_c(course_dir, tmp_path):
     missing = tmp_path / "no-such-folder" / "db.sqlite3"
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{missing}", "SHIPSHAPE_DEV": "1"}
@@ -487,6 +492,8 @@ def test_the_command_serves_without_a_database_prints_the_url_and_stops_on_ctrl_
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as in a terminal: a shell's background job starts with SIGINT ignored, and children inherit it.
+        preexec_fn=ctrl_c_default,
     )
     try:
         first = process.stdout.readline()

@@ -50,6 +50,11 @@ def test_a_hostile_upload_writes_nothing_and_uses_no_revision(root, case, build,
     assert not Revision.objects.exists()
 
 
+def enqueues(callbacks: list) -> list:
+    """The on-commit callbacks that send the grading task (an enrollment's header invalidation may add its own)."""
+    return [callback for callback in callbacks if "revision_enqueue" in callback.__qualname__]
+
+
 def test_it_stores_the_tree_and_queues_revision_one(root, django_capture_on_commit_callbacks):
     lab = make_lab()
     user = make_user()
@@ -58,7 +63,7 @@ def test_it_stores_the_tree_and_queues_revision_one(root, django_capture_on_comm
     assert (revision.number, revision.state, revision.total_bytes) == (1, Revision.State.QUEUED, len(GOOD[1]) + 6)
     assert revision.queued_at is not None
     assert [f["path"] for f in revision.files] == ["pkg/util.py", "service.py"]
-    assert len(callbacks) == 1, "the grading task must be enqueued only once the revision is committed"
+    assert len(enqueues(callbacks)) == 1, "the grading task must be enqueued only once the revision is committed"
     stored = root / revision.tree_sha256
     assert (stored / "files" / "service.py").read_bytes() == GOOD[1]
     assert storage.tree_files_dir(tree_sha256=revision.tree_sha256) == stored / "files"
@@ -225,7 +230,7 @@ def test_an_outsiders_first_stored_revision_enrolls_them_in_the_same_transaction
     enrollment = Enrollment.objects.get(user=outsider, course=lab.course)
     assert enrollment.role == Enrollment.Role.LEARNER
     assert enrollment.created_at <= revision.created_at
-    assert len(callbacks) == 1
+    assert len(enqueues(callbacks)) == 1
 
 
 def test_a_reviewer_who_submits_keeps_the_reviewer_role(root):
