@@ -255,7 +255,8 @@ def test_learner_signs_up_takes_the_graded_quiz_and_completes_a_lesson(browser, 
     page.get_by_text("You completed this lesson.").wait_for()
     assert page.evaluate("window.notReloaded") is True
     # Focus moves to the new status once htmx has settled the swap, so keyboard users hear what changed.
-    page.wait_for_function("document.activeElement.textContent.trim() === '✓ You completed this lesson.'")
+    # A function, not an expression: Playwright polls an expression through eval, which the page's CSP refuses.
+    page.wait_for_function("() => document.activeElement.textContent.trim() === '✓ You completed this lesson.'")
     page.goto(live_server.url + "/courses/shipping/")
     assert "1 of 3 lessons (33%)" in page.locator("#course-progress").inner_text()
     assert "Enrolled as learner" in page.content()

@@ -230,7 +230,7 @@ def test_an_anonymous_reader_keeps_opened_answers_and_ticks_in_the_browser(brows
     expect(counter).to_have_text("1 of 3 opened")
     _tick(page, 1, wait_for_save=False)
     page.wait_for_function(
-        "localStorage.getItem('shipshape-marks:" + LESSON_PATH + "') !== null"
+        "() => localStorage.getItem('shipshape-marks:" + LESSON_PATH + "') !== null"
         " && JSON.parse(localStorage.getItem('shipshape-marks:" + LESSON_PATH + "'))['checklist:1'] !== undefined"
     )
 
@@ -256,7 +256,7 @@ def test_the_lesson_structures_page_in_both_themes(browser, live_server, lesson,
     expect(page.locator(".reflection")).to_contain_text("Artefact: A Dockerfile and lock file")
     figure = page.locator(f".lesson-body img[src='{FIGURE_URL}']")
     figure.scroll_into_view_if_needed()
-    page.wait_for_function(f"document.querySelector(\"img[src='{FIGURE_URL}']\").naturalWidth > 0")
+    page.wait_for_function(f"() => document.querySelector(\"img[src='{FIGURE_URL}']\").naturalWidth > 0")
     _toggle(page, 1, wait_for_save=False)
     _tick(page, 0, wait_for_save=False)
     page.locator(".lesson-header").scroll_into_view_if_needed()

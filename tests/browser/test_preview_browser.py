@@ -101,7 +101,7 @@ def test_the_open_lesson_reloads_on_save_and_shows_a_saved_mistake_at_its_line(b
     expect(panel.locator(".preview-quote-here")).to_contain_text("::: nonsense-kind")
     expect(panel).to_contain_text("A 1 < 2 & 3 > 2 aside.")  # quoted as text, not markup
     expect(page.get_by_role("link", name="1 problem")).to_be_visible()
-    page.wait_for_function("window.scrollY > 0")
+    page.wait_for_function("() => window.scrollY > 0")  # a function: an expression is polled through eval (CSP)
     page.screenshot(path=str(screenshots / "preview-problem.png"))
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(screenshots / "preview-problem-panel.png"))

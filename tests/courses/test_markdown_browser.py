@@ -71,11 +71,11 @@ def test_math_is_typeset_and_the_quiz_counter_counts_the_answers_open_now_withou
 
     summaries.nth(0).click()
     assert page.locator(".quiz-explanation").first.is_visible()
-    page.wait_for_function("document.querySelector('.quiz [data-opened]').textContent === '1'")
+    page.wait_for_function("() => document.querySelector('.quiz [data-opened]').textContent === '1'")
     summaries.nth(1).click()
-    page.wait_for_function("document.querySelector('.quiz [data-opened]').textContent === '2'")
+    page.wait_for_function("() => document.querySelector('.quiz [data-opened]').textContent === '2'")
     summaries.nth(0).click()  # closing an answer again lowers the count
-    page.wait_for_function("document.querySelector('.quiz [data-opened]').textContent === '1'")
+    page.wait_for_function("() => document.querySelector('.quiz [data-opened]').textContent === '1'")
     assert page.locator(".quiz-progress").inner_text() == "1 of 2 opened"
 
     assert requested, "the page made no requests at all: the test did not load it"
@@ -161,7 +161,7 @@ def test_the_new_lesson_structures_render_in_both_themes(tmp_path, browser, scre
     assert "Choose one" not in reveal_only.inner_text()
     reveal_only.locator("summary").click()
     assert reveal_only.locator(".quiz-answer-text strong").inner_text() == "digest"
-    page.wait_for_function("document.querySelector('.quiz [data-opened]').textContent === '1'")
+    page.wait_for_function("() => document.querySelector('.quiz [data-opened]').textContent === '1'")
 
     page.screenshot(path=str(screenshots / f"lesson-structures-{theme}.png"), full_page=True)
     assert (screenshots / f"lesson-structures-{theme}.png").stat().st_size > 0
