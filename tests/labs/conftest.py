@@ -272,3 +272,15 @@ def folder_tree(folder: Path):
 def _tree_digest(folder: Path) -> str:
     """A grader folder's digest as the course loader names it."""
     return folder_tree(folder).digest
+
+
+@pytest.fixture
+def submission(tmp_path):
+    """A small submission folder for sandbox tests: greet.py and pkg/data.txt, readable by uid 1000."""
+    root = tmp_path / "submission"
+    (root / "pkg").mkdir(parents=True)
+    (root / "greet.py").write_text("print('hi')\n")
+    (root / "pkg" / "data.txt").write_text("data\n")
+    for path in (root, root / "pkg"):
+        path.chmod(0o755)  # the sandbox reads it as uid 1000
+    return root

@@ -56,17 +56,6 @@ def test_output_is_capped_per_stream(runner_image):
     assert flood.stderr == b"end\n"
 
 
-@pytest.fixture
-def submission(tmp_path):
-    root = tmp_path / "submission"
-    (root / "pkg").mkdir(parents=True)
-    (root / "greet.py").write_text("print('hi')\n")
-    (root / "pkg" / "data.txt").write_text("data\n")
-    for path in (root, root / "pkg"):
-        path.chmod(0o755)  # the sandbox reads it as uid 1000
-    return root
-
-
 def _count_execs(monkeypatch, box) -> list[list[str]]:
     """The commands the sandbox asks docker to exec (a spy around the real client call)."""
     seen: list[list[str]] = []

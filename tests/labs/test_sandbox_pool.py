@@ -29,17 +29,6 @@ def _pool(size: int = 2, limits: SandboxLimits = LIMITS) -> SandboxPool:
 
 
 @pytest.fixture
-def submission(tmp_path):
-    root = tmp_path / "submission"
-    (root / "pkg").mkdir(parents=True)
-    (root / "main.py").write_text("print('hi')\n")
-    (root / "pkg" / "data.txt").write_text("data\n")
-    for path in (root, root / "pkg"):
-        path.chmod(0o755)  # the sandbox reads it as uid 1000
-    return root
-
-
-@pytest.fixture
 def pool(runner_image) -> Iterator[SandboxPool]:
     pool = _pool()
     yield pool
@@ -124,7 +113,7 @@ def test_the_pool_never_exceeds_its_size(pool, docker_client, submission):
 def test_a_lab_with_other_limits_gets_a_fresh_sandbox_and_the_pool_learns_them(pool, submission):
     with Sandbox(limits=OTHER_LIMITS, submission_dir=submission, labels=LABELS) as box:
         assert not box.pooled
-        assert box.exec(["cat", "main.py"], timeout_s=10).exit_code == 0
+        assert box.exec(["cat", "greet.py"], timeout_s=10).exit_code == 0
     assert pool.stats.missed >= 1
 
     deadline = time.monotonic() + 120
@@ -132,7 +121,7 @@ def test_a_lab_with_other_limits_gets_a_fresh_sandbox_and_the_pool_learns_them(p
         time.sleep(0.1)
     with Sandbox(limits=OTHER_LIMITS, submission_dir=submission, labels=LABELS) as box:
         assert box.pooled  # the full pool made room for the limits asked for
-        assert box.exec(["cat", "main.py"], timeout_s=10).exit_code == 0
+        assert box.exec(["cat", "greet.py"], timeout_s=10).exit_code == 0
     assert pool.idle_count() <= pool.size
 
 
@@ -152,7 +141,7 @@ def test_stopped_containers_are_dropped_from_the_pool_and_sandboxes_still_start(
     time.sleep(0.5)
 
     with Sandbox(limits=LIMITS, submission_dir=submission, labels=LABELS) as box:
-        ran = box.exec(["cat", "main.py"], timeout_s=10)
+        ran = box.exec(["cat", "greet.py"], timeout_s=10)
 
     assert ran.exit_code == 0
     assert pool.stats.dropped_stale >= 1
@@ -265,12 +254,12 @@ def test_a_restarted_engine_empties_the_pool_and_sandboxes_still_start(runner_im
         )
         assert restarted.returncode == 0, restarted.stderr[-3000:]
         with Sandbox(limits=LIMITS, submission_dir=submission, labels=LABELS) as box:
-            ran = box.exec(["cat", "main.py"], timeout_s=10)
+            ran = box.exec(["cat", "greet.py"], timeout_s=10)
         assert ran.exit_code == 0
         assert pool.stats.dropped_stale + pool.stats.dropped_image >= 1 or not box.pooled
         assert pool.fill(timeout=120), pool.stats
         with Sandbox(limits=LIMITS, submission_dir=submission, labels=LABELS) as box:
-            assert box.pooled and box.exec(["cat", "main.py"], timeout_s=10).exit_code == 0
+            assert box.pooled and box.exec(["cat", "greet.py"], timeout_s=10).exit_code == 0
     finally:
         pool_stop()
         subprocess.run([str(DOCKERD_PRIVATE), "stop", "pool-restart"], cwd=REPO_ROOT, check=False)
