@@ -65,6 +65,8 @@ class RenderContext:
     quiz_count: int = 0
     checklist_count: int = 0
     html_tag_lines: set[int] = field(default_factory=set)  # a line with raw HTML is reported once
+    # Runnable cells in document order: {"index", "language", "code", "check"} (courses.markdown.cells).
+    code_cells: list[dict[str, Any]] = field(default_factory=list)
 
     def problem(self, line: int, message: str, hint: str) -> None:
         self.problems.append(MarkdownProblem(line=line, message=message, hint=hint))
@@ -548,7 +550,7 @@ def render_compare(body: str, fence_line: int, ctx: RenderContext) -> str:
     return "".join(parts)
 
 
-def refuse_nested_block(name: str, fence_line: int, ctx: RenderContext) -> str:
+def refuse_nested_block(name: str, fence_line: int, ctx: RenderContext, *, hint: str | None = None) -> str:
     """The error box for a block written inside a quiz answer or explanation, where it cannot be shown: a quiz
     there would be counted, opened and saved as part of the quiz around it."""
     block = _Block(name, fence_line, ctx)
@@ -556,7 +558,7 @@ def refuse_nested_block(name: str, fence_line: int, ctx: RenderContext) -> str:
         MarkdownProblem(
             line=fence_line,
             message=f"blocks cannot sit inside a quiz answer or explanation, so this {name} block is not shown",
-            hint=f"Put the ```{name} block after the quiz.",
+            hint=hint or f"Put the ```{name} block after the quiz.",
         )
     )
     return block.finish("")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 from urllib.parse import unquote
@@ -30,11 +30,12 @@ from courses.markdown.blocks import (
     RenderContext,
     refuse_nested_block,
 )
+from courses.markdown.cells import is_runnable, render_code_cell
 from courses.markdown.highlight import code_block_html, language_of
 from courses.markdown.sanitize import sanitize
 
 # Bump whenever the HTML for the same source changes: the importer keys its render cache on it.
-RENDERER_VERSION = "7"
+RENDERER_VERSION = "8"
 
 _ATTRIBUTION_RE = re.compile(r"^(?:—|--) +")
 
@@ -50,6 +51,7 @@ class RenderResult:
     quizzes: list[dict[str, Any]]
     links: list[tuple[str, int]]
     problems: list[MarkdownProblem]
+    code_cells: list[dict[str, Any]] = field(default_factory=list)  # runnable cells, in document order
 
 
 def _file_line(env: dict, token_map: Sequence[int] | None, extra: int = 0) -> int:
@@ -605,6 +607,9 @@ def _report_html_tags(state: StateCore) -> None:
 
 def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict) -> str:
     token = tokens[idx]
+    if is_runnable(token.info):
+        nested = "fixed_line" in env
+        return render_code_cell(token.info, token.content, _file_line(env, token.map), env["ctx"], nested=nested)
     language = language_of(token.info)
     block = RENDERERS.get(language)
     if block is not None and "fixed_line" in env:
@@ -786,6 +791,7 @@ def render_markdown(
         quizzes=ctx.quizzes,
         links=sorted(ctx.links, key=lambda link: link[1]),
         problems=sorted(ctx.problems, key=lambda problem: problem.line),
+        code_cells=ctx.code_cells,
     )
 
 

@@ -21,7 +21,7 @@ _ATTRIBUTES = {
     "details": {"open", "data-question"},
     "ol": {"start", "data-checklist"},
     "ul": {"data-checklist"},
-    "div": {"data-quiz-key"},
+    "div": {"data-quiz-key", "data-code-cell"},
     "section": {"data-quiz-key"},
     "span": {"data-opened"},
 }
@@ -31,7 +31,7 @@ _CLASSES = {
     "aside": {"callout", *(f"callout-{kind}" for kind in CALLOUT_TITLES)},
     "details": {"quiz-reveal"},
     "div": {
-        "block-error", "code-block", "code-label", "compare", "graded-quiz-slot", "math", "math-display",
+        "block-error", "code-block", "code-cell", "code-label", "compare", "graded-quiz-slot", "math", "math-display",
         "quiz-answer", "quiz-answer-text", "quiz-explanation", "quiz-header", "stages-diagram",
     },
     "figcaption": {"compare-label"},
@@ -44,7 +44,7 @@ _CLASSES = {
     },
     "ol": {"footnotes-list", "quiz-choices", "quiz-questions", "stages", "contains-task-list"},
     "p": {
-        "block-error-title", "callout-title", "compare-title", "quiz-correct", "quiz-kind", "quiz-progress",
+        "block-error-title", "callout-title", "code-cell-check", "compare-title", "quiz-correct", "quiz-kind", "quiz-progress",
         "quiz-prompt", "quiz-title", "stages-title",
     },
     "pre": {"highlight"},
