@@ -72,6 +72,11 @@ class Lesson(models.Model):
     content_hash = models.CharField(max_length=64)
     html = models.TextField(blank=True)
     toc = models.JSONField(default=list, blank=True)
+    code_cells = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Runnable code cells in document order: [{index, language, code, check}] ("python run" fences).',
+    )
 
     class Meta:
         ordering = ["unit__position", "position"]

@@ -684,6 +684,7 @@ class _CourseReader:
                 quizzes=result.quizzes,
                 links=[tuple(link) for link in result.links],
                 resolved=resolved,
+                code_cells=result.code_cells,
             )
 
     def _render_problems(self, file: str, problems: Iterable[Any]) -> None:
@@ -956,6 +957,8 @@ class _CourseReader:
                     "html": lesson.html,
                     "toc": lesson.toc,
                     "quizzes": lesson.quizzes,
+                    # Only when there are cells: lessons without any keep the hash (and row) they had before.
+                    **({"code_cells": lesson.code_cells} if lesson.code_cells else {}),
                 }
             )
         for lab in course.labs():

@@ -52,6 +52,7 @@ class Rendered:
     links: list[tuple[str, int]]  # (href as written, file line)
     resolved: dict[str, str | None]  # relative .md path -> URL it resolved to when rendered
     fresh: bool = True  # False when it came from the render cache
+    code_cells: list[dict[str, Any]] = field(default_factory=list)  # runnable cells (courses.markdown.cells)
 
 
 @dataclass
@@ -100,6 +101,10 @@ class LessonSpec:
     @property
     def quizzes(self) -> list[dict[str, Any]]:
         return self.rendered.quizzes if self.rendered else []
+
+    @property
+    def code_cells(self) -> list[dict[str, Any]]:
+        return self.rendered.code_cells if self.rendered else []
 
 
 @dataclass

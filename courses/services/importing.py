@@ -57,6 +57,7 @@ _LESSON_FIELDS = [
     "content_hash",
     "html",
     "toc",
+    "code_cells",
 ]
 
 
@@ -115,6 +116,7 @@ class DatabaseRenderCache:
                     links=[(href, line) for href, line in blocks.get("links", [])],
                     resolved=blocks["resolved"],
                     fresh=False,
+                    code_cells=blocks.get("code_cells", []),
                 )
         return out
 
@@ -256,6 +258,7 @@ def _lesson_row(lesson: LessonSpec, *, course: Course, unit: Unit, pk: int | Non
         content_hash=lesson.content_hash,
         html=lesson.html,
         toc=lesson.toc,
+        code_cells=lesson.code_cells,
     )
 
 
@@ -358,7 +361,13 @@ def _render_cache_store(*, spec: CourseSpec) -> None:
             content_hash=item.render_key,
             html=rendered.html,
             toc=rendered.toc,
-            blocks={"quizzes": rendered.quizzes, "links": rendered.links, "resolved": rendered.resolved},
+            blocks={
+                "quizzes": rendered.quizzes,
+                "links": rendered.links,
+                "resolved": rendered.resolved,
+                # A later import that finds this entry stores the cells on its lessons without rendering again.
+                "code_cells": rendered.code_cells,
+            },
         )
     RenderedMarkdown.objects.bulk_create(
         list(rows.values()),
