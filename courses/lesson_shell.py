@@ -6,6 +6,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
@@ -31,6 +32,16 @@ SHELL_CACHE_SECONDS = 3600
 # place of each personal part (the "shell"), and each request fills the markers with that reader's fragments.
 # The markers hold a random nonce drawn when the shell is built, so no lesson text can contain one: an author
 # cannot make a reader's token or name appear anywhere but where the templates put them.
+
+
+def code_cell_assets() -> dict[str, list[str]]:
+    """The static scripts and stylesheets a lesson page with runnable code cells loads. They come from the app
+    that runs the cells (settings.CODE_CELL_SCRIPTS / CODE_CELL_STYLES): courses only renders the cells' markup.
+    Shared by the anonymous page (courses.views) and the logged-in shell, which cannot import the views."""
+    return {
+        "code_cell_scripts": list(getattr(settings, "CODE_CELL_SCRIPTS", [])),
+        "code_cell_styles": list(getattr(settings, "CODE_CELL_STYLES", [])),
+    }
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,7 @@ def _shell_build(request: HttpRequest, course_slug: str, unit_slug: str, lesson_
         "unit": lesson.unit,
         "body": mark_safe(body),  # noqa: S308 - sanitised at import; the slots are our markers
         "has_marks": has_marks,
+        **code_cell_assets(),
         "slots": {name: slot(name) for name in ("nav", "header", "progress", "marks")},
         # These override the context processors' values, so nothing of the requesting reader reaches the shell.
         "csrf_token": slot("csrf"),

@@ -128,6 +128,7 @@ def lesson_detail(request: HttpRequest, course_slug: str, unit_slug: str, lesson
     context = {"page": page, "lesson": lesson, "course": lesson.course, "unit": lesson.unit, "body": mark_safe(body)}  # noqa: S308
     context["marks"] = selectors.lesson_marks(lesson=lesson, user=request.user)
     context["has_marks"] = selectors.lesson_has_marks(lesson=lesson)
+    context.update(lesson_shell.code_cell_assets())
     response = render(request, "courses/lesson_detail.html", context)
     if cache_key is not None:
         cache.set(cache_key, response.content, timeout=LESSON_PAGE_CACHE_SECONDS)
