@@ -73,15 +73,11 @@ def _check(info: str, fence_line: int, ctx: RenderContext) -> str:
         return ""
     check = ""
     seen_check = False
+    unknown: list[str] = []
     for word in words[2:]:
         key, equals, value = word.partition("=")
         if not equals or key != _CHECK_KEY:
-            ctx.problem(
-                fence_line,
-                f"unknown word {word!r} after `run` in this code cell's fence line",
-                f'After `run` only a check may follow, written check="<expression>" with no spaces around =, '
-                f"e.g. {_SYNTAX}.",
-            )
+            unknown.append(word)
             continue
         if seen_check:
             ctx.problem(
@@ -101,6 +97,15 @@ def _check(info: str, fence_line: int, ctx: RenderContext) -> str:
             )
             continue
         check = value.strip()
+    if unknown:
+        # One problem for the line: `check = "x"` (spaces around =) reads as three words.
+        noun = "word" if len(unknown) == 1 else "words"
+        ctx.problem(
+            fence_line,
+            f"unknown {noun} {', '.join(map(repr, unknown))} after `run` in this code cell's fence line",
+            f'After `run` only a check may follow, written check="<expression>" with no spaces around =, '
+            f"e.g. {_SYNTAX}.",
+        )
     return check
 
 
