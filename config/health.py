@@ -3,7 +3,9 @@
 /readyz: the database and Redis are required (either down: 503 "unavailable"). The workers are reported from
 their heartbeats (labs/heartbeat.py): up, degraded (some report Docker down or the runner image missing) or down
 (no fresh heartbeat). Workers that cannot grade do not make the web unready, since it can still serve pages and
-take submissions that wait in the queue: the answer is 200 with status "degraded". Errors and worker details go
+take submissions that wait in the queue: the answer is 200 with status "degraded". The code cells' kernel managers
+(kernels/manager.py) are reported the same way from their beats: none fresh makes the site "degraded", since only
+code cells stop working. Errors and worker details go
 only to internal callers (config.metrics.caller_is_internal); others see each status and latency.
 """
 
@@ -18,6 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from config.metrics import caller_is_internal
+from kernels import protocol as kernels_protocol
 from labs import heartbeat
 
 
@@ -74,6 +77,31 @@ def _workers() -> dict:
     return result
 
 
+def _kernels() -> dict:
+    started = time.perf_counter()
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        managers = kernels_protocol.managers_read(client=client)
+    except redis.RedisError as exc:
+        managers, error = [], f"{type(exc).__name__}: {exc}"[:300]
+    else:
+        error = None
+    finally:
+        client.close()
+    result = {
+        "status": "up" if managers else "down",
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "managers": [
+            {"host": m.get("host"), "kernels": m.get("kernels"), "capacity": m.get("capacity")} for m in managers
+        ],
+    }
+    if error:
+        result["error"] = error
+    elif not managers:
+        result["error"] = "no kernel manager beat in Redis: `manage.py kernel_manager` is not running on any host"
+    return result
+
+
 def _probe(check: Callable[[], None]) -> dict:
     started = time.perf_counter()
     try:
@@ -100,8 +128,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
     dependencies = {name: _probe(check) for name, check in DEPENDENCY_CHECKS.items()}
     ready = all(dep["status"] == "up" for dep in dependencies.values())
     dependencies["workers"] = _workers()
-    workers_up = dependencies["workers"]["status"] == "up"
-    status = ("ready" if workers_up else "degraded") if ready else "unavailable"
+    dependencies["kernels"] = _kernels()
+    serving = dependencies["workers"]["status"] == "up" and dependencies["kernels"]["status"] == "up"
+    status = ("ready" if serving else "degraded") if ready else "unavailable"
     if not caller_is_internal(request):
         dependencies = {
             name: {"status": d["status"], "latency_ms": d["latency_ms"]} for name, d in dependencies.items()

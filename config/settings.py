@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "courses",
     "labs",
     "notifications",
+    "kernels",
 ]
 
 MIDDLEWARE = [
@@ -151,6 +152,22 @@ SANDBOX_POOL_SIZE = env_int("SHIPSHAPE_SANDBOX_POOL_SIZE", 3, minimum=0)
 # A pooled sandbox nobody claimed in this long is replaced (its container's own lifetime runs out after it).
 SANDBOX_POOL_MAX_IDLE_SECONDS = env_int("SHIPSHAPE_SANDBOX_POOL_MAX_IDLE_SECONDS", 300, minimum=10)
 GRADING_PARALLEL_CHECKS = env_int("SHIPSHAPE_GRADING_PARALLEL_CHECKS", 3, minimum=1)  # checks at once per grading
+# Code cells (kernels app): one kernel per learner per lesson page, run by `manage.py kernel_manager` on each host.
+# The folder holds each kernel's sockets and is bind-mounted into its sandbox: keep its path short (socket paths are
+# limited to about 100 bytes) and the same inside and outside the manager's container.
+KERNELS_DIR = Path(env_str("SHIPSHAPE_KERNELS_DIR", str(DATA_DIR / "kernels")))
+KERNELS_PER_HOST = env_int("SHIPSHAPE_KERNELS_PER_HOST", 20, minimum=1)
+KERNELS_PER_LEARNER = env_int("SHIPSHAPE_KERNELS_PER_LEARNER", 3, minimum=1)
+KERNEL_IDLE_SECONDS = env_int("SHIPSHAPE_KERNEL_IDLE_SECONDS", 900, minimum=1)
+KERNEL_CELL_TIMEOUT_SECONDS = env_int("SHIPSHAPE_KERNEL_CELL_TIMEOUT_SECONDS", 60, minimum=1)
+KERNEL_START_TIMEOUT_SECONDS = env_int("SHIPSHAPE_KERNEL_START_TIMEOUT_SECONDS", 30, minimum=5)
+# A kernel's sandbox: the grading defaults (labs.labspec.LimitsSpec).
+KERNEL_CPUS = float(env_int("SHIPSHAPE_KERNEL_CPUS", 1, minimum=1))
+KERNEL_MEMORY_MB = env_int("SHIPSHAPE_KERNEL_MEMORY_MB", 256, minimum=64)
+KERNEL_PIDS = env_int("SHIPSHAPE_KERNEL_PIDS", 128, minimum=16)
+KERNEL_SCRATCH_MB = env_int("SHIPSHAPE_KERNEL_SCRATCH_MB", 64, minimum=8)
+CODE_CELL_SCRIPTS = ["kernels/cells.js"]
+CODE_CELL_STYLES = ["kernels/cells.css"]
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": GRADING_MAX_WALL_SECONDS * 2 + 60}
 # Workers log through LOGGING above (JSON lines), not Celery's own plain-text root handler.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -16,6 +16,7 @@ urlpatterns = [
     path("accounts/", include("courses.password_urls")),
     path("review/", include("labs.reviews.urls")),
     path("notifications/", include("notifications.urls")),
+    path("", include("kernels.urls")),
     path("", include("labs.gradebook.urls")),
     path("", include("labs.regrades.urls")),
     path("", include("labs.urls")),

@@ -800,6 +800,9 @@ def container_create(
     lifetime_s: float,
     labels: dict[str, str],
     submission_tmpfs: bool = False,
+    command: list[str] | None = None,
+    user: str | None = None,
+    init: bool = False,
 ) -> str:
     """Create and start one locked-down sandbox container; its id. Docker errors propagate to the caller.
 
@@ -807,6 +810,8 @@ def container_create(
     container (labs.sandbox.pool) is started before its submission exists: it gets /submission as a tmpfs the
     grader's agent fills when the container is claimed (submission_tmpfs) instead of the read-only bind mount.
     Everything else is the same for both, so a pooled sandbox has exactly the limits and isolation of a fresh one.
+    A code cell's kernel (kernels.sandbox) is a third user of the same lock-down: it runs its own `command` as the
+    learner (`user`), under Docker's init (`init`) so a fork bomb's zombies are reaped and an interrupt reaches it.
     """
     lim = limits
     memory = f"{lim.memory_mb}m"
@@ -842,13 +847,14 @@ def container_create(
             docker.types.Ulimit(name="core", soft=0, hard=0),
         ],
         log_config=docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+        init=init or None,
     )
     container_id = api.create_container(
         image,
-        command=["sleep", str(int(lifetime_s))],
+        command=command or ["sleep", str(int(lifetime_s))],
         detach=True,
         # PID 1's child runs as grader so a learner's kill(-1) (run_limited --kill-leftovers) spares it.
-        user=USERS["grader"],
+        user=user or USERS["grader"],
         working_dir="/work",
         environment=dict(BASE_ENV),
         host_config=host_config,

@@ -1,5 +1,6 @@
 #!/bin/sh
-# One image, three roles: web (migrate, collect static files, gunicorn), worker (Celery) and beat; `manage CMD`
+# One image, four roles: web (migrate, collect static files, gunicorn), worker (Celery), beat and kernels (the
+# code cells' kernel manager); `manage CMD`
 # runs a management command, and any other program in the image runs as given (`python manage.py check`, `sh`).
 set -eu
 
@@ -32,6 +33,9 @@ case "$role" in
   beat)
     exec celery -A config beat --loglevel INFO --schedule "${SHIPSHAPE_DATA_DIR}/celerybeat-schedule" "$@"
     ;;
+  kernels)
+    exec python manage.py kernel_manager "$@"
+    ;;
   manage)
     exec python manage.py "$@"
     ;;
@@ -39,7 +43,7 @@ case "$role" in
     if command -v "$role" >/dev/null 2>&1; then
       exec "$role" "$@"
     fi
-    echo "unknown role '$role': use web, worker, beat, manage <command>, or a program in the image" >&2
+    echo "unknown role '$role': use web, worker, beat, kernels, manage <command>, or a program in the image" >&2
     exit 2
     ;;
 esac

@@ -5,6 +5,8 @@
 - The apps depend one way, labs → courses: nothing in courses imports labs (courses reaches labs through
   `courses.extensions`, which the labs app registers).
 - `core` depends on no app.
+- Code cells (kernels) depend on courses and the sandbox; courses renders cells as plain markup and never imports
+  kernels, and labs does not either.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("config", "core", "courses", "labs")
+PACKAGES = ("config", "core", "courses", "labs", "kernels")
 # Course content (starter code, grader bundles) is data that runs in sandboxes, not platform code.
 DATA_FOLDERS = {REPO_ROOT / "courses" / "content"}
 
@@ -113,7 +115,21 @@ def test_courses_never_imports_labs():
 
 def test_core_imports_no_app():
     graph = import_graph()
-    assert [*_edges(graph, source="core", target="courses"), *_edges(graph, source="core", target="labs")] == []
+    assert [
+        *_edges(graph, source="core", target="courses"),
+        *_edges(graph, source="core", target="labs"),
+        *_edges(graph, source="core", target="kernels"),
+    ] == []
+
+
+def test_courses_and_labs_never_import_kernels():
+    graph = import_graph()
+    assert [*_edges(graph, source="courses", target="kernels"), *_edges(graph, source="labs", target="kernels")] == []
+
+
+def test_kernels_reach_labs_only_through_the_sandbox():
+    edges = _edges(import_graph(), source="kernels", target="labs")
+    assert edges and all(edge.split(" -> ")[1].startswith("labs.sandbox") for edge in edges)
 
 
 def test_the_graph_reader_sees_imports_inside_functions_and_type_checking_blocks(tmp_path, monkeypatch):

@@ -70,9 +70,11 @@ def resolved(command: list[str], env: dict[str, str], tmp_path: Path) -> dict:
 def test_it_resolves_with_only_the_documented_required_variables(compose_command, tmp_path):
     config = resolved(compose_command, REQUIRED, tmp_path)
 
-    assert set(config["services"]) == {"web", "worker", "beat", "redis", "postgres"}
+    assert set(config["services"]) == {"web", "worker", "beat", "kernels", "redis", "postgres"}
     assert config["services"]["web"]["environment"]["SHIPSHAPE_SECRET_KEY"] == REQUIRED["SHIPSHAPE_SECRET_KEY"]
     assert config["services"]["worker"]["group_add"] == [REQUIRED["DOCKER_GID"]]
+    assert config["services"]["kernels"]["group_add"] == [REQUIRED["DOCKER_GID"]]
+    assert config["services"]["kernels"]["command"] == ["kernels"]
 
 
 @pytest.mark.parametrize("missing", sorted(REQUIRED))
@@ -94,7 +96,7 @@ def test_it_defaults_to_images_pinned_by_tag_and_digest(compose_command, tmp_pat
     assert DIGEST.search(services["redis"]["image"])
     assert services["postgres"]["image"].startswith(PINNED["SHIPSHAPE_POSTGRES_IMAGE"])
     assert DIGEST.search(services["postgres"]["image"])
-    assert {services[role]["image"] for role in ("web", "worker", "beat")} == {"shipshape-app:latest"}
+    assert {services[role]["image"] for role in ("web", "worker", "beat", "kernels")} == {"shipshape-app:latest"}
 
 
 def test_it_names_where_each_default_digest_came_from():
@@ -115,12 +117,12 @@ def test_override_variables_win_over_the_pinned_defaults(compose_command, tmp_pa
 
     services = resolved(compose_command, {**REQUIRED, **overrides}, tmp_path)["services"]
 
-    assert {services[role]["build"]["args"]["PYTHON_BASE"] for role in ("web", "worker", "beat")} == {
+    assert {services[role]["build"]["args"]["PYTHON_BASE"] for role in ("web", "worker", "beat", "kernels")} == {
         "local/python:3.11"
     }
     assert services["redis"]["image"] == "local/redis:7"
     assert services["postgres"]["image"] == "local/postgres:16"
-    assert {services[role]["image"] for role in ("web", "worker", "beat")} == {"shipshape-app:0123456789abcdef"}
+    assert {services[role]["image"] for role in ("web", "worker", "beat", "kernels")} == {"shipshape-app:0123456789abcdef"}
 
 
 def test_it_keeps_to_what_compose_v2_accepts():

@@ -16,10 +16,11 @@ def test_readyz_lists_each_dependency_with_its_latency(client, redis_server):
     assert response.status_code == 200
     body = response.json()
     # The workers are reported from their heartbeats (tests/platform/test_readyz.py); none need run here.
-    assert set(body["dependencies"]) == {"database", "redis", "workers"}
-    assert body["status"] == ("ready" if body["dependencies"]["workers"]["status"] == "up" else "degraded")
+    assert set(body["dependencies"]) == {"database", "redis", "workers", "kernels"}
+    serving = all(body["dependencies"][name]["status"] == "up" for name in ("workers", "kernels"))
+    assert body["status"] == ("ready" if serving else "degraded")
     for name, dependency in body["dependencies"].items():
-        if name != "workers":
+        if name not in ("workers", "kernels"):
             assert dependency["status"] == "up"
         assert isinstance(dependency["latency_ms"], float | int)
         assert dependency["latency_ms"] >= 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 import redis
 from django.test import Client
 
+from kernels import protocol as kernels_protocol
 from labs import heartbeat
 
 pytestmark = [pytest.mark.django_db, pytest.mark.redis]
@@ -24,6 +26,7 @@ NO_DOCKER = {
 def beats(redis_server, monkeypatch, settings):
     """Writes heartbeats under a prefix of this test's own, so a running test worker's heartbeats never count."""
     monkeypatch.setattr(heartbeat, "KEY_PREFIX", f"test-heartbeat:{time.monotonic_ns()}:")
+    monkeypatch.setattr(kernels_protocol, "PREFIX", f"test-kernels:{time.monotonic_ns()}:")
     settings.HEARTBEAT_SECONDS = 10
     client = redis.Redis.from_url(redis_server.url)
 
@@ -31,14 +34,23 @@ def beats(redis_server, monkeypatch, settings):
         heartbeat.heartbeat_write(client=client, beat={"worker": worker, "time": time.time() - age_seconds, **parts})
 
     yield write
-    for key in client.scan_iter(match=heartbeat.KEY_PREFIX + "*"):
-        client.delete(key)
+    for prefix in (heartbeat.KEY_PREFIX, kernels_protocol.PREFIX):
+        for key in client.scan_iter(match=prefix + "*"):
+            client.delete(key)
     client.close()
 
 
-def test_it_reports_workers_up_when_every_fresh_heartbeat_can_grade(beats):
+def kernel_manager_beat(redis_server, *, host: str = "host-a") -> None:
+    beat = {"instance": "i1", "host": host, "kernels": 2, "capacity": 20, "time": time.time()}
+    client = redis.Redis.from_url(redis_server.url)
+    client.set(kernels_protocol.manager_key("i1"), json.dumps(beat), ex=kernels_protocol.BEAT_TTL_SECONDS)
+    client.close()
+
+
+def test_it_reports_workers_up_when_every_fresh_heartbeat_can_grade(beats, redis_server):
     beats("w1@host-a", **GOOD)
     beats("w2@host-b", **GOOD)
+    kernel_manager_beat(redis_server)
 
     response = Client().get("/readyz")
 
@@ -50,6 +62,30 @@ def test_it_reports_workers_up_when_every_fresh_heartbeat_can_grade(beats):
     assert workers["latency_ms"] >= 0
     assert {w["worker"] for w in workers["workers"]} == {"w1@host-a", "w2@host-b"}
     assert workers["workers"][0]["image"]["id"] == "sha256:ab"
+    assert body["dependencies"]["kernels"]["status"] == "up"
+
+
+def test_it_is_degraded_and_says_why_when_no_kernel_manager_beats(beats):
+    beats("w1@host-a", **GOOD)
+
+    response = Client().get("/readyz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["dependencies"]["workers"]["status"] == "up"
+    assert body["dependencies"]["kernels"]["status"] == "down"
+
+
+def test_it_reports_the_kernel_managers_hosts_and_kernels_to_internal_callers(beats, redis_server, settings):
+    settings.METRICS_TOKEN = "t" * 32
+    beats("w1@host-a", **GOOD)
+    kernel_manager_beat(redis_server, host="host-k")
+
+    body = Client().get("/readyz", HTTP_AUTHORIZATION="Bearer " + "t" * 32).json()
+
+    assert body["status"] == "ready"
+    assert body["dependencies"]["kernels"]["managers"] == [{"host": "host-k", "kernels": 2, "capacity": 20}]
 
 
 @pytest.mark.parametrize("bad", [NO_IMAGE, NO_DOCKER], ids=["image missing", "docker down"])

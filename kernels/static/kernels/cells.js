@@ -139,11 +139,15 @@
     var actions = el("span", "kernel-actions");
     var interrupt = makeButton("Interrupt", "button-secondary kernel-interrupt", "Interrupt the running cell");
     var restart = makeButton("Restart", "button-secondary kernel-restart", "Restart the kernel");
+    // A learner has a few kernels at once (one per page): Stop frees this page's for another.
+    var stop = makeButton("Stop kernel", "button-secondary kernel-stop", "Stop this page's kernel");
     interrupt.disabled = true;
     interrupt.addEventListener("click", interruptKernel);
     restart.addEventListener("click", restartKernel);
+    stop.addEventListener("click", stopKernel);
     actions.appendChild(interrupt);
     actions.appendChild(restart);
+    actions.appendChild(stop);
     // Under the bar, not in it: the bar stays in view and should cover as little of the lesson as it can.
     var hint = el("p", "kernel-hint", "Shift+Enter or Ctrl+Enter runs a cell. Tab indents; press Esc, then Tab, " +
       "to leave the editor.");
@@ -152,7 +156,7 @@
     bar.appendChild(state);
     bar.appendChild(note);
     bar.appendChild(actions);
-    return { node: bar, hint: hint, state: state, note: note, interrupt: interrupt, restart: restart };
+    return { node: bar, hint: hint, state: state, note: note, interrupt: interrupt, restart: restart, stop: stop };
   }
 
   // The bar goes before the first cell, as a child of the lesson body, so it can stay in view (sticky) while the
@@ -193,6 +197,7 @@
     bar.node.classList.toggle("is-busy", anyBusy() || page.restarting);
     bar.interrupt.disabled = !anyBusy() || page.restarting;
     bar.restart.disabled = page.restarting;
+    bar.stop.disabled = page.restarting || !(page.kernel.state === "ready" || page.kernel.state === "starting");
     bar.restart.classList.toggle("is-suggested", page.kernel.state === "gone" && !page.restarting);
   }
 
@@ -237,6 +242,20 @@
     postJson(lessonUrl("interrupt"), {}).then(function (answer) {
       if (answer.status === 202) {
         setNote("", false);
+      } else {
+        setNote(errorMessage(answer), answer.status !== 409, answer.status === 401);
+      }
+    });
+  }
+
+  function stopKernel() {
+    setNote("Stopping…", false);
+    postJson(lessonUrl("stop"), {}).then(function (answer) {
+      if (answer.status === 202) {
+        page.generation += 1;
+        page.cells.forEach(resetCell);
+        setNote("", false);
+        loadKernel();
       } else {
         setNote(errorMessage(answer), answer.status !== 409, answer.status === 401);
       }

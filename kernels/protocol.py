@@ -1,0 +1,95 @@
+"""What the web and the kernel manager say to each other, through Redis.
+
+The web never talks to a kernel: it writes a request on a queue and reads the output items the manager appends
+(see docs/architecture.md, "Code cells"). Keys, all under one prefix:
+
+    manager:<instance>           {"instance", "host", "pid", "started", "time", "kernels", "capacity"}, TTL 3 beats
+    queue:<instance>             requests for a kernel that instance holds (run, interrupt, restart)
+    queue                        requests any instance may take: a kernel to start
+    session:<user>:<lesson>      the learner's kernel on a page: {"instance", "kernel", "state", "message", "time"}
+    learner:<user>               set of lesson ids whose kernel is alive (the per-learner cap)
+    exec:<id>                    {"user", "lesson", "instance"}: who may read the execution, and who runs it
+    out:<id>                     the execution's output items (kernels.outputs), in order, JSON each
+
+A request: {"op": "run" | "restart" | "interrupt", "exec", "user", "lesson", "cell", "code", "check", "sent"}.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+from django.conf import settings
+
+PREFIX = "shipshape:kernels:"
+BEAT_SECONDS = 2
+BEAT_TTL_SECONDS = 3 * BEAT_SECONDS
+EXECUTION_TTL_SECONDS = 3600
+SESSION_TTL_SECONDS = 7 * 24 * 3600
+
+# Session states.
+STARTING = "starting"
+READY = "ready"
+GONE = "gone"
+
+
+def manager_key(instance: str) -> str:
+    return f"{PREFIX}manager:{instance}"
+
+
+def queue_key(instance: str | None = None) -> str:
+    return f"{PREFIX}queue:{instance}" if instance else f"{PREFIX}queue"
+
+
+def session_key(*, user_id: int, lesson_id: int) -> str:
+    return f"{PREFIX}session:{user_id}:{lesson_id}"
+
+
+def learner_key(user_id: int) -> str:
+    return f"{PREFIX}learner:{user_id}"
+
+
+def execution_key(execution_id: str) -> str:
+    return f"{PREFIX}exec:{execution_id}"
+
+
+def output_key(execution_id: str) -> str:
+    return f"{PREFIX}out:{execution_id}"
+
+
+def redis_client(*, timeout: float = 2.0) -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
+def managers_read(*, client: redis.Redis) -> list[dict[str, Any]]:
+    """Every kernel manager with a fresh beat."""
+    keys = list(client.scan_iter(match=f"{PREFIX}manager:*", count=100))
+    if not keys:
+        return []
+    beats = []
+    for raw in client.mget(keys):
+        if raw:
+            try:
+                beats.append(json.loads(raw))
+            except ValueError:
+                continue
+    return beats
+
+
+def manager_alive(*, client: redis.Redis, instance: str) -> bool:
+    return bool(instance) and bool(client.exists(manager_key(instance)))
+
+
+def items_append(*, client: redis.Redis | Any, execution_id: str, items: list[dict[str, Any]]) -> None:
+    """Append output items (a pipeline is accepted, so a batch costs one round trip)."""
+    if not items:
+        return
+    key = output_key(execution_id)
+    client.rpush(key, *[json.dumps(item, separators=(",", ":")) for item in items])
+    client.expire(key, EXECUTION_TTL_SECONDS)
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,260 @@
+"""Real kernels in real sandbox containers, driven by a real kernel manager process through Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from kernels import protocol, selectors, services
+from kernels.errors import CellRefused
+from tests.kernels.conftest import Page, cell_run, execution_wait, kernel_containers
+
+pytestmark = [pytest.mark.docker, pytest.mark.redis]
+
+PNG_CELL = """
+import struct, zlib
+from IPython.display import Image, display
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+rows = b"".join(b"\\x00" + bytes([x * 16, 0, 255 - x * 16]) * 16 for x in range(16))
+png = b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0))
+png += chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+display(Image(data=png))
+"""
+
+HTML_CELL = """
+from IPython.display import HTML, display
+display(HTML("<table><tr><th>seed</th><td>42</td></tr></table><script>alert(1)</script>"))
+"""
+
+
+def state_of(page: Page, *, user_id: int = 1) -> selectors.KernelState:
+    return selectors.kernel_state(client=protocol.redis_client(), user_id=user_id, lesson_id=page.id)
+
+
+def test_it_keeps_state_across_the_cells_of_a_page(kernel_manager):
+    kernel_manager.start()
+    page = Page(id=101)
+
+    first = cell_run(page, "x = 41")
+    second = cell_run(page, "x += 1\nprint('x is', x)\nx")
+
+    assert first.of("status")[0]["state"] == "starting"
+    assert first.done["status"] == "ok"
+    assert second.stdout() == "x is 42\n"
+    assert second.of("text") == [{"type": "text", "text": "42"}]
+    assert second.done["status"] == "ok"
+    assert second.done["execution_count"] == 2
+
+
+def test_it_streams_errors_with_their_traceback_as_the_learners(kernel_manager):
+    kernel_manager.start()
+
+    outcome = cell_run(Page(id=102), "def f():\n    return 1 / 0\nf()")
+
+    assert outcome.done["status"] == "error"
+    [error] = outcome.of("error")
+    assert error["ename"] == "ZeroDivisionError"
+    assert "return 1 / 0" in error["traceback"]
+    assert "\x1b[" not in error["traceback"]
+
+
+def test_it_sends_rich_output_sanitised(kernel_manager):
+    kernel_manager.start()
+    page = Page(id=103)
+
+    image = cell_run(page, PNG_CELL)
+    table = cell_run(page, HTML_CELL)
+
+    [png] = image.of("image")
+    assert png["mime"] == "image/png"
+    assert png["data"].startswith("iVBORw0KGgo")  # base64 of the PNG signature
+    [html] = table.of("html")
+    assert "<table>" in html["html"] and "<td>42</td>" in html["html"]
+    assert "script" not in html["html"] and "alert" not in html["html"]
+
+
+def test_it_checks_a_cell_against_its_expected_value(kernel_manager):
+    kernel_manager.start()
+    page = Page(id=104, code_cells=[{"index": 0, "check": "total == 55"}])
+
+    wrong = cell_run(page, "total = sum(range(10))")
+    right = cell_run(page, "total = sum(range(11))")
+    missing = cell_run(Page(id=105, code_cells=[{"index": 0, "check": "total == 55"}]), "print('no total')")
+
+    assert wrong.done["check"] == {"passed": False, "detail": "the check is false"}
+    assert right.done["check"] == {"passed": True, "detail": "the check is true"}
+    assert missing.done["check"]["passed"] is False
+    assert "NameError" in missing.done["check"]["detail"]
+
+
+def test_it_stops_an_infinite_loop_on_interrupt_and_keeps_the_kernel(kernel_manager):
+    kernel_manager.start()
+    page = Page(id=106)
+    cell_run(page, "kept = 'still here'")
+
+    execution_id = services.cell_run(user_id=1, lesson=page, index=0, code="while True:\n    pass")
+    client = protocol.redis_client()
+    while not any(
+        i["type"] == "status"
+        for i in selectors.execution_read(client=client, user_id=1, execution_id=execution_id, after=0).items
+    ):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    services.kernel_interrupt(user_id=1, lesson=page)
+    looped = execution_wait(execution_id, user_id=1)
+    after = cell_run(page, "kept")
+
+    assert looped.done["status"] == "interrupted"
+    assert looped.of("error")[0]["ename"] == "KeyboardInterrupt"
+    assert after.of("text") == [{"type": "text", "text": "'still here'"}]
+
+
+def test_it_interrupts_a_cell_that_outruns_its_time_limit_and_says_so(kernel_manager):
+    kernel_manager.start(KERNEL_CELL_TIMEOUT_SECONDS=2)
+    page = Page(id=107)
+
+    outcome = cell_run(page, "import time\nwhile True:\n    time.sleep(0.01)")
+    after = cell_run(page, "1 + 1")
+
+    assert outcome.done["status"] == "limit"
+    assert "longer than 2 s" in outcome.done["message"]
+    assert after.of("text") == [{"type": "text", "text": "2"}]
+
+
+def test_it_contains_a_fork_bomb_and_names_the_process_limit(kernel_manager, docker_client):
+    kernel_manager.start()
+    page = Page(id=108)
+
+    outcome = cell_run(page, "import os\nwhile True:\n    os.fork()")
+
+    assert outcome.done["status"] == "limit"
+    assert "processes" in outcome.done["message"] and "128" in outcome.done["message"]
+    assert state_of(page).state == "gone"
+    assert kernel_containers(docker_client) == []
+
+
+def test_it_contains_a_memory_bomb_and_names_the_memory_limit(kernel_manager, docker_client):
+    kernel_manager.start()
+    page = Page(id=109)
+
+    outcome = cell_run(page, "hog = bytearray(2 * 1024 ** 3)")
+
+    # Either Python is refused the memory (MemoryError, the kernel lives) or the kernel is killed for it.
+    if outcome.done["status"] == "error":
+        assert outcome.of("error")[0]["ename"] == "MemoryError"
+    else:
+        assert outcome.done["status"] == "limit"
+        assert "256 MB" in outcome.done["message"]
+        assert state_of(page).state == "gone"
+    touched = cell_run(
+        Page(id=110), "hog = bytearray(400 * 1024 ** 2)\nfor i in range(0, len(hog), 4096):\n    hog[i] = 1"
+    )
+    assert touched.done["status"] in ("limit", "error")
+    if touched.done["status"] == "limit":
+        assert "256 MB" in touched.done["message"]
+
+
+def test_it_gives_the_kernel_no_network_but_loopback(kernel_manager):
+    kernel_manager.start()
+
+    outcome = cell_run(Page(id=111), "import os\nprint(sorted(os.listdir('/sys/class/net')))")
+
+    assert outcome.stdout() == "['lo']\n"
+
+
+def test_it_keeps_the_learner_out_of_the_kernel_folder(kernel_manager):
+    kernel_manager.start()
+
+    outcome = cell_run(Page(id=112), "open('/kernel/planted', 'w')")
+
+    assert outcome.of("error")[0]["ename"] == "PermissionError"
+
+
+def test_it_culls_an_idle_kernel_and_tells_the_page_to_restart(kernel_manager, docker_client):
+    kernel_manager.start(KERNEL_IDLE_SECONDS=2)
+    page = Page(id=113)
+    cell_run(page, "x = 1")
+
+    deadline = time.monotonic() + 30
+    while state_of(page).state != "gone" and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    assert state_of(page).state == "gone"
+    assert "without use" in state_of(page).message
+    assert kernel_containers(docker_client) == []
+    with pytest.raises(CellRefused) as refused:
+        services.cell_run(user_id=1, lesson=page, index=0, code="x")
+    assert refused.value.code == "kernel_gone"
+    restarted = execution_wait(services.kernel_restart(user_id=1, lesson=page), user_id=1)
+    assert restarted.done["status"] == "ok"
+    assert cell_run(page, "x").of("error")[0]["ename"] == "NameError"
+
+
+def test_it_refuses_a_kernel_past_the_hosts_cap_with_a_clear_message(kernel_manager):
+    kernel_manager.start(KERNELS_PER_HOST=1)
+    cell_run(Page(id=114), "1", user_id=1)
+
+    with pytest.raises(CellRefused) as refused:
+        services.cell_run(user_id=2, lesson=Page(id=115), index=0, code="1")
+
+    assert refused.value.code == "host_full"
+    assert refused.value.status == 503
+    assert "All 1 kernels" in refused.value.message
+
+
+def test_it_refuses_a_kernel_past_the_learners_cap_with_a_clear_message(kernel_manager, settings):
+    settings.KERNELS_PER_LEARNER = 1
+    kernel_manager.start(KERNELS_PER_LEARNER=1)
+    cell_run(Page(id=116), "1", user_id=3)
+
+    with pytest.raises(CellRefused) as refused:
+        services.cell_run(user_id=3, lesson=Page(id=117), index=0, code="1")
+
+    assert refused.value.code == "learner_cap"
+    assert refused.value.status == 429
+    assert "1 kernels running" in refused.value.message
+    assert cell_run(Page(id=117), "1", user_id=4).done["status"] == "ok"  # another learner is not affected
+
+
+def test_it_survives_a_restart_of_the_kernel_manager(kernel_manager, docker_client):
+    kernel_manager.start()
+    page = Page(id=118)
+    cell_run(page, "x = 1")
+    running = execution_wait(services.cell_run(user_id=1, lesson=Page(id=119), index=0, code="1"), user_id=1)
+    assert running.done["status"] == "ok"
+    long = services.cell_run(user_id=1, lesson=page, index=0, code="import time\ntime.sleep(30)")
+    time.sleep(0.5)
+
+    kernel_manager.kill()
+    kernel_manager.start()
+
+    cut = execution_wait(long, user_id=1)
+    assert cut.done["status"] == "gone"
+    assert "Restart the kernel" in cut.done["message"]
+    assert state_of(page).state == "gone"
+    assert len(kernel_containers(docker_client)) == 0  # the new manager removed what the dead one left
+    with pytest.raises(CellRefused) as refused:
+        services.cell_run(user_id=1, lesson=page, index=0, code="x")
+    assert refused.value.code == "kernel_gone"
+    assert execution_wait(services.kernel_restart(user_id=1, lesson=page), user_id=1).done["status"] == "ok"
+    assert cell_run(page, "x = 2\nx").of("text") == [{"type": "text", "text": "2"}]
+
+
+def test_it_runs_two_learners_cells_at_once(kernel_manager):
+    kernel_manager.start()
+    results: dict[int, str] = {}
+
+    def learner(user_id: int) -> None:
+        outcome = cell_run(Page(id=120), f"import time\ntime.sleep(1)\nprint({user_id})", user_id=user_id)
+        results[user_id] = outcome.stdout()
+
+    threads = [threading.Thread(target=learner, args=(user_id,)) for user_id in (5, 6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert results == {5: "5\n", 6: "6\n"}
