@@ -20,7 +20,7 @@ SUITE=bookworm
 # C libraries in their wheels; the app needs nothing more from Debian).
 INCLUDE=python3,python3-venv,tini,ca-certificates
 # What the image holds of the repository; platform/deploy/Dockerfile COPYs the same.
-APP_PATHS=(manage.py config core courses labs notifications platform)
+APP_PATHS=(manage.py config core courses labs notifications kernels platform)
 APP_UID=10001
 
 # Started from inside a venv (`uv run pytest` runs the tests so), python3 would be the venv's, without pip: the

@@ -82,6 +82,14 @@ def test_its_celery_roles_find_the_celery_app(app_image, role):
     assert f"Usage: celery {role}" in result.stdout
 
 
+def test_its_kernels_role_finds_the_kernel_manager(app_image):
+    # The role execs `manage.py kernel_manager`: --help loads Django, the kernels app and the command.
+    result = run_in_app(app_image, "kernels", "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert "kernel manager" in result.stdout
+
+
 def test_its_celery_app_knows_every_task_beat_schedules(app_image):
     script = (
         "from config.celery import app; import django; django.setup(); from django.conf import settings; "

@@ -12,13 +12,13 @@ def compose() -> dict:
 
 
 def test_compose_defines_the_production_services():
-    assert set(compose()["services"]) == {"web", "worker", "beat", "redis", "postgres"}
+    assert set(compose()["services"]) == {"web", "worker", "beat", "kernels", "redis", "postgres"}
 
 
 def test_app_services_run_the_project_image_with_their_role():
     services = compose()["services"]
 
-    for role in ("web", "worker", "beat"):
+    for role in ("web", "worker", "beat", "kernels"):
         service = services[role]
         assert service["build"]["dockerfile"] == "platform/deploy/Dockerfile"
         assert "PYTHON_BASE" in service["build"]["args"]
@@ -27,10 +27,11 @@ def test_app_services_run_the_project_image_with_their_role():
         assert service["environment"]["REDIS_URL"] == "redis://redis:6379/0"
 
 
-def test_only_the_worker_gets_the_docker_socket():
+def test_only_the_worker_and_the_kernel_manager_get_the_docker_socket():
     services = compose()["services"]
 
     assert "/var/run/docker.sock:/var/run/docker.sock" in services["worker"]["volumes"]
+    assert "/var/run/docker.sock:/var/run/docker.sock" in services["kernels"]["volumes"]
     for name in ("web", "beat", "redis", "postgres"):
         assert not any("docker.sock" in volume for volume in services[name].get("volumes", []))
 
