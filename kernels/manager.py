@@ -281,6 +281,8 @@ class KernelManager:
     def session_stop(self, session: KernelSession, *, message: str | None) -> None:
         """Remove the kernel; with a message, the page is told why (and to restart), and queued runs get it too."""
         session.stopped = True
+        kernel_id = session.sandbox.kernel_id if session.sandbox else "-"
+        logger.info("kernel %s of user %s lesson %s stopped: %s", kernel_id, *session.key, message or "restart")
         with self.lock:
             if self.sessions.get(session.key) is session:
                 del self.sessions[session.key]

@@ -30,8 +30,9 @@ class KernelManagerProcess:
         self.log_file: Path | None = None
         self.starts = 0
 
-    def start(self, **settings: Any) -> None:
-        """Start it with SHIPSHAPE_<NAME> settings (e.g. KERNELS_PER_HOST=1) and wait for its first beat."""
+    def start(self, *, host: str | None = None, **settings: Any) -> None:
+        """Start it with SHIPSHAPE_<NAME> settings (e.g. KERNELS_PER_HOST=1) and wait for its first beat; `host`
+        names the host it pretends to be (two managers on one engine stand for two hosts)."""
         from kernels import protocol
 
         self.starts += 1
@@ -47,7 +48,7 @@ class KernelManagerProcess:
         client = protocol.redis_client()
         before = {m["instance"] for m in protocol.managers_read(client=client)}
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "kernel_manager"],
+            [sys.executable, "manage.py", "kernel_manager", *(["--host", host] if host else [])],
             cwd=REPO_ROOT,
             env=env,
             stdout=self.log_file.open("wb"),
@@ -91,6 +92,17 @@ def kernel_containers(docker_client) -> list:
     from kernels.sandbox import KERNEL_LABEL
 
     return docker_client.containers.list(all=True, filters={"label": KERNEL_LABEL})
+
+
+@pytest.fixture
+def second_kernel_manager(kernel_manager, redis_server, tmp_path) -> Iterator[KernelManagerProcess]:
+    """Another manager on the same Redis and engine, as a second host's would be (start it with host=...)."""
+    manager = KernelManagerProcess(
+        redis_url=redis_server.url, log_dir=tmp_path / "second", kernels_dir=kernel_manager.kernels_dir
+    )
+    manager.log_dir.mkdir()
+    yield manager
+    manager.stop()
 
 
 @pytest.fixture

@@ -258,3 +258,48 @@ def test_it_runs_two_learners_cells_at_once(kernel_manager):
         thread.join()
 
     assert results == {5: "5\n", 6: "6\n"}
+
+
+def test_it_routes_each_learners_cells_to_the_host_holding_their_kernel(kernel_manager, second_kernel_manager):
+    # Two managers sharing only Redis (and here an engine), one kernel of room each: the two learners' kernels
+    # land on different hosts, and every later cell must reach the kernel that holds its state.
+    kernel_manager.start(host="host-a", KERNELS_PER_HOST=1)
+    second_kernel_manager.start(host="host-b", KERNELS_PER_HOST=1)
+    first, second = Page(id=121), Page(id=122)
+    cell_run(first, "who = 'learner 7'", user_id=7)
+    cell_run(second, "who = 'learner 8'", user_id=8)
+
+    for _ in range(3):
+        assert cell_run(first, "who", user_id=7).of("text") == [{"type": "text", "text": "'learner 7'"}]
+        assert cell_run(second, "who", user_id=8).of("text") == [{"type": "text", "text": "'learner 8'"}]
+    instances = {state_of(first, user_id=7).instance, state_of(second, user_id=8).instance}
+    assert len(instances) == 2
+
+
+def test_it_keeps_kernels_across_a_redis_restart(kernel_manager, redis_server):
+    kernel_manager.start()
+    page = Page(id=123)
+    cell_run(page, "kept = 5")
+
+    redis_server.restart()
+    deadline = time.monotonic() + 30
+    while not protocol.managers_read(client=protocol.redis_client()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    assert cell_run(page, "kept * 2").of("text") == [{"type": "text", "text": "10"}]
+
+
+def test_it_stops_a_kernel_that_writes_garbage_on_its_own_socket_and_says_why(kernel_manager):
+    kernel_manager.start()
+    page = Page(id=124)
+
+    outcome = cell_run(
+        page,
+        "get_ipython().kernel.iopub_socket.send_multipart([b'not', b'a', b'message'])\n" "import time\ntime.sleep(1)",
+    )
+    other = cell_run(Page(id=125), "1 + 1", user_id=9)
+
+    assert outcome.done["status"] == "limit"
+    assert "cannot read" in outcome.done["message"]
+    assert state_of(page).state == "gone"
+    assert other.of("text") == [{"type": "text", "text": "2"}]  # the manager itself carried on
