@@ -89,9 +89,16 @@ class KernelManagerProcess:
 
 
 def kernel_containers(docker_client) -> list:
+    """This test session's kernel containers (its managers' namespace: other runs on the engine are not ours)."""
+    from kernels.manager import namespace
     from kernels.sandbox import KERNEL_LABEL
 
-    return docker_client.containers.list(all=True, filters={"label": KERNEL_LABEL})
+    mine = namespace() + ":"
+    return [
+        c
+        for c in docker_client.containers.list(all=True, filters={"label": KERNEL_LABEL})
+        if c.labels.get(KERNEL_LABEL, "").startswith(mine)
+    ]
 
 
 @pytest.fixture
