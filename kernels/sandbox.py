@@ -260,7 +260,7 @@ class KernelSandbox:
         """Run one cell; `emit` gets output items in batches; returns the "done" item. Raises KernelGone when the
         kernel is unusable afterwards (the caller removes it)."""
         assert self.client is not None
-        expressions = {"check": f"__import__('builtins').bool(({check}))"} if check else {}
+        expressions = {"check": check_expression(check)} if check else {}
         msg_id = self.client.execute(
             code, silent=False, store_history=True, user_expressions=expressions, allow_stdin=False
         )
@@ -345,6 +345,15 @@ class KernelSandbox:
         if check:
             done["check"] = _check_result(reply)
         return done
+
+
+def check_expression(check: str) -> str:
+    """The check as the kernel evaluates it: true or false, also when it compares arrays (numpy's `==` gives one
+    answer per element, and `bool()` of that raises): then every element must be true."""
+    return (
+        "__import__('builtins').bool((lambda value: value.all() if callable(getattr(value, 'all', None)) "
+        f"else value)(({check})))"
+    )
 
 
 def _check_result(reply: dict[str, Any]) -> dict[str, Any]:

@@ -90,6 +90,22 @@ def test_it_checks_a_cell_against_its_expected_value(kernel_manager):
     assert "NameError" in missing.done["check"]["detail"]
 
 
+def test_it_accepts_a_check_met_with_arrays_instead_of_lists(kernel_manager):
+    # The lesson's check compares two orders with ==; a learner who keeps numpy arrays (no .tolist()) meets it too.
+    kernel_manager.start()
+    page = Page(id=126, code_cells=[{"index": 0, "check": "order_a == order_b"}])
+
+    same = cell_run(
+        page,
+        "import numpy as np\norder_a = np.random.default_rng(7).permutation(10)\n"
+        "order_b = np.random.default_rng(7).permutation(10)",
+    )
+    different = cell_run(page, "order_b = np.random.default_rng(8).permutation(10)")
+
+    assert same.done["check"] == {"passed": True, "detail": "the check is true"}
+    assert different.done["check"] == {"passed": False, "detail": "the check is false"}
+
+
 def test_it_stops_an_infinite_loop_on_interrupt_and_keeps_the_kernel(kernel_manager):
     kernel_manager.start()
     page = Page(id=106)
