@@ -30,6 +30,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from kernels import protocol as kernels_protocol
+
 HTTP_REQUESTS = Counter(
     "shipshape_http_requests",
     "HTTP requests answered, by URL pattern (never the raw path) and status.",
@@ -112,6 +114,34 @@ class QueueDepthCollector:
         yield up
 
 
+class KernelsCollector:
+    """The code cells' kernels per host and each host's cap, from the kernel managers' beats, read when scraped."""
+
+    def collect(self):
+        running = GaugeMetricFamily(
+            "shipshape_kernels_running", "Code-cell kernels each kernel manager runs now.", labels=["host"]
+        )
+        capacity = GaugeMetricFamily(
+            "shipshape_kernels_capacity", "Most code-cell kernels each kernel manager may run.", labels=["host"]
+        )
+        managers = GaugeMetricFamily("shipshape_kernel_managers", "Kernel managers with a fresh beat.")
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            beats = kernels_protocol.managers_read(client=client)
+        except redis.RedisError:
+            return
+        finally:
+            client.close()
+        for beat in beats:
+            host = str(beat.get("host", ""))
+            running.add_metric([host], float(beat.get("kernels", 0)))
+            capacity.add_metric([host], float(beat.get("capacity", 0)))
+        managers.add_metric([], len(beats))
+        yield running
+        yield capacity
+        yield managers
+
+
 def _registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -119,6 +149,7 @@ def _registry() -> CollectorRegistry:
     else:
         registry.register(_ThisProcess())
     registry.register(QueueDepthCollector())
+    registry.register(KernelsCollector())
     return registry
 
 

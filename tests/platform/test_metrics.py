@@ -252,3 +252,25 @@ def test_it_adds_up_every_process_in_multiprocess_mode(tmp_path):
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     assert value(samples, "shipshape_gradings_total", outcome="graded") == 2
     assert value(samples, "shipshape_queue_depth_up") == 0
+
+
+@pytest.mark.redis
+def test_it_reports_each_kernel_managers_kernels_and_cap(redis_server, monkeypatch):
+    import json
+    import time
+
+    from kernels import protocol as kernels_protocol
+
+    monkeypatch.setattr(kernels_protocol, "PREFIX", f"test-metrics-kernels:{time.monotonic_ns()}:")
+    client = redis.Redis.from_url(redis_server.url)
+    beat = {"instance": "k1", "host": "host-k", "kernels": 4, "capacity": 20, "time": time.time()}
+    client.set(kernels_protocol.manager_key("k1"), json.dumps(beat), ex=60)
+    try:
+        samples = scrape()
+    finally:
+        client.delete(kernels_protocol.manager_key("k1"))
+        client.close()
+
+    assert value(samples, "shipshape_kernels_running", host="host-k") == 4
+    assert value(samples, "shipshape_kernels_capacity", host="host-k") == 20
+    assert value(samples, "shipshape_kernel_managers") == 1
