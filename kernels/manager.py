@@ -217,29 +217,43 @@ class KernelManager:
             seconds = sandbox.start(timeout_s=settings.KERNEL_START_TIMEOUT_SECONDS)
             logger.info("kernel %s started for user %s lesson %s in %.2f s", sandbox.kernel_id, *session.key, seconds)
         except KernelGone as exc:
+            stopped = session.stopped
             self.session_stop(session, message=exc.message)
-            self.finish(first.get("exec") or "", status=exc.status, message=exc.message)
+            sandbox.remove()
+            message = stopped_while_running_message() if stopped else exc.message
+            self.finish(first.get("exec") or "", status="gone" if stopped else exc.status, message=message)
             return
         except Exception:
             logger.exception("kernel manager: a kernel did not start")
             self.session_stop(session, message=None)
+            sandbox.remove()
             self.finish(first.get("exec") or "", status="failed", message=failed_message())
             return
         if session.stopped:
             sandbox.remove()
+            self.finish(first.get("exec") or "", status="gone", message=stopped_while_running_message())
             return
         self.session_record(session, state=protocol.READY, message=None)
         request: dict[str, Any] | None = first
-        while not session.stopped:
-            if request is None:
-                try:
-                    request = session.requests.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-            if session.stopped:
-                break
-            self.serve(session, request)
-            request = None
+        try:
+            while not session.stopped:
+                if request is None:
+                    try:
+                        request = session.requests.get(timeout=0.5)
+                    except queue.Empty:
+                        continue
+                if session.stopped:
+                    break
+                self.serve(session, request)
+                request = None
+        finally:
+            sandbox.remove()  # this thread's client; the container may be gone already
+            if (
+                request is not None
+                and request.get("exec")
+                and not execution_answered(client=self.redis, execution_id=request["exec"])
+            ):
+                self.finish(request["exec"], status="gone", message=stopped_while_running_message())
 
     def serve(self, session: KernelSession, request: dict[str, Any]) -> None:
         execution_id = request.get("exec") or ""
@@ -262,6 +276,9 @@ class KernelManager:
                 timeout_s=settings.KERNEL_CELL_TIMEOUT_SECONDS,
             )
         except KernelGone as exc:
+            if session.stopped:  # restarted or stopped from the page, or culled, while this cell ran
+                self.finish(execution_id, status="gone", message=stopped_while_running_message())
+                return
             # The page asks for the kernel's state once it reads this "done": the record is written first.
             self.session_stop(session, message=exc.message)
             self.finish(execution_id, status=exc.status, message=exc.message)
@@ -279,15 +296,21 @@ class KernelManager:
     # --- stopping -----------------------------------------------------------------------------------------------
 
     def session_stop(self, session: KernelSession, *, message: str | None) -> None:
-        """Remove the kernel; with a message, the page is told why (and to restart), and queued runs get it too."""
-        session.stopped = True
-        kernel_id = session.sandbox.kernel_id if session.sandbox else "-"
-        logger.info("kernel %s of user %s lesson %s stopped: %s", kernel_id, *session.key, message or "restart")
+        """Remove the kernel; with a message, the page is told why (and to restart), and queued runs get it too.
+        Any thread; the first call wins (a restart stops a kernel whose thread then finds it gone)."""
         with self.lock:
+            if session.stopped:
+                return
+            session.stopped = True
             if self.sessions.get(session.key) is session:
                 del self.sessions[session.key]
+        kernel_id = session.sandbox.kernel_id if session.sandbox else "-"
+        logger.info("kernel %s of user %s lesson %s stopped: %s", kernel_id, *session.key, message or "restart")
         if session.sandbox is not None:
-            session.sandbox.remove()
+            if threading.current_thread() is session.thread:
+                session.sandbox.remove()
+            else:
+                session.sandbox.container_remove()  # its own thread closes the client when it sees it gone
         with contextlib.suppress(redis.RedisError):
             self.beat()
             self.redis.srem(protocol.learner_key(session.user_id), f"{self.instance}:{session.lesson_id}")
@@ -405,6 +428,10 @@ def learner_kernels(*, client: redis.Redis, user_id: int) -> int:
         else:
             client.srem(key, member)
     return count
+
+
+def stopped_while_running_message() -> str:
+    return "This page's kernel was restarted or stopped before this cell finished. Run it again."
 
 
 def host_full_message(capacity: int) -> str:

@@ -20,6 +20,7 @@ import os
 import queue
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ class KernelSandbox:
         self.container_id: str | None = None
         self.client: BlockingKernelClient | None = None
         self._api = docker.APIClient(base_url=settings.DOCKER_HOST, timeout=30)
+        self._api_lock = threading.Lock()  # the manager's main thread interrupts and removes; one call at a time
 
     # --- life cycle -------------------------------------------------------------------------------------------
 
@@ -172,26 +174,37 @@ class KernelSandbox:
         return time.monotonic() - started
 
     def remove(self) -> None:
-        """Stop the client, remove the container and its folder. Never raises."""
+        """Close the client, remove the container and its folder. Never raises. Only the thread driving the kernel
+        may call it: ZeroMQ sockets must not be closed under another thread's feet (others call container_remove,
+        and the driving thread, seeing its kernel gone, closes its client)."""
+        self.client_close()
+        self.container_remove()
+
+    def client_close(self) -> None:
         if self.client is not None:
             with contextlib.suppress(Exception):
                 self.client.stop_channels()
-        if self.container_id:
-            with contextlib.suppress(Exception):
-                self._api.remove_container(self.container_id, force=True, v=True)
-        shutil.rmtree(self.folder, ignore_errors=True)
-        with contextlib.suppress(Exception):
-            self._api.close()
+            self.client = None
+
+    def container_remove(self) -> None:
+        """Remove the container and its folder; any thread. Never raises."""
+        with self._api_lock:
+            if self.container_id:
+                with contextlib.suppress(Exception):
+                    self._api.remove_container(self.container_id, force=True, v=True)
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def interrupt(self) -> None:
-        """SIGINT to the kernel (Docker's init passes it on): KeyboardInterrupt in the running cell."""
-        if self.container_id:
-            self._api.kill(self.container_id, signal="SIGINT")
+        """SIGINT to the kernel (Docker's init passes it on): KeyboardInterrupt in the running cell. Any thread."""
+        with self._api_lock:
+            if self.container_id:
+                self._api.kill(self.container_id, signal="SIGINT")
 
     # --- what happened to it ------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return self._api.inspect_container(self.container_id)["State"]
+        with self._api_lock:
+            return self._api.inspect_container(self.container_id)["State"]
 
     def _raise_if_dead(self, run: Execution | None = None) -> None:
         try:
@@ -205,7 +218,7 @@ class KernelSandbox:
     def _watch(self, run: Execution) -> None:
         """While a cell is quiet: is the kernel alive, and has the code started as many processes as it may?"""
         try:
-            processes = len(self._api.top(self.container_id).get("Processes") or [])
+            processes = self.processes(strict=True)
         except docker.errors.APIError:
             self._raise_if_dead(run)
             return
@@ -236,11 +249,15 @@ class KernelSandbox:
             )
         return f"The kernel stopped (exit code {state.get('ExitCode')}). Restart the kernel to go on."
 
-    def processes(self) -> int:
-        """How many processes the container runs now (Docker's init included)."""
+    def processes(self, *, strict: bool = False) -> int:
+        """How many processes the container runs now (Docker's init included); 0 when Docker cannot say, unless
+        `strict` (then its error propagates)."""
         try:
-            return len(self._api.top(self.container_id).get("Processes") or [])
+            with self._api_lock:
+                return len(self._api.top(self.container_id).get("Processes") or [])
         except docker.errors.APIError:
+            if strict:
+                raise
             return 0
 
     def process_limit_hit(self) -> bool:
@@ -288,6 +305,7 @@ class KernelSandbox:
                 msg = None
             except Exception as exc:  # a message that does not deserialize: the learner wrote on the kernel's socket
                 emit(pending)
+                self._raise_if_dead(run)  # or the kernel is gone (stopped, restarted): then that is what happened
                 raise KernelGone(
                     "The kernel sent a message the platform cannot read (did your code write to the kernel's own "
                     "sockets?), so it was stopped. Restart the kernel to go on.",

@@ -319,3 +319,36 @@ def test_it_stops_a_kernel_that_writes_garbage_on_its_own_socket_and_says_why(ke
     assert "cannot read" in outcome.done["message"]
     assert state_of(page).state == "gone"
     assert other.of("text") == [{"type": "text", "text": "2"}]  # the manager itself carried on
+
+
+def test_it_answers_a_running_cell_when_the_page_restarts_its_kernel(kernel_manager):
+    kernel_manager.start()
+    page = Page(id=127)
+    cell_run(page, "x = 1")
+    long = services.cell_run(user_id=1, lesson=page, index=0, code="import time\ntime.sleep(60)")
+    queued = services.cell_run(user_id=1, lesson=page, index=0, code="x")
+    time.sleep(0.5)
+
+    restarted = execution_wait(services.kernel_restart(user_id=1, lesson=page), user_id=1)
+    cut, dropped = execution_wait(long, user_id=1), execution_wait(queued, user_id=1)
+
+    assert restarted.done["status"] == "ok"
+    assert cut.done["status"] == "gone"
+    assert "restarted or stopped" in cut.done["message"]
+    assert dropped.done["status"] == "gone"
+    assert cell_run(page, "x").of("error")[0]["ename"] == "NameError"  # a new kernel, and a working one
+
+
+def test_it_stops_a_kernel_when_the_learner_asks(kernel_manager, docker_client):
+    kernel_manager.start()
+    page = Page(id=128)
+    cell_run(page, "x = 1")
+
+    services.kernel_stop(user_id=1, lesson=page)
+    deadline = time.monotonic() + 30
+    while state_of(page).state != "gone" and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert state_of(page).state == "gone"
+    assert "You stopped this kernel" in state_of(page).message
+    assert kernel_containers(docker_client) == []
