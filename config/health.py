@@ -44,21 +44,25 @@ DEPENDENCY_CHECKS: dict[str, Callable[[], None]] = {
 }
 
 
-def _workers() -> dict:
+def _beats(read: Callable[[redis.Redis], list[dict]]) -> tuple[list[dict], str | None, float]:
+    """What `read` finds in Redis (heartbeats of some kind), the Redis error if any, and the latency in ms."""
     started = time.perf_counter()
     client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
     try:
-        beats = heartbeat.heartbeats_read(client=client)
+        beats, error = read(client), None
     except redis.RedisError as exc:
         beats, error = [], f"{type(exc).__name__}: {exc}"[:300]
-    else:
-        error = None
     finally:
         client.close()
+    return beats, error, round((time.perf_counter() - started) * 1000, 2)
+
+
+def _workers() -> dict:
+    beats, error, latency_ms = _beats(lambda client: heartbeat.heartbeats_read(client=client))
     now = time.time()
     result = {
         "status": heartbeat.workers_status(beats=beats, now=now),
-        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "latency_ms": latency_ms,
         "workers": [
             {
                 "worker": beat["worker"],
@@ -78,19 +82,10 @@ def _workers() -> dict:
 
 
 def _kernels() -> dict:
-    started = time.perf_counter()
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        managers = kernels_protocol.managers_read(client=client)
-    except redis.RedisError as exc:
-        managers, error = [], f"{type(exc).__name__}: {exc}"[:300]
-    else:
-        error = None
-    finally:
-        client.close()
+    managers, error, latency_ms = _beats(lambda client: kernels_protocol.managers_read(client=client))
     result = {
         "status": "up" if managers else "down",
-        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "latency_ms": latency_ms,
         "managers": [
             {"host": m.get("host"), "kernels": m.get("kernels"), "capacity": m.get("capacity")} for m in managers
         ],

@@ -1,8 +1,10 @@
 """Root test fixtures: real Redis, real Docker, the real runner image. Nothing here skips a test: a missing
 dependency fails loudly with the command that provides it (./bin/test sets everything up)."""
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -68,6 +70,40 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class ProcessGroup:
+    """A service the tests start as a subprocess leading its own session (start_new_session=True), so stopping it
+    reaches its children too (a Celery worker's pool, say)."""
+
+    process: subprocess.Popen | None = None
+    log_file: Path | None = None
+    stop_timeout_s: float = 30
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file else ""
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once, as a crash or an OOM kill of the host would: nothing is cleaned up."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        """SIGTERM (the service's own clean stop), then SIGKILL if it is not done in stop_timeout_s."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        except ProcessLookupError:
+            pass
+        self.process = None
 
 
 class RedisServer:

@@ -7,7 +7,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,10 +17,14 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ProcessGroup
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class KernelManagerProcess:
+class KernelManagerProcess(ProcessGroup):
+    stop_timeout_s = 60  # it removes its kernels first
+
     def __init__(self, *, redis_url: str, log_dir: Path, kernels_dir: Path) -> None:
         self.redis_url = redis_url
         self.log_dir = log_dir
@@ -63,29 +66,6 @@ class KernelManagerProcess:
                 return
             time.sleep(0.1)
         pytest.fail(f"the kernel manager did not beat:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file else ""
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash or an OOM kill of the host would: nothing is cleaned up."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self.process = None
 
 
 def kernel_containers(docker_client) -> list:

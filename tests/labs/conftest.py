@@ -4,10 +4,8 @@ Docker engine with the real runner image."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +14,8 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
+
+from tests.conftest import ProcessGroup
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "labs"
@@ -55,7 +55,7 @@ def worker_database_url(*, db_path: Path) -> str:
     return f"postgres://{credentials}@{db['HOST']}{port}/{quote(db['NAME'], safe='')}"
 
 
-class CeleryWorker:
+class CeleryWorker(ProcessGroup):
     """`celery -A config worker` as a subprocess of the test, restartable with different environment.
 
     `wrapper` goes before the command (e.g. `unshare ... sh -c '...; exec "$@"' sh`, for a worker in its own
@@ -121,30 +121,6 @@ class CeleryWorker:
                 return
             time.sleep(0.2)
         pytest.fail(f"celery worker did not become ready:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file else ""
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its pool children at once, as a crash or OOM kill of the host would."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        except ProcessLookupError:
-            pass
-        self.process = None
 
 
 @pytest.fixture(scope="session")
