@@ -166,6 +166,9 @@ KERNEL_CPUS = float(env_int("SHIPSHAPE_KERNEL_CPUS", 1, minimum=1))
 KERNEL_MEMORY_MB = env_int("SHIPSHAPE_KERNEL_MEMORY_MB", 256, minimum=64)
 KERNEL_PIDS = env_int("SHIPSHAPE_KERNEL_PIDS", 128, minimum=16)
 KERNEL_SCRATCH_MB = env_int("SHIPSHAPE_KERNEL_SCRATCH_MB", 64, minimum=8)
+# The address space of each kernel's bridge (kernels/bridge.py), the host process reading the kernel's messages:
+# a kernel sending more at once than this loses its bridge and is stopped; the manager is never at risk.
+KERNEL_BRIDGE_MEMORY_MB = env_int("SHIPSHAPE_KERNEL_BRIDGE_MEMORY_MB", 512, minimum=256)
 CODE_CELL_SCRIPTS = ["kernels/cells.js"]
 CODE_CELL_STYLES = ["kernels/cells.css"]
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": GRADING_MAX_WALL_SECONDS * 2 + 60}

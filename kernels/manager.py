@@ -247,7 +247,7 @@ class KernelManager:
                 self.serve(session, request)
                 request = None
         finally:
-            sandbox.remove()  # this thread's client; the container may be gone already
+            sandbox.remove()  # the container may be gone already; the bridge too
             if (
                 request is not None
                 and request.get("exec")
@@ -307,10 +307,7 @@ class KernelManager:
         kernel_id = session.sandbox.kernel_id if session.sandbox else "-"
         logger.info("kernel %s of user %s lesson %s stopped: %s", kernel_id, *session.key, message or "restart")
         if session.sandbox is not None:
-            if threading.current_thread() is session.thread:
-                session.sandbox.remove()
-            else:
-                session.sandbox.container_remove()  # its own thread closes the client when it sees it gone
+            session.sandbox.remove()
         with contextlib.suppress(redis.RedisError):
             self.beat()
             self.redis.srem(protocol.learner_key(session.user_id), f"{self.instance}:{session.lesson_id}")

@@ -7,8 +7,9 @@ sockets are files in a folder bind-mounted at /kernel, which is how the manager 
 no network interface but loopback.
 
 Everything the kernel sends is the learner's data (their code runs in that process and can write anything on its
-sockets): messages are size-capped by ZeroMQ, parsed defensively (kernels.outputs), and a message that does not
-deserialize ends the kernel.
+sockets). The Jupyter client reading those sockets is therefore not in the manager but in a bridge process per kernel
+(kernels/bridge.py) under an address-space limit: a flood kills that bridge and this kernel, nothing else. The bridge
+parses defensively (kernels.outputs) and caps each run's output; a message that does not deserialize ends the kernel.
 """
 
 from __future__ import annotations
@@ -20,19 +21,19 @@ import os
 import queue
 import secrets
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
-import zmq
 from django.conf import settings
-from jupyter_client import BlockingKernelClient
 
-from kernels.outputs import OutputBudget, items_from_message
+from kernels.bridge import MEMORY_ENV
 from labs.sandbox.environment import USERS, container_create
 from labs.sandbox.limits import SandboxLimits
 
@@ -41,22 +42,9 @@ logger = logging.getLogger(__name__)
 KERNEL_LABEL = "shipshape.kernel"  # <namespace>:<host>: whose manager owns the container
 CONTAINER_DIR = "/kernel"
 SOCKET_NAME = "k"  # the sockets are /kernel/k-1 … k-5
-MAX_MESSAGE_BYTES = 16 << 20  # one ZeroMQ message from a kernel; a bigger one is dropped by ZeroMQ itself
-FLUSH_SECONDS = 0.05  # output is sent to the page in batches at most this far apart
 LIVENESS_SECONDS = 0.5  # how often a quiet execution asks Docker what runs in the kernel's sandbox
 INTERRUPT_GRACE_SECONDS = 3.0  # after an interrupt, how long the kernel has to go idle before it is stopped
 _SOCKET_PATH_MAX = 100  # AF_UNIX paths are at most 107 bytes
-
-_context: zmq.Context | None = None
-
-
-def zmq_context() -> zmq.Context:
-    """One ZeroMQ context for every kernel client of this process, with the message cap as a default option."""
-    global _context
-    if _context is None:
-        _context = zmq.Context()
-        _context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-    return _context
 
 
 class KernelGone(Exception):
@@ -75,8 +63,6 @@ class Execution:
     execution_id: str
     interrupted: bool = False
     peak_processes: int = 0
-    items_sent: int = 0
-    budget: OutputBudget = field(default_factory=OutputBudget)
 
 
 def kernels_root() -> Path:
@@ -95,8 +81,8 @@ def kernel_limits() -> SandboxLimits:
 
 
 class KernelSandbox:
-    """A kernel container and a client on its sockets. Not thread-safe: one thread drives it, except `interrupt`
-    and `remove`, which only call Docker."""
+    """A kernel container and the bridge on its sockets. One thread drives it (start, execute); `interrupt` and
+    `remove` may come from any thread."""
 
     def __init__(self, *, owner: str, labels: dict[str, str], image: str | None = None) -> None:
         self.kernel_id = secrets.token_hex(6)
@@ -106,7 +92,8 @@ class KernelSandbox:
         self.limits = kernel_limits()
         self.folder = kernels_root() / owner.replace(":", "-") / self.kernel_id
         self.container_id: str | None = None
-        self.client: BlockingKernelClient | None = None
+        self.bridge: subprocess.Popen | None = None
+        self._lines: queue.Queue = queue.Queue()
         self._api = docker.APIClient(base_url=settings.DOCKER_HOST, timeout=30)
         self._api_lock = threading.Lock()  # the manager's main thread interrupts and removes; one call at a time
 
@@ -123,6 +110,10 @@ class KernelSandbox:
                 f"to {_SOCKET_PATH_MAX} bytes; choose a shorter folder"
             )
         self.folder.mkdir(parents=True)
+        # Above the kernel's own folder nobody but the manager may look: the sockets and the connection file (its
+        # key) must reach no other host user, nor a container mounting the data directory.
+        for parent in (self.folder.parent, self.folder.parent.parent):
+            os.chmod(parent, 0o700)
         # Open to the learner only until the kernel has bound its sockets (see below).
         os.chmod(self.folder, 0o777)  # noqa: S103
         info = {
@@ -153,9 +144,6 @@ class KernelSandbox:
             user=USERS["learner"],
             init=True,
         )
-        client = BlockingKernelClient(context=zmq_context())
-        client.load_connection_info({**info, "ip": str(socket_base)})
-        self.client = client
         deadline = started + timeout_s
         sockets = [self.folder / f"{SOCKET_NAME}-{port}" for port in range(1, 6)]
         while not all(path.exists() for path in sockets):
@@ -165,34 +153,74 @@ class KernelSandbox:
             time.sleep(0.02)
         # The sockets exist: from now on the learner's code can neither add files here nor swap a socket.
         os.chmod(self.folder, 0o755)  # noqa: S103  (readable by the manager, writable by nobody but it)
-        client.start_channels()
-        try:
-            client.wait_for_ready(timeout=max(1.0, deadline - time.monotonic()))
-        except RuntimeError as exc:
+        self._bridge_start()
+        self._bridge_send(
+            {"op": "connect", "connection": {**info, "ip": str(socket_base)}, "timeout": deadline - time.monotonic()}
+        )
+        answer = self._bridge_answer(timeout_s=max(1.0, deadline - time.monotonic()) + 2)
+        if not answer or not answer.get("ready"):
             self._raise_if_dead()
-            raise KernelGone("The kernel did not answer. Restart the kernel to try again.", status="failed") from exc
+            raise KernelGone("The kernel did not answer. Restart the kernel to try again.", status="failed")
         return time.monotonic() - started
 
     def remove(self) -> None:
-        """Close the client, remove the container and its folder. Never raises. Only the thread driving the kernel
-        may call it: ZeroMQ sockets must not be closed under another thread's feet (others call container_remove,
-        and the driving thread, seeing its kernel gone, closes its client)."""
-        self.client_close()
-        self.container_remove()
-
-    def client_close(self) -> None:
-        if self.client is not None:
+        """Stop the bridge, remove the container and its folder. Any thread; never raises."""
+        if self.bridge is not None:
             with contextlib.suppress(Exception):
-                self.client.stop_channels()
-            self.client = None
-
-    def container_remove(self) -> None:
-        """Remove the container and its folder; any thread. Never raises."""
+                self.bridge.kill()
+                self.bridge.wait(timeout=10)
         with self._api_lock:
             if self.container_id:
                 with contextlib.suppress(Exception):
                     self._api.remove_container(self.container_id, force=True, v=True)
             shutil.rmtree(self.folder, ignore_errors=True)
+
+    # --- the bridge ---------------------------------------------------------------------------------------------
+
+    def _bridge_start(self) -> None:
+        env = {
+            **os.environ,
+            MEMORY_ENV: str(settings.KERNEL_BRIDGE_MEMORY_MB),
+            "MALLOC_ARENA_MAX": "2",  # few malloc arenas: the address-space limit is for messages, not arenas
+        }
+        self.bridge = subprocess.Popen(
+            [sys.executable, "-m", "kernels.bridge"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._bridge_read, args=(self.bridge,), daemon=True).start()
+
+    def _bridge_read(self, bridge: subprocess.Popen) -> None:
+        assert bridge.stdout is not None
+        with contextlib.suppress(Exception):
+            for line in bridge.stdout:
+                with contextlib.suppress(ValueError):
+                    self._lines.put(json.loads(line))
+        self._lines.put(None)  # the bridge is gone
+
+    def _bridge_send(self, request: dict[str, Any]) -> None:
+        assert self.bridge is not None and self.bridge.stdin is not None
+        try:
+            self.bridge.stdin.write(json.dumps(request) + "\n")
+            self.bridge.stdin.flush()
+        except OSError:
+            pass  # its end shows as the end of its answers
+
+    def _bridge_answer(self, *, timeout_s: float) -> dict[str, Any] | None:
+        try:
+            return self._lines.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+    def bridge_gone_message(self) -> str:
+        return (
+            f"Your code sent more output at once than the platform takes in (over "
+            f"{settings.KERNEL_BRIDGE_MEMORY_MB} MB), so the kernel was stopped and its variables are gone. Print "
+            "or display less at a time, then restart the kernel."
+        )
 
     def interrupt(self) -> None:
         """SIGINT to the kernel (Docker's init passes it on): KeyboardInterrupt in the running cell. Any thread."""
@@ -276,78 +304,66 @@ class KernelSandbox:
     ) -> dict[str, Any]:
         """Run one cell; `emit` gets output items in batches; returns the "done" item. Raises KernelGone when the
         kernel is unusable afterwards (the caller removes it)."""
-        assert self.client is not None
-        expressions = {"check": check_expression(check)} if check else {}
-        msg_id = self.client.execute(
-            code, silent=False, store_history=True, user_expressions=expressions, allow_stdin=False
-        )
+        while not self._lines.empty():  # a late answer of an earlier run must not count for this one
+            if self._lines.get_nowait() is None:
+                self._lines.put(None)
+                break
+        self._bridge_send({"op": "execute", "code": code, "check": check})
         deadline = time.monotonic() + timeout_s
-        pending: list[dict[str, Any]] = []
-        last_flush = last_alive_check = time.monotonic()
+        last_alive_check = time.monotonic()
         timed_out_at: float | None = None
-        idle = False
-        while not idle:
+        while True:
             now = time.monotonic()
             if timed_out_at is None and now > deadline:
                 timed_out_at = now
                 with contextlib.suppress(docker.errors.APIError):
                     self.interrupt()
             if timed_out_at is not None and now - timed_out_at > INTERRUPT_GRACE_SECONDS:
-                emit(pending)
                 raise KernelGone(
                     f"Your code ran longer than {timeout_s:g} s, the limit for one cell, and did not stop when "
                     "interrupted, so the kernel was stopped and its variables are gone. Restart the kernel to go on.",
                     status="limit",
                 )
-            try:
-                msg = self.client.get_iopub_msg(timeout=0.1)
-            except queue.Empty:
-                msg = None
-            except Exception as exc:  # a message that does not deserialize: the learner wrote on the kernel's socket
-                emit(pending)
-                self._raise_if_dead(run)  # or the kernel is gone (stopped, restarted): then that is what happened
+            answer = self._bridge_answer(timeout_s=0.1)
+            if answer is None and self.bridge is not None and self.bridge.poll() is not None:
+                self._raise_if_dead(run)
+                raise KernelGone(self.bridge_gone_message(), status="limit")
+            if answer is None:
+                if now - last_alive_check >= LIVENESS_SECONDS:
+                    last_alive_check = now
+                    self._watch(run)
+                continue
+            if "items" in answer:
+                emit(answer["items"])
+            elif "reply" in answer:
+                return self._done(
+                    reply=answer["reply"], run=run, timed_out=timed_out_at is not None, timeout_s=timeout_s
+                )
+            elif "protocol" in answer:
+                self._raise_if_dead(run)
                 raise KernelGone(
                     "The kernel sent a message the platform cannot read (did your code write to the kernel's own "
                     "sockets?), so it was stopped. Restart the kernel to go on.",
                     status="limit",
-                ) from exc
-            if msg is not None and (msg.get("parent_header") or {}).get("msg_id") == msg_id:
-                if msg.get("msg_type") == "status" and (msg.get("content") or {}).get("execution_state") == "idle":
-                    idle = True
-                else:
-                    pending.extend(items_from_message(msg, budget=run.budget))
-            if pending and (idle or now - last_flush >= FLUSH_SECONDS):
-                emit(pending)
-                run.items_sent += len(pending)
-                pending = []
-                last_flush = now
-            if msg is None and now - last_alive_check >= LIVENESS_SECONDS:
-                last_alive_check = now
-                self._watch(run)
-        reply = self._reply(msg_id)
-        return self._done(reply=reply, run=run, check=check, timed_out=timed_out_at is not None, timeout_s=timeout_s)
-
-    def _reply(self, msg_id: str) -> dict[str, Any]:
-        assert self.client is not None
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                msg = self.client.get_shell_msg(timeout=0.5)
-            except queue.Empty:
-                self._raise_if_dead()
-                continue
-            if (msg.get("parent_header") or {}).get("msg_id") == msg_id:
-                content = msg.get("content")
-                return content if isinstance(content, dict) else {}
-        return {}
+                )
+            elif "memory" in answer:
+                raise KernelGone(self.bridge_gone_message(), status="limit")
 
     def _done(
-        self, *, reply: dict[str, Any], run: Execution, check: str, timed_out: bool, timeout_s: float
+        self, *, reply: dict[str, Any] | None, run: Execution, timed_out: bool, timeout_s: float
     ) -> dict[str, Any]:
-        status = reply.get("status") if reply.get("status") in ("ok", "error", "aborted") else "error"
-        count = reply.get("execution_count") if isinstance(reply.get("execution_count"), int) else None
-        done: dict[str, Any] = {"type": "done", "status": status, "message": None, "check": None}
-        done["execution_count"] = count
+        if reply is None:
+            # The kernel went idle but its reply never came: ours to answer for, not the learner's code.
+            return {
+                "type": "done",
+                "status": "failed",
+                "message": "The kernel did not confirm the end of this cell. Run it again.",
+                "check": None,
+                "execution_count": None,
+            }
+        status = reply.get("status")
+        done: dict[str, Any] = {"type": "done", "status": status, "message": None, "check": reply.get("check")}
+        done["execution_count"] = reply.get("execution_count")
         if status != "ok" and reply.get("ename") == "KeyboardInterrupt":
             if timed_out:
                 done["status"] = "limit"
@@ -360,30 +376,4 @@ class KernelSandbox:
                 done["message"] = "Interrupted. The kernel and its variables are kept."
         if status != "ok" and self.process_limit_hit():
             raise KernelGone(self.process_limit_message(), status="limit")
-        if check:
-            done["check"] = _check_result(reply)
         return done
-
-
-def check_expression(check: str) -> str:
-    """The check as the kernel evaluates it: true or false, also when it compares arrays (numpy's `==` gives one
-    answer per element, and `bool()` of that raises): then every element must be true."""
-    return (
-        "__import__('builtins').bool((lambda value: value.all() if callable(getattr(value, 'all', None)) "
-        f"else value)(({check})))"
-    )
-
-
-def _check_result(reply: dict[str, Any]) -> dict[str, Any]:
-    if reply.get("status") != "ok":
-        return {"passed": False, "detail": "the cell stopped with an error, so the check did not run"}
-    result = (reply.get("user_expressions") or {}).get("check")
-    if not isinstance(result, dict):
-        return {"passed": False, "detail": "the check did not run"}
-    if result.get("status") != "ok":
-        ename, evalue = str(result.get("ename", ""))[:200], str(result.get("evalue", ""))[:300]
-        return {"passed": False, "detail": f"the check raised {ename}: {evalue}"}
-    text = ((result.get("data") or {}) if isinstance(result.get("data"), dict) else {}).get("text/plain")
-    if text == "True":
-        return {"passed": True, "detail": "the check is true"}
-    return {"passed": False, "detail": "the check is false"}

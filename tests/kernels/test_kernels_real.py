@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -352,3 +353,78 @@ def test_it_stops_a_kernel_when_the_learner_asks(kernel_manager, docker_client):
     assert state_of(page).state == "gone"
     assert "You stopped this kernel" in state_of(page).message
     assert kernel_containers(docker_client) == []
+
+
+def manager_rss_mb(manager) -> float:
+    status = Path(f"/proc/{manager.process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
+
+
+FLOOD = (
+    # The IOPub thread's own socket, big frames sent without copies: the kernel's memory stays small while the
+    # receiving end must take in 60 MB a message, thirty times over.
+    "frame = b'x' * (15 * 1024 * 1024)\n"
+    "kernel = get_ipython().kernel\n"
+    "sock = kernel.iopub_thread.socket\n"
+    "for _ in range(30):\n"
+    "    {send}\n"
+    "import time\n"
+    "time.sleep(3)"
+)
+
+
+def test_it_stops_a_kernel_flooding_its_socket_with_garbage_and_the_manager_takes_none_of_it(kernel_manager):
+    kernel_manager.start()
+    page = Page(id=129)
+    before = manager_rss_mb(kernel_manager)
+
+    outcome = cell_run(page, FLOOD.format(send="sock.send_multipart([b'flood'] + [frame] * 4, copy=False)"))
+    other = cell_run(Page(id=130), "6 * 7", user_id=10)
+
+    assert outcome.done["status"] == "limit"
+    assert "cannot read" in outcome.done["message"]
+    assert state_of(page).state == "gone"
+    assert other.of("text") == [{"type": "text", "text": "42"}]
+    assert manager_rss_mb(kernel_manager) < before + 50
+
+
+def test_it_keeps_the_manager_out_of_a_flood_of_signed_messages(kernel_manager):
+    # Well-formed messages carrying 60 MB each: the kernel's bridge takes them in (or dies under its memory
+    # limit, which stops this kernel with the reason); the manager's memory does not move, other learners go on.
+    kernel_manager.start()
+    page = Page(id=133)
+    before = manager_rss_mb(kernel_manager)
+
+    outcome = cell_run(
+        page,
+        FLOOD.format(send="kernel.session.send(sock, 'stream', {'name': 'stdout', 'text': 'x'}, buffers=[frame] * 4)"),
+    )
+    other = cell_run(Page(id=134), "6 * 7", user_id=11)
+
+    assert outcome.done["status"] in ("ok", "limit")
+    if outcome.done["status"] == "limit":
+        assert "more output at once" in outcome.done["message"]
+    assert other.of("text") == [{"type": "text", "text": "42"}]
+    assert manager_rss_mb(kernel_manager) < before + 50
+
+
+def test_it_cuts_one_huge_print_and_keeps_the_kernel(kernel_manager):
+    kernel_manager.start()
+    page = Page(id=131)
+
+    outcome = cell_run(page, "print('x' * 20_000_000)\nsize = 20_000_000")
+    after = cell_run(page, "size")
+
+    assert outcome.done["status"] == "ok"
+    assert sum(len(item["text"]) for item in outcome.of("stream")) <= 200_000
+    assert any("Output cut" in item["text"] for item in outcome.of("notice"))
+    assert after.of("text") == [{"type": "text", "text": "20000000"}]
+
+
+def test_it_accepts_a_check_ending_in_a_comment(kernel_manager):
+    kernel_manager.start()
+    page = Page(id=132, code_cells=[{"index": 0, "check": "total == 55  # the sum of 0..10"}])
+
+    outcome = cell_run(page, "total = sum(range(11))")
+
+    assert outcome.done["check"] == {"passed": True, "detail": "the check is true"}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from kernels.manager import KernelManager
+from labs.sandbox.environment import USERS
 
 
 class Command(BaseCommand):
@@ -17,6 +19,11 @@ class Command(BaseCommand):
         parser.add_argument("--host", help="The name this host's kernels are labelled with (default: the hostname).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if os.getuid() == int(USERS["learner"].split(":")[0]):
+            raise CommandError(
+                f"The kernel manager runs as uid {os.getuid()}, the uid learner code has in sandboxes: that code could "
+                "then write into the kernels' folders on this host. Run it as another user (root, or the app's user)."
+            )
         manager = KernelManager(host=options.get("host"))
 
         def stop(signum: int, frame: Any) -> None:
