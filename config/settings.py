@@ -161,6 +161,9 @@ KERNELS_PER_LEARNER = env_int("SHIPSHAPE_KERNELS_PER_LEARNER", 3, minimum=1)
 KERNEL_IDLE_SECONDS = env_int("SHIPSHAPE_KERNEL_IDLE_SECONDS", 900, minimum=1)
 KERNEL_CELL_TIMEOUT_SECONDS = env_int("SHIPSHAPE_KERNEL_CELL_TIMEOUT_SECONDS", 60, minimum=1)
 KERNEL_START_TIMEOUT_SECONDS = env_int("SHIPSHAPE_KERNEL_START_TIMEOUT_SECONDS", 30, minimum=5)
+KERNEL_QUEUED_PER_PAGE = env_int("SHIPSHAPE_KERNEL_QUEUED_PER_PAGE", 5, minimum=1)  # runs waiting on one kernel
+THROTTLE_CODE_RUNS = env_int("SHIPSHAPE_THROTTLE_CODE_RUNS", 60, minimum=1)  # runs and restarts per learner
+THROTTLE_CODE_RUNS_SECONDS = env_int("SHIPSHAPE_THROTTLE_CODE_RUNS_SECONDS", 60, minimum=1)
 # A kernel's sandbox: the grading defaults (labs.labspec.LimitsSpec).
 KERNEL_CPUS = float(env_int("SHIPSHAPE_KERNEL_CPUS", 1, minimum=1))
 KERNEL_MEMORY_MB = env_int("SHIPSHAPE_KERNEL_MEMORY_MB", 256, minimum=64)

@@ -32,6 +32,9 @@ from django.conf import settings
 from kernels import protocol
 from kernels.sandbox import KERNEL_LABEL, Execution, KernelGone, KernelSandbox, kernels_root
 
+INSTANCE_LABEL = "shipshape.kernel.instance"
+ORPHAN_SWEEP_SECONDS = 30
+
 logger = logging.getLogger(__name__)
 
 
@@ -89,6 +92,7 @@ class KernelManager:
         self.stop_event = threading.Event()
         self.redis = protocol.redis_client(timeout=5)
         self.started = time.time()
+        self._learners: set[int] = set()  # learners this manager has added kernels for (learners_reconcile)
 
     # --- main loop ----------------------------------------------------------------------------------------------
 
@@ -102,7 +106,7 @@ class KernelManager:
             self.capacity,
             self.per_learner,
         )
-        last_beat = time.monotonic()
+        last_beat = last_sweep = time.monotonic()
         try:
             while not self.stop_event.is_set():
                 try:
@@ -115,7 +119,13 @@ class KernelManager:
                     last_beat = time.monotonic()
                     with contextlib.suppress(redis.RedisError):
                         self.beat()
+                        self.learners_reconcile()
                     self.cull()
+                if time.monotonic() - last_sweep >= ORPHAN_SWEEP_SECONDS:
+                    last_sweep = time.monotonic()
+                    with contextlib.suppress(redis.RedisError, docker.errors.DockerException):
+                        if removed := self.orphans_remove():
+                            logger.info("kernel manager: removed %s kernels of managers that are gone", removed)
         finally:
             self.shutdown()
 
@@ -126,11 +136,14 @@ class KernelManager:
         popped = self.redis.blpop(queues, timeout=timeout_s)
         if popped is None:
             return False
+        request: dict[str, Any] = {}
         try:
             request = json.loads(popped[1])
             self.handle(request)
         except Exception:
             logger.exception("kernel manager: could not handle a request")
+            if isinstance(request, dict) and request.get("exec"):
+                self.finish(request["exec"], status="failed", message=failed_message())
         return True
 
     def count(self) -> int:
@@ -184,6 +197,9 @@ class KernelManager:
             if op == "restart":
                 session.requests.put({**request, "op": "ready"})
                 return
+        if op == "run" and session.requests.qsize() >= settings.KERNEL_QUEUED_PER_PAGE:
+            self.finish(execution_id or "", status="limit", message=queue_full_message())
+            return
         session.requests.put(request)
 
     def session_open(self, *, key: tuple[int, int], request: dict[str, Any]) -> KernelSession | None:
@@ -192,10 +208,14 @@ class KernelManager:
             self.finish(execution_id, status="failed", message=host_full_message(self.capacity))
             return None
         user_id, lesson_id = key
+        if not self.claim(key=key, request=request):
+            return None
         member = f"{self.instance}:{lesson_id}"
+        self._learners.add(user_id)
         self.redis.sadd(protocol.learner_key(user_id), member)
         if learner_kernels(client=self.redis, user_id=user_id) > self.per_learner:
             self.redis.srem(protocol.learner_key(user_id), member)
+            self.redis.delete(protocol.claim_key(user_id=user_id, lesson_id=lesson_id))
             self.finish(execution_id, status="limit", message=learner_cap_message(self.per_learner))
             return None
         session = KernelSession(user_id=user_id, lesson_id=lesson_id)
@@ -207,9 +227,49 @@ class KernelManager:
         session.thread.start()
         return session
 
+    def claim(self, *, key: tuple[int, int], request: dict[str, Any]) -> bool:
+        """Take the page for this manager. Two runs sent before a page has a kernel both wait on the shared queue,
+        and two managers may take one each: the first to claim starts the kernel, the other forwards its request
+        to the first's queue. False when the request was forwarded."""
+        claim = protocol.claim_key(user_id=key[0], lesson_id=key[1])
+        if self.redis.set(claim, self.instance, nx=True, ex=protocol.CLAIM_TTL_SECONDS):
+            return True
+        holder = self.redis.get(claim)
+        holder = holder.decode() if isinstance(holder, bytes) else holder
+        if holder and holder != self.instance and protocol.manager_alive(client=self.redis, instance=holder):
+            self.redis.rpush(protocol.queue_key(holder), json.dumps(request))
+            return False
+        self.redis.set(claim, self.instance, ex=protocol.CLAIM_TTL_SECONDS)
+        return True
+
+    def claim_release(self, session: KernelSession) -> None:
+        claim = protocol.claim_key(user_id=session.user_id, lesson_id=session.lesson_id)
+        with contextlib.suppress(redis.RedisError):
+            holder = self.redis.get(claim)
+            if (holder.decode() if isinstance(holder, bytes) else holder) == self.instance:
+                self.redis.delete(claim)
+
+    def learners_reconcile(self) -> None:
+        """Drop this manager's members of the learners' sets that name no kernel it holds (a Redis error while
+        stopping one left it), so a learner is never refused for kernels that do not exist."""
+        prefix = f"{self.instance}:"
+        for user_id in list(self._learners):
+            key = protocol.learner_key(user_id)
+            mine = [m.decode() if isinstance(m, bytes) else m for m in self.redis.smembers(key)]
+            mine = [m for m in mine if m.startswith(prefix)]
+            with self.lock:
+                held = {lesson for (user, lesson) in self.sessions if user == user_id}
+            stale = [m for m in mine if int(m[len(prefix) :]) not in held]
+            if stale:
+                self.redis.srem(key, *stale)
+            if not held:
+                self._learners.discard(user_id)
+
     def session_loop(self, session: KernelSession) -> None:
-        sandbox = KernelSandbox(owner=self.owner, labels={"shipshape.kernel.instance": self.instance})
+        sandbox = KernelSandbox(owner=self.owner, labels={INSTANCE_LABEL: self.instance})
         first = session.requests.get()
+        if session.stopped or first.get("op") == "stopped":
+            return
         if first.get("exec"):
             self.emit(first["exec"], [{"type": "status", "state": "starting"}])
         try:
@@ -320,6 +380,8 @@ class KernelManager:
                 break
             if waiting.get("exec"):
                 self.finish(waiting["exec"], status="gone", message=message or restarted_message())
+        session.requests.put({"op": "stopped"})  # wakes its thread if it still waits for its first request
+        self.claim_release(session)
 
     def cull(self) -> None:
         limit = settings.KERNEL_IDLE_SECONDS
@@ -345,15 +407,7 @@ class KernelManager:
 
     def previous_instances_clear(self) -> None:
         """What an earlier manager on this host left: its containers, folders, beat and queued requests."""
-        api = docker.APIClient(base_url=settings.DOCKER_HOST, timeout=30)
-        removed = 0
-        try:
-            for container in api.containers(all=True, filters={"label": f"{KERNEL_LABEL}={self.owner}"}):
-                with contextlib.suppress(docker.errors.APIError):
-                    api.remove_container(container["Id"], force=True, v=True)
-                    removed += 1
-        finally:
-            api.close()
+        removed = self.orphans_remove(own=True)
         shutil.rmtree(kernels_root() / self.owner.replace(":", "-"), ignore_errors=True)
         for beat in protocol.managers_read(client=self.redis):
             if beat.get("owner") == self.owner and beat.get("instance") != self.instance:
@@ -361,6 +415,29 @@ class KernelManager:
                 self.queue_drain(beat["instance"])
         if removed:
             logger.info("kernel manager: removed %s kernels an earlier manager on %s left", removed, self.host)
+
+    def orphans_remove(self, *, own: bool = False) -> int:
+        """Remove kernel containers of this platform on this engine whose manager has no beat: it died, and under
+        another host name (a re-created container) it would never come back for them. With `own`, also every one
+        labelled with this manager's owner (at start: they are an earlier instance's). How many were removed."""
+        live = {beat.get("instance") for beat in protocol.managers_read(client=self.redis)} - {self.instance}
+        live.add(self.instance)
+        platform = f"{namespace()}:"
+        removed = 0
+        api = docker.APIClient(base_url=settings.DOCKER_HOST, timeout=30)
+        try:
+            for container in api.containers(all=True, filters={"label": KERNEL_LABEL}):
+                labels = container.get("Labels") or {}
+                owner = labels.get(KERNEL_LABEL, "")
+                old_enough = time.time() - float(container.get("Created") or 0) > 2 * protocol.BEAT_TTL_SECONDS
+                orphan = owner.startswith(platform) and labels.get(INSTANCE_LABEL) not in live and old_enough
+                if (own and owner == self.owner) or orphan:
+                    with contextlib.suppress(docker.errors.APIError):
+                        api.remove_container(container["Id"], force=True, v=True)
+                        removed += 1
+        finally:
+            api.close()
+        return removed
 
     def queue_drain(self, instance: str) -> None:
         while (raw := self.redis.lpop(protocol.queue_key(instance))) is not None:
@@ -371,19 +448,26 @@ class KernelManager:
 
     # --- writing for the page -----------------------------------------------------------------------------------
 
-    def emit(self, execution_id: str, items: list[dict[str, Any]]) -> None:
-        if not execution_id or not items:
-            return
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            protocol.items_append(client=pipe, execution_id=execution_id, items=items)
-            pipe.execute()
-        except redis.RedisError:
-            logger.warning("kernel manager: %s output items of %s lost to a Redis error", len(items), execution_id)
-
     def finish(self, execution_id: str, *, status: str, message: str | None) -> None:
         done = {"type": "done", "status": status, "message": message, "check": None, "execution_count": None}
         self.emit(execution_id, [done])
+
+    def emit(self, execution_id: str, items: list[dict[str, Any]]) -> None:
+        """Append items for the page. A "done" item is retried through a Redis restart: without it the page would
+        wait for an answer that never comes."""
+        if not execution_id or not items:
+            return
+        attempts = 20 if items[-1].get("type") == "done" else 1
+        for attempt in range(attempts):
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                protocol.items_append(client=pipe, execution_id=execution_id, items=items)
+                pipe.execute()
+                return
+            except redis.RedisError:
+                if attempt + 1 < attempts:
+                    time.sleep(0.5)
+        logger.warning("kernel manager: %s output items of %s lost to a Redis error", len(items), execution_id)
 
     def session_record(self, session: KernelSession, *, state: str, message: str | None) -> None:
         record = {
@@ -429,6 +513,13 @@ def learner_kernels(*, client: redis.Redis, user_id: int) -> int:
 
 def stopped_while_running_message() -> str:
     return "This page's kernel was restarted or stopped before this cell finished. Run it again."
+
+
+def queue_full_message() -> str:
+    return (
+        f"{settings.KERNEL_QUEUED_PER_PAGE} runs are already waiting for this page's kernel. Wait for them to finish "
+        "(or press Interrupt), then run this cell again."
+    )
 
 
 def host_full_message(capacity: int) -> str:

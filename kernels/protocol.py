@@ -7,7 +7,8 @@ The web never talks to a kernel: it writes a request on a queue and reads the ou
     queue:<instance>             requests for a kernel that instance holds (run, interrupt, restart)
     queue                        requests any instance may take: a kernel to start
     session:<user>:<lesson>      the learner's kernel on a page: {"instance", "kernel", "state", "message", "time"}
-    learner:<user>               set of lesson ids whose kernel is alive (the per-learner cap)
+    learner:<user>               set of "<instance>:<lesson>" of the learner's live kernels (the per-learner cap)
+    claim:<user>:<lesson>        the manager starting that page's kernel (two managers never start two)
     exec:<id>                    {"user", "lesson", "instance"}: who may read the execution, and who runs it
     out:<id>                     the execution's output items (kernels.outputs), in order, JSON each
 
@@ -26,7 +27,8 @@ from django.conf import settings
 PREFIX = "shipshape:kernels:"
 BEAT_SECONDS = 2
 BEAT_TTL_SECONDS = 3 * BEAT_SECONDS
-EXECUTION_TTL_SECONDS = 3600
+EXECUTION_TTL_SECONDS = 1800
+CLAIM_TTL_SECONDS = 120
 SESSION_TTL_SECONDS = 7 * 24 * 3600
 
 # Session states.
@@ -45,6 +47,10 @@ def queue_key(instance: str | None = None) -> str:
 
 def session_key(*, user_id: int, lesson_id: int) -> str:
     return f"{PREFIX}session:{user_id}:{lesson_id}"
+
+
+def claim_key(*, user_id: int, lesson_id: int) -> str:
+    return f"{PREFIX}claim:{user_id}:{lesson_id}"
 
 
 def learner_key(user_id: int) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from config.throttle import Throttle, wait_phrase
 from courses.models import Lesson
 from kernels import protocol
 from kernels.errors import CellRefused, KernelServiceError
@@ -30,6 +31,8 @@ from kernels.manager import (
 from kernels.selectors import kernel_state
 
 logger = logging.getLogger(__name__)
+
+CODE_RUNS = Throttle("code-run", "THROTTLE_CODE_RUNS", "THROTTLE_CODE_RUNS_SECONDS")
 
 CODE_MAX_CHARS = 20_000
 # A request nobody took in this long, with no manager alive, is answered for the manager.
@@ -51,12 +54,14 @@ def cell_run(*, user_id: int, lesson: Lesson, index: int, code: str) -> str:
             f"This cell has {len(code):,} characters; a cell may have at most {CODE_MAX_CHARS:,}. Shorten it.",
             status=400,
         )
+    runs_throttle(user_id=user_id)
     request = {"op": "run", "code": code, "check": cells[index].get("check") or "", "cell": index}
     return _send(user_id=user_id, lesson_id=lesson.id, request=request, gone_refuses=True)
 
 
 def kernel_restart(*, user_id: int, lesson: Lesson) -> str:
     """A new kernel for this page (the old one, if any, is stopped); the execution that reports it ready."""
+    runs_throttle(user_id=user_id)
     return _send(user_id=user_id, lesson_id=lesson.id, request={"op": "restart"}, gone_refuses=False)
 
 
@@ -129,8 +134,14 @@ def execution_orphan_end(*, client: redis.Redis, execution_id: str, instance: st
         return False
     if instance:
         if protocol.manager_alive(client=client, instance=instance):
-            return False
-        message, status = restarted_message(), "gone"
+            if time.time() - sent < answer_deadline_seconds():
+                return False
+            # A live manager that never answered (it lost the request to an error it logged): the page must not
+            # wait for ever.
+            logger.error("code cells: execution %s unanswered after %s s", execution_id, answer_deadline_seconds())
+            message, status = failed_message(), "failed"
+        else:
+            message, status = restarted_message(), "gone"
     else:
         if time.time() - sent < UNTAKEN_SECONDS:
             return False
@@ -145,6 +156,25 @@ def execution_orphan_end(*, client: redis.Redis, execution_id: str, instance: st
     done = {"type": "done", "status": status, "message": message, "check": None, "execution_count": None}
     protocol.items_append(client=client, execution_id=execution_id, items=[done])
     return True
+
+
+def answer_deadline_seconds() -> float:
+    """The longest an honest answer can take: a kernel's start, then every run allowed to wait before it, each to its
+    time limit and the interrupt's grace."""
+    per_run = settings.KERNEL_CELL_TIMEOUT_SECONDS + 10
+    return settings.KERNEL_START_TIMEOUT_SECONDS + (settings.KERNEL_QUEUED_PER_PAGE + 1) * per_run
+
+
+def runs_throttle(*, user_id: int) -> None:
+    """Runs and restarts per learner per window: a page (or a script) cannot queue work faster than people type."""
+    verdict = CODE_RUNS.hit(str(user_id))
+    if not verdict.allowed:
+        raise CellRefused(
+            "too_many_runs",
+            f"You ran code {verdict.limit} times in {settings.THROTTLE_CODE_RUNS_SECONDS} s, the most allowed. "
+            f"Try again in {wait_phrase(verdict.retry_in_seconds)}.",
+            status=429,
+        )
 
 
 def _unavailable(exc: Exception) -> KernelServiceError:

@@ -68,6 +68,15 @@ class KernelManagerProcess(ProcessGroup):
         pytest.fail(f"the kernel manager did not beat:\n{self.log()[-3000:]}")
 
 
+@pytest.fixture(autouse=True)
+def private_run_throttle(settings) -> None:
+    """Each test counts its runs in a cache of its own: the runs throttle counts per learner id, and ids repeat
+    across tests."""
+    from tests.test_throttling import use_private_throttle_cache
+
+    use_private_throttle_cache(settings)
+
+
 def kernel_containers(docker_client) -> list:
     """This test session's kernel containers (its managers' namespace: other runs on the engine are not ours)."""
     from kernels.manager import namespace

@@ -236,3 +236,20 @@ def test_a_lesson_without_cells_runs_nothing(lesson):
 
 def test_a_learner_can_run_a_lessons_cells(lesson):
     assert can_run_code(user=user_create(), lesson=lesson)
+
+
+def test_it_throttles_runs_past_the_learners_rate_and_says_when_to_try_again(
+    lesson, manager_beat, settings, monkeypatch
+):
+    from config import throttle
+
+    monkeypatch.setattr(throttle, "clock", lambda: 1_000_010.0)  # one window throughout, 10 s before its end
+    settings.THROTTLE_CODE_RUNS, settings.THROTTLE_CODE_RUNS_SECONDS = 2, 60
+    client = learner_client(user_create())
+
+    statuses = [post_run(client, lesson).status_code for _ in range(3)]
+    refused = post_run(client, lesson)
+
+    assert statuses == [202, 202, 429]
+    assert refused.json()["error"] == "too_many_runs"
+    assert "Try again in 10 seconds" in refused.json()["message"]

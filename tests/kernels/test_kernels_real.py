@@ -428,3 +428,54 @@ def test_it_accepts_a_check_ending_in_a_comment(kernel_manager):
     outcome = cell_run(page, "total = sum(range(11))")
 
     assert outcome.done["check"] == {"passed": True, "detail": "the check is true"}
+
+
+def test_it_starts_one_kernel_for_a_page_whose_first_runs_reach_two_managers(
+    kernel_manager, second_kernel_manager, docker_client
+):
+    kernel_manager.start(host="host-a")
+    second_kernel_manager.start(host="host-b")
+    page = Page(id=135)
+
+    # Both wait on the shared queue (the page has no kernel yet), so each manager may take one.
+    sent = [services.cell_run(user_id=12, lesson=page, index=0, code=code) for code in ("a = 1", "b = 2")]
+    outcomes = [execution_wait(execution_id, user_id=12) for execution_id in sent]
+    both = cell_run(page, "a + b", user_id=12)
+
+    assert [o.done["status"] for o in outcomes] == ["ok", "ok"]
+    assert both.of("text") == [{"type": "text", "text": "3"}]
+    assert len(kernel_containers(docker_client)) == 1
+
+
+def test_it_refuses_a_run_past_the_pages_queue_and_says_to_wait(kernel_manager):
+    kernel_manager.start(KERNEL_QUEUED_PER_PAGE=1)
+    page = Page(id=136)
+    cell_run(page, "import time")
+
+    running = services.cell_run(user_id=1, lesson=page, index=0, code="time.sleep(3)")
+    time.sleep(0.5)
+    waiting = services.cell_run(user_id=1, lesson=page, index=0, code="1")
+    refused = execution_wait(services.cell_run(user_id=1, lesson=page, index=0, code="2"), user_id=1)
+
+    assert refused.done["status"] == "limit"
+    assert "1 runs are already waiting" in refused.done["message"]
+    assert execution_wait(running, user_id=1).done["status"] == "ok"
+    assert execution_wait(waiting, user_id=1).of("text") == [{"type": "text", "text": "1"}]
+
+
+def test_it_removes_the_kernels_of_a_manager_that_died_under_another_host_name(
+    kernel_manager, second_kernel_manager, docker_client
+):
+    # A re-created container has a new host name: the kernels its dead predecessor left are nobody's to clear at
+    # start, so every manager sweeps kernels whose manager has no beat.
+    kernel_manager.start(host="host-old")
+    cell_run(Page(id=137), "x = 1")
+    assert len(kernel_containers(docker_client)) == 1
+    kernel_manager.kill()
+
+    second_kernel_manager.start(host="host-new", KERNEL_IDLE_SECONDS=600)
+    deadline = time.monotonic() + 90
+    while kernel_containers(docker_client) and time.monotonic() < deadline:
+        time.sleep(1)
+
+    assert kernel_containers(docker_client) == []
