@@ -33,6 +33,8 @@ from kernels import protocol
 from kernels.sandbox import KERNEL_LABEL, Execution, KernelGone, KernelSandbox, kernels_root
 
 INSTANCE_LABEL = "shipshape.kernel.instance"
+IDLE_CPU_WINDOW_SECONDS = 30
+IDLE_CPU_SHARE = 0.5  # of one CPU, over that window, with no cell running
 ORPHAN_SWEEP_SECONDS = 30
 
 logger = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class KernelSession:
     last_used: float = field(default_factory=time.monotonic)
     stopped: bool = False
     thread: threading.Thread | None = None
+    cpu_sample: tuple[float, float] | None = None  # (monotonic time, the container's CPU seconds) while idle
 
     @property
     def key(self) -> tuple[int, int]:
@@ -390,10 +393,29 @@ class KernelManager:
             sessions = list(self.sessions.values())
         for session in sessions:
             if session.sandbox is None or session.busy():
+                session.cpu_sample = None
                 continue
             if now - session.last_used > limit:
                 logger.info("kernel of user %s lesson %s culled after %s s idle", *session.key, limit)
                 self.session_stop(session, message=idle_message())
+            elif self.burns_cpu_idle(session, now=now):
+                logger.info("kernel of user %s lesson %s stopped: busy with no cell running", *session.key)
+                self.session_stop(session, message=idle_cpu_message())
+
+    def burns_cpu_idle(self, session: KernelSession, *, now: float) -> bool:
+        """Whether code left running after its cell (a thread, a child process) has kept the kernel's CPU busy
+        for most of the last IDLE_CPU_WINDOW_SECONDS while no cell ran: the time limit of a cell cannot see it."""
+        assert session.sandbox is not None
+        if session.cpu_sample is not None and now - session.cpu_sample[0] < IDLE_CPU_WINDOW_SECONDS:
+            return False
+        try:
+            cpu = session.sandbox.cpu_seconds()
+        except docker.errors.DockerException:
+            return False
+        previous, session.cpu_sample = session.cpu_sample, (now, cpu)
+        if previous is None:
+            return False
+        return cpu - previous[1] >= IDLE_CPU_SHARE * (now - previous[0])
 
     def shutdown(self) -> None:
         with self.lock:
@@ -513,6 +535,14 @@ def learner_kernels(*, client: redis.Redis, user_id: int) -> int:
 
 def stopped_while_running_message() -> str:
     return "This page's kernel was restarted or stopped before this cell finished. Run it again."
+
+
+def idle_cpu_message() -> str:
+    return (
+        "Code you started kept running after its cell had finished (a thread or a process in the background), "
+        "using the CPU with no cell running, so the kernel was stopped and its variables are gone. Let each cell "
+        "finish its own work, then restart the kernel."
+    )
 
 
 def queue_full_message() -> str:

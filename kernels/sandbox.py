@@ -288,6 +288,13 @@ class KernelSandbox:
                 raise
             return 0
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the processes running in the container (whole seconds, from `ps` TIME)."""
+        with self._api_lock:
+            top = self._api.top(self.container_id, ps_args="-o pid,time")
+        column = (top.get("Titles") or ["PID", "TIME"]).index("TIME")
+        return float(sum(_ps_time_seconds(row[column]) for row in top.get("Processes") or []))
+
     def process_limit_hit(self) -> bool:
         return self.processes() >= self.limits.pids - 2
 
@@ -377,3 +384,12 @@ class KernelSandbox:
         if status != "ok" and self.process_limit_hit():
             raise KernelGone(self.process_limit_message(), status="limit")
         return done
+
+
+def _ps_time_seconds(text: str) -> int:
+    """`ps`'s TIME, [DD-]HH:MM:SS, in seconds."""
+    days, _, clock = text.rpartition("-")
+    seconds = 0
+    for part in clock.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds + (int(days) * 86400 if days else 0)

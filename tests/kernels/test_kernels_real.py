@@ -479,3 +479,28 @@ def test_it_removes_the_kernels_of_a_manager_that_died_under_another_host_name(
         time.sleep(1)
 
     assert kernel_containers(docker_client) == []
+
+
+def test_it_stops_a_kernel_whose_code_keeps_the_cpu_busy_after_its_cell(kernel_manager, docker_client):
+    # A thread outlives its cell: the cell's time limit never sees it, the idle check does.
+    kernel_manager.start()
+    page = Page(id=138)
+
+    started = cell_run(
+        page,
+        "import threading\ndef spin():\n    while True:\n        pass\nthreading.Thread(target=spin, daemon=True).start()",
+    )
+    deadline = time.monotonic() + 150
+    while state_of(page).state != "gone" and time.monotonic() < deadline:
+        time.sleep(1)
+
+    assert started.done["status"] == "ok"
+    assert state_of(page).state == "gone"
+    assert "kept running after its cell had finished" in state_of(page).message
+    assert kernel_containers(docker_client) == []
+
+
+def test_it_reads_ps_cpu_times():
+    from kernels.sandbox import _ps_time_seconds
+
+    assert [_ps_time_seconds(t) for t in ("00:00:07", "01:02:03", "2-00:00:01")] == [7, 3723, 172801]
