@@ -253,3 +253,14 @@ def test_it_throttles_runs_past_the_learners_rate_and_says_when_to_try_again(
     assert statuses == [202, 202, 429]
     assert refused.json()["error"] == "too_many_runs"
     assert "Try again in 10 seconds" in refused.json()["message"]
+
+
+def test_the_kernel_manager_refuses_to_run_as_the_learners_uid(monkeypatch):
+    import os
+
+    from django.core.management import CommandError, call_command
+
+    monkeypatch.setattr(os, "getuid", lambda: 1000)
+
+    with pytest.raises(CommandError, match="uid 1000"):
+        call_command("kernel_manager")

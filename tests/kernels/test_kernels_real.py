@@ -504,3 +504,13 @@ def test_it_reads_ps_cpu_times():
     from kernels.sandbox import _ps_time_seconds
 
     assert [_ps_time_seconds(t) for t in ("00:00:07", "01:02:03", "2-00:00:01")] == [7, 3723, 172801]
+
+
+def test_it_keeps_the_kernels_folders_closed_to_other_host_users(kernel_manager):
+    kernel_manager.start()
+    cell_run(Page(id=139), "1")
+
+    [owner_folder] = list(kernel_manager.kernels_dir.iterdir())
+
+    assert kernel_manager.kernels_dir.stat().st_mode & 0o777 == 0o700
+    assert owner_folder.stat().st_mode & 0o777 == 0o700
