@@ -264,3 +264,31 @@ def test_the_kernel_manager_refuses_to_run_as_the_learners_uid(monkeypatch):
 
     with pytest.raises(CommandError, match="uid 1000"):
         call_command("kernel_manager")
+
+
+def test_it_answers_failed_for_a_run_a_live_manager_never_answered(lesson, manager_beat, redis_keys):
+    learner = user_create()
+    client = learner_client(learner)
+    execution = post_run(client, lesson).json()["execution"]
+    key = protocol.execution_key(execution)
+    redis_keys.hset(key, mapping={"instance": "m1", "sent": str(time.time() - 24 * 3600)})  # m1 beats, still
+
+    body = client.get(f"/kernels/executions/{execution}/").json()
+
+    assert body["done"] is True
+    assert body["items"][-1]["status"] == "failed"
+    assert "Run it again" in body["items"][-1]["message"]
+
+
+def test_the_manager_drops_its_stale_members_of_a_learners_kernels(redis_keys):
+    from kernels.manager import KernelManager
+
+    manager = KernelManager(capacity=1, per_learner=3)
+    manager._learners.add(5)
+    redis_keys.sadd(protocol.learner_key(5), f"{manager.instance}:77", "another-manager:78")
+
+    manager.learners_reconcile()
+
+    members = {m.decode() for m in redis_keys.smembers(protocol.learner_key(5))}
+    assert members == {"another-manager:78"}
+    assert 5 not in manager._learners
