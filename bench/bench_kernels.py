@@ -73,7 +73,6 @@ if not MAIN_ENGINE:
     os.environ["DOCKER_HOST"] = _started.stdout.strip().splitlines()[-1]
 
 import docker
-import redis
 from benchenv import DATA, REDIS_PORT, cleanup
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -154,16 +153,15 @@ class DoneWatcher(threading.Thread):
 
     def __init__(self, execution_id: str, deadline_s: float) -> None:
         super().__init__(daemon=True)
-        self.key = protocol.output_key(execution_id)
+        self.execution_id = execution_id
         self.deadline = time.perf_counter() + deadline_s
         self.at: float | None = None
 
     def run(self) -> None:
-        client = redis.Redis.from_url(settings.REDIS_URL)
+        client = protocol.redis_client()
         try:
             while time.perf_counter() < self.deadline:
-                last = client.lindex(self.key, -1)
-                if last and json.loads(last).get("type") == "done":
+                if protocol.execution_answered(client=client, execution_id=self.execution_id):
                     self.at = time.perf_counter()
                     return
                 time.sleep(TIGHT_POLL)

@@ -172,7 +172,7 @@ class KernelManager:
         op = request.get("op")
         key = (int(request["user"]), int(request["lesson"]))
         execution_id = request.get("exec")
-        if execution_id and execution_answered(client=self.redis, execution_id=execution_id):
+        if execution_id and protocol.execution_answered(client=self.redis, execution_id=execution_id):
             return  # the web answered it while it waited (every host was full, or none was up)
         if execution_id:
             self.redis.hset(protocol.execution_key(execution_id), "instance", self.instance)
@@ -238,7 +238,6 @@ class KernelManager:
         if self.redis.set(claim, self.instance, nx=True, ex=protocol.CLAIM_TTL_SECONDS):
             return True
         holder = self.redis.get(claim)
-        holder = holder.decode() if isinstance(holder, bytes) else holder
         if holder and holder != self.instance and protocol.manager_alive(client=self.redis, instance=holder):
             self.redis.rpush(protocol.queue_key(holder), json.dumps(request))
             return False
@@ -248,8 +247,7 @@ class KernelManager:
     def claim_release(self, session: KernelSession) -> None:
         claim = protocol.claim_key(user_id=session.user_id, lesson_id=session.lesson_id)
         with contextlib.suppress(redis.RedisError):
-            holder = self.redis.get(claim)
-            if (holder.decode() if isinstance(holder, bytes) else holder) == self.instance:
+            if self.redis.get(claim) == self.instance:
                 self.redis.delete(claim)
 
     def learners_reconcile(self) -> None:
@@ -258,8 +256,7 @@ class KernelManager:
         prefix = f"{self.instance}:"
         for user_id in list(self._learners):
             key = protocol.learner_key(user_id)
-            mine = [m.decode() if isinstance(m, bytes) else m for m in self.redis.smembers(key)]
-            mine = [m for m in mine if m.startswith(prefix)]
+            mine = [m for m in self.redis.smembers(key) if m.startswith(prefix)]
             with self.lock:
                 held = {lesson for (user, lesson) in self.sessions if user == user_id}
             stale = [m for m in mine if int(m[len(prefix) :]) not in held]
@@ -314,7 +311,7 @@ class KernelManager:
             if (
                 request is not None
                 and request.get("exec")
-                and not execution_answered(client=self.redis, execution_id=request["exec"])
+                and not protocol.execution_answered(client=self.redis, execution_id=request["exec"])
             ):
                 self.finish(request["exec"], status="gone", message=stopped_while_running_message())
 
@@ -471,8 +468,7 @@ class KernelManager:
     # --- writing for the page -----------------------------------------------------------------------------------
 
     def finish(self, execution_id: str, *, status: str, message: str | None) -> None:
-        done = {"type": "done", "status": status, "message": message, "check": None, "execution_count": None}
-        self.emit(execution_id, [done])
+        self.emit(execution_id, [protocol.done_item(status=status, message=message)])
 
     def emit(self, execution_id: str, items: list[dict[str, Any]]) -> None:
         """Append items for the page. A "done" item is retried through a Redis restart: without it the page would
@@ -506,20 +502,10 @@ class KernelManager:
         pipe.execute()
 
 
-def execution_answered(*, client: redis.Redis, execution_id: str) -> bool:
-    last = client.lindex(protocol.output_key(execution_id), -1)
-    if last is None:
-        return False
-    try:
-        return json.loads(last).get("type") == "done"
-    except (ValueError, AttributeError):
-        return False
-
-
 def learner_kernels(*, client: redis.Redis, user_id: int) -> int:
     """The learner's live kernels, across hosts; members of managers that are gone are dropped on the way."""
     key = protocol.learner_key(user_id)
-    members = [m.decode() if isinstance(m, bytes) else m for m in client.smembers(key)]
+    members = client.smembers(key)
     alive: dict[str, bool] = {}
     count = 0
     for member in members:

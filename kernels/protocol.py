@@ -18,7 +18,6 @@ A request: {"op": "run" | "restart" | "interrupt", "exec", "user", "lesson", "ce
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import redis
@@ -66,7 +65,10 @@ def output_key(execution_id: str) -> str:
 
 
 def redis_client(*, timeout: float = 2.0) -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=timeout, socket_timeout=timeout)
+    """Answers come back as text: every value under these keys is text or JSON."""
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True
+    )
 
 
 def managers_read(*, client: redis.Redis) -> list[dict[str, Any]]:
@@ -84,6 +86,15 @@ def managers_read(*, client: redis.Redis) -> list[dict[str, Any]]:
     return beats
 
 
+def managers_full(managers: list[dict[str, Any]]) -> bool:
+    """No manager among these has room for another kernel."""
+    return all(int(m.get("kernels", 0)) >= int(m.get("capacity", 0)) for m in managers)
+
+
+def managers_capacity(managers: list[dict[str, Any]]) -> int:
+    return sum(int(m.get("capacity", 0)) for m in managers)
+
+
 def manager_alive(*, client: redis.Redis, instance: str) -> bool:
     return bool(instance) and bool(client.exists(manager_key(instance)))
 
@@ -97,5 +108,19 @@ def items_append(*, client: redis.Redis | Any, execution_id: str, items: list[di
     client.expire(key, EXECUTION_TTL_SECONDS)
 
 
-def now() -> float:
-    return time.time()
+def done_item(
+    *, status: str, message: str | None, check: dict[str, Any] | None = None, execution_count: int | None = None
+) -> dict[str, Any]:
+    """An execution's last item: how it ended (contract: ok, error, interrupted, limit, gone, failed) and why."""
+    return {"type": "done", "status": status, "message": message, "check": check, "execution_count": execution_count}
+
+
+def execution_answered(*, client: redis.Redis, execution_id: str) -> bool:
+    """Whether the execution's last item is its "done" (whoever wrote it: its manager, or the web for it)."""
+    last = client.lindex(output_key(execution_id), -1)
+    if last is None:
+        return False
+    try:
+        return json.loads(last).get("type") == "done"
+    except (ValueError, AttributeError):
+        return False

@@ -34,6 +34,7 @@ import docker
 from django.conf import settings
 
 from kernels.bridge import MEMORY_ENV
+from kernels.protocol import done_item
 from labs.sandbox.environment import USERS, container_create
 from labs.sandbox.limits import SandboxLimits
 
@@ -246,7 +247,7 @@ class KernelSandbox:
     def _watch(self, run: Execution) -> None:
         """While a cell is quiet: is the kernel alive, and has the code started as many processes as it may?"""
         try:
-            processes = self.processes(strict=True)
+            processes = self.processes()
         except docker.errors.APIError:
             self._raise_if_dead(run)
             return
@@ -277,16 +278,10 @@ class KernelSandbox:
             )
         return f"The kernel stopped (exit code {state.get('ExitCode')}). Restart the kernel to go on."
 
-    def processes(self, *, strict: bool = False) -> int:
-        """How many processes the container runs now (Docker's init included); 0 when Docker cannot say, unless
-        `strict` (then its error propagates)."""
-        try:
-            with self._api_lock:
-                return len(self._api.top(self.container_id).get("Processes") or [])
-        except docker.errors.APIError:
-            if strict:
-                raise
-            return 0
+    def processes(self) -> int:
+        """How many processes the container runs now (Docker's init included). Docker's errors propagate."""
+        with self._api_lock:
+            return len(self._api.top(self.container_id).get("Processes") or [])
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by the processes running in the container (whole seconds, from `ps` TIME)."""
@@ -296,7 +291,10 @@ class KernelSandbox:
         return float(sum(_ps_time_seconds(row[column]) for row in top.get("Processes") or []))
 
     def process_limit_hit(self) -> bool:
-        return self.processes() >= self.limits.pids - 2
+        try:
+            return self.processes() >= self.limits.pids - 2
+        except docker.errors.APIError:
+            return False
 
     # --- running code -------------------------------------------------------------------------------------------
 
@@ -361,16 +359,11 @@ class KernelSandbox:
     ) -> dict[str, Any]:
         if reply is None:
             # The kernel went idle but its reply never came: ours to answer for, not the learner's code.
-            return {
-                "type": "done",
-                "status": "failed",
-                "message": "The kernel did not confirm the end of this cell. Run it again.",
-                "check": None,
-                "execution_count": None,
-            }
+            return done_item(status="failed", message="The kernel did not confirm the end of this cell. Run it again.")
         status = reply.get("status")
-        done: dict[str, Any] = {"type": "done", "status": status, "message": None, "check": reply.get("check")}
-        done["execution_count"] = reply.get("execution_count")
+        done = done_item(
+            status=status, message=None, check=reply.get("check"), execution_count=reply.get("execution_count")
+        )
         if status != "ok" and reply.get("ename") == "KeyboardInterrupt":
             if timed_out:
                 done["status"] = "limit"

@@ -19,15 +19,8 @@ class KernelState:
     instance: str | None  # the manager holding it, when it is alive
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")
-
-
 def kernel_state(*, client: redis.Redis, user_id: int, lesson_id: int) -> KernelState:
-    record = {
-        _text(k): _text(v)
-        for k, v in client.hgetall(protocol.session_key(user_id=user_id, lesson_id=lesson_id)).items()
-    }
+    record = client.hgetall(protocol.session_key(user_id=user_id, lesson_id=lesson_id))
     if not record:
         return KernelState(state="none", message=None, instance=None)
     if record.get("state") == protocol.GONE:
@@ -49,7 +42,7 @@ class ExecutionRead:
 
 def execution_read(*, client: redis.Redis, user_id: int, execution_id: str, after: int) -> ExecutionRead | None:
     """The items after the first `after`; None when there is no such execution for this user."""
-    record = {_text(k): _text(v) for k, v in client.hgetall(protocol.execution_key(execution_id)).items()}
+    record = client.hgetall(protocol.execution_key(execution_id))
     if not record or record.get("user") != str(user_id):
         return None
     raw = client.lrange(protocol.output_key(execution_id), after, after + 499)

@@ -21,14 +21,13 @@ from courses.models import Lesson
 from kernels import protocol
 from kernels.errors import CellRefused, KernelServiceError
 from kernels.manager import (
-    execution_answered,
     failed_message,
     host_full_message,
     learner_cap_message,
     learner_kernels,
     restarted_message,
 )
-from kernels.selectors import kernel_state
+from kernels.selectors import ExecutionRead, execution_read, kernel_state
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +36,6 @@ CODE_RUNS = Throttle("code-run", "THROTTLE_CODE_RUNS", "THROTTLE_CODE_RUNS_SECON
 CODE_MAX_CHARS = 20_000
 # A request nobody took in this long, with no manager alive, is answered for the manager.
 UNTAKEN_SECONDS = 10
-
-
-def _client() -> redis.Redis:
-    return protocol.redis_client(timeout=2)
 
 
 def cell_run(*, user_id: int, lesson: Lesson, index: int, code: str) -> str:
@@ -75,7 +70,7 @@ def kernel_stop(*, user_id: int, lesson: Lesson) -> None:
 
 def _send_to_live(*, user_id: int, lesson_id: int, op: str) -> None:
     try:
-        client = _client()
+        client = protocol.redis_client()
         state = kernel_state(client=client, user_id=user_id, lesson_id=lesson_id)
         if state.instance is None:
             raise CellRefused("no_kernel", "This page has no running kernel.", status=409)
@@ -88,7 +83,7 @@ def _send_to_live(*, user_id: int, lesson_id: int, op: str) -> None:
 def _send(*, user_id: int, lesson_id: int, request: dict[str, Any], gone_refuses: bool) -> str:
     execution_id = secrets.token_hex(16)
     try:
-        client = _client()
+        client = protocol.redis_client()
         state = kernel_state(client=client, user_id=user_id, lesson_id=lesson_id)
         if state.state == "gone" and gone_refuses:
             raise CellRefused("kernel_gone", state.message or restarted_message(), status=409)
@@ -120,9 +115,8 @@ def _capacity_check(*, client: redis.Redis, user_id: int) -> None:
             "The service that runs code is not running right now; we have been told. Try again in a few minutes.",
             status=503,
         )
-    if all(int(m.get("kernels", 0)) >= int(m.get("capacity", 0)) for m in managers):
-        capacity = sum(int(m.get("capacity", 0)) for m in managers)
-        raise CellRefused("host_full", host_full_message(capacity), status=503)
+    if protocol.managers_full(managers):
+        raise CellRefused("host_full", host_full_message(protocol.managers_capacity(managers)), status=503)
     if learner_kernels(client=client, user_id=user_id) >= settings.KERNELS_PER_LEARNER:
         raise CellRefused("learner_cap", learner_cap_message(settings.KERNELS_PER_LEARNER), status=429)
 
@@ -130,7 +124,7 @@ def _capacity_check(*, client: redis.Redis, user_id: int) -> None:
 def execution_orphan_end(*, client: redis.Redis, execution_id: str, instance: str, sent: float) -> bool:
     """Answer, for the manager, an execution that can no longer finish: its manager is gone, or it waits on the
     shared queue while no manager is alive. True when a "done" item was added."""
-    if execution_answered(client=client, execution_id=execution_id):
+    if protocol.execution_answered(client=client, execution_id=execution_id):
         return False
     if instance:
         if protocol.manager_alive(client=client, instance=instance):
@@ -148,14 +142,27 @@ def execution_orphan_end(*, client: redis.Redis, execution_id: str, instance: st
         managers = protocol.managers_read(client=client)
         if not managers:
             message, status = failed_message(), "failed"
-        elif all(int(m.get("kernels", 0)) >= int(m.get("capacity", 0)) for m in managers):
+        elif protocol.managers_full(managers):
             # Room ran out between the check and the queue; a manager taking it later drops it (answered).
-            message, status = host_full_message(sum(int(m.get("capacity", 0)) for m in managers)), "failed"
+            message, status = host_full_message(protocol.managers_capacity(managers)), "failed"
         else:
             return False
-    done = {"type": "done", "status": status, "message": message, "check": None, "execution_count": None}
-    protocol.items_append(client=client, execution_id=execution_id, items=[done])
+    protocol.items_append(
+        client=client, execution_id=execution_id, items=[protocol.done_item(status=status, message=message)]
+    )
     return True
+
+
+def execution_poll(*, user_id: int, execution_id: str, after: int) -> ExecutionRead | None:
+    """The page's poll: the items after the first `after`, answering for a manager that can no longer (see
+    execution_orphan_end) when nothing new has come; None when the user has no such execution."""
+    client = protocol.redis_client()
+    read = execution_read(client=client, user_id=user_id, execution_id=execution_id, after=after)
+    if read is None or read.done or read.items:
+        return read
+    if execution_orphan_end(client=client, execution_id=execution_id, instance=read.instance, sent=read.sent):
+        return execution_read(client=client, user_id=user_id, execution_id=execution_id, after=after)
+    return read
 
 
 def answer_deadline_seconds() -> float:

@@ -7,20 +7,24 @@ ones it has (GET …/executions/<id>/?after=N) every 60 to 500 ms. No web worker
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+import redis
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from courses.models import Lesson
-from kernels import selectors, services
+from kernels import protocol, selectors, services
 from kernels.errors import CellRefused, KernelServiceError
 from kernels.permissions import can_run_code
+
+logger = logging.getLogger(__name__)
 
 _EXECUTION_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -40,7 +44,8 @@ def _json_api(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
             return view(request, *args, **kwargs)
         except CellRefused as refused:
             return _refusal(refused.code, refused.message, status=refused.status)
-        except KernelServiceError:
+        except (KernelServiceError, redis.RedisError) as exc:
+            logger.warning("code cells: %s", exc)
             return _refusal(
                 "unavailable",
                 "The service that runs code cannot be reached right now. Try again in a moment.",
@@ -66,10 +71,7 @@ def _started(execution_id: str) -> JsonResponse:
 @_json_api
 def kernel_detail(request: HttpRequest, lesson_id: int) -> JsonResponse:
     lesson = _lesson(request, lesson_id)
-    try:
-        state = selectors.kernel_state(client=services._client(), user_id=request.user.pk, lesson_id=lesson.id)
-    except services.redis.RedisError as exc:
-        raise KernelServiceError(str(exc)) from exc
+    state = selectors.kernel_state(client=protocol.redis_client(), user_id=request.user.pk, lesson_id=lesson.id)
     cells = [{"index": i, "check": cell.get("check") or ""} for i, cell in enumerate(lesson.code_cells)]
     return JsonResponse({"kernel": {"state": state.state, "message": state.message}, "cells": cells})
 
@@ -118,24 +120,7 @@ def execution_detail(request: HttpRequest, execution_id: str) -> JsonResponse:
     after = request.GET.get("after", "0")
     if not after.isdigit():
         raise CellRefused("bad_request", "`after` must be a whole number of items.", status=400)
-    try:
-        client = services._client()
-        read = selectors.execution_read(
-            client=client, user_id=request.user.pk, execution_id=execution_id, after=int(after)
-        )
-        if (
-            read is not None
-            and not read.done
-            and not read.items
-            and services.execution_orphan_end(
-                client=client, execution_id=execution_id, instance=read.instance, sent=read.sent
-            )
-        ):
-            read = selectors.execution_read(
-                client=client, user_id=request.user.pk, execution_id=execution_id, after=int(after)
-            )
-    except services.redis.RedisError as exc:
-        raise KernelServiceError(str(exc)) from exc
+    read = services.execution_poll(user_id=request.user.pk, execution_id=execution_id, after=int(after))
     if read is None:
         raise CellRefused("not_found", "No such run.", status=404)
     return JsonResponse({"items": read.items, "next": read.next, "done": read.done})

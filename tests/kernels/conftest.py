@@ -151,21 +151,16 @@ class Outcome:
 
 def execution_wait(execution_id: str, *, user_id: int, timeout_s: float = 90) -> Outcome:
     """Poll like the page does until the "done" item (a generous deadline: only a hang fails it)."""
-    from kernels import protocol, selectors, services
+    from kernels import services
 
-    client = protocol.redis_client()
     items: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        read = selectors.execution_read(client=client, user_id=user_id, execution_id=execution_id, after=len(items))
+        read = services.execution_poll(user_id=user_id, execution_id=execution_id, after=len(items))
         assert read is not None
         items.extend(read.items)
         if read.done:
             return Outcome(items=items)
-        if not read.items:
-            services.execution_orphan_end(
-                client=client, execution_id=execution_id, instance=read.instance, sent=read.sent
-            )
         time.sleep(0.03)
     pytest.fail(f"no done item within {timeout_s} s: {items}")
 
