@@ -74,13 +74,14 @@ class KernelSession:
     stopped: bool = False
     thread: threading.Thread | None = None
     cpu_sample: tuple[float, float] | None = None  # (monotonic time, the container's CPU seconds) while idle
+    starting: bool = True  # until its kernel answered: never idle, whatever the clock says
 
     @property
     def key(self) -> tuple[int, int]:
         return (self.user_id, self.lesson_id)
 
     def busy(self) -> bool:
-        return self.running is not None or not self.requests.empty()
+        return self.starting or self.running is not None or not self.requests.empty()
 
 
 class KernelManager:
@@ -293,6 +294,7 @@ class KernelManager:
             sandbox.remove()
             self.finish(first.get("exec") or "", status="gone", message=stopped_while_running_message())
             return
+        session.starting, session.last_used = False, time.monotonic()
         self.session_record(session, state=protocol.READY, message=None)
         request: dict[str, Any] | None = first
         try:
@@ -389,7 +391,7 @@ class KernelManager:
         with self.lock:
             sessions = list(self.sessions.values())
         for session in sessions:
-            if session.sandbox is None or session.busy():
+            if session.busy():
                 session.cpu_sample = None
                 continue
             if now - session.last_used > limit:
